@@ -1,0 +1,3 @@
+from crmscore.cli import main
+
+main()

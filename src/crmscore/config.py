@@ -1,0 +1,165 @@
+"""The project config: where the data is, how its columns map to the canonical tables, and settings
+for features, segments and tasks. Loaded from YAML; unknown keys are errors so typos do not pass
+silently.
+
+Relative paths in the config resolve against the current working directory first (configs are run
+from the repo root), then against the config file's folder.
+"""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from crmscore.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceConfig(_Strict):
+    """One source file (or glob) and how its columns map to a canonical table."""
+
+    path: str = Field(description="CSV or Parquet file, or a glob of them.")
+    format: Literal["csv", "parquet"] | None = Field(
+        default=None, description="File format; inferred from the extension when omitted."
+    )
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="canonical name -> source column name or SQL expression over source columns.",
+    )
+    timestamp_format: str | None = Field(
+        default=None, description="strptime format for text timestamps, e.g. '%d/%m/%Y %H:%M'."
+    )
+    csv_options: dict[str, Any] = Field(
+        default_factory=dict, description="Extra options for DuckDB's read_csv (delim, header...)."
+    )
+
+
+class FeatureTableConfig(_Strict):
+    """A ready feature table with one row per customer (subscription or bank data)."""
+
+    path: str
+    id: str = Field(description="Column with the customer id.")
+    label: str | None = Field(default=None, description="Column with the label, when training.")
+    positive: Any = Field(default=1, description="Label value that counts as positive.")
+    format: Literal["csv", "parquet"] | None = None
+    exclude: list[str] = Field(default_factory=list, description="Columns never used as features.")
+
+
+class DataConfig(_Strict):
+    transactions: SourceConfig | None = None
+    products: SourceConfig | None = None
+    customers: SourceConfig | None = None
+    events: SourceConfig | None = None
+    features: FeatureTableConfig | None = None
+
+
+class ValidationConfig(_Strict):
+    max_bad_share: float = Field(
+        default=0.01, ge=0, le=1, description="Share of bad rows in a table above which loading fails."
+    )
+    quarantine_dir: str = Field(
+        default="quarantine", description="Where rows that fail validation are written, with reasons."
+    )
+
+
+class FeaturesConfig(_Strict):
+    windows: list[int] = Field(default=[30, 90, 180, 365], description="Window lengths in days.")
+    categories: list[str] | None = Field(
+        default=None, description="Categories that get a spend-share feature; default: the largest."
+    )
+    top_categories: int = Field(default=10, ge=0, description="How many categories when not listed.")
+    top_channels: int = Field(default=5, ge=0)
+    top_event_types: int = Field(default=5, ge=0)
+    evening_hour: int = Field(default=17, ge=0, le=23, description="Orders from this hour count as evening.")
+
+    @field_validator("windows")
+    @classmethod
+    def _windows_positive(cls, v: list[int]) -> list[int]:
+        if not v or any(w <= 0 for w in v):
+            raise ValueError("windows must be a non-empty list of positive day counts")
+        return sorted(set(v))
+
+
+class LifecycleConfig(_Strict):
+    """Lifecycle thresholds in days (see crmscore.segments)."""
+
+    new_days: int = Field(default=30, description="First purchase within this many days: 'new'.")
+    lapsed_days: list[int] = Field(
+        default=[15, 30, 60], description="No purchase for this many days: lapsed_15 / lapsed_30 / lapsed_60."
+    )
+    churned_days: int = Field(default=180, description="No purchase for this many days: 'churned'.")
+    at_risk_gap_ratio: float = Field(
+        default=2.0, description="Days since last purchase over the usual gap at or above this: 'at_risk'."
+    )
+
+    @field_validator("lapsed_days")
+    @classmethod
+    def _three_sorted(cls, v: list[int]) -> list[int]:
+        if len(v) != 3 or sorted(v) != v:
+            raise ValueError("lapsed_days must be three increasing day counts, e.g. [15, 30, 60]")
+        return v
+
+
+class SegmentsConfig(_Strict):
+    rfm_window_days: int = Field(default=365, description="Window for RFM frequency and monetary.")
+    lifecycle: LifecycleConfig = Field(default_factory=LifecycleConfig)
+
+
+class ProjectConfig(_Strict):
+    name: str = "crmscore"
+    timezone: str = Field(
+        default="UTC",
+        description="All timestamps are converted to this zone's local wall time; as_of dates are midnight here.",
+    )
+    data: DataConfig
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    segments: SegmentsConfig = Field(default_factory=SegmentsConfig)
+    tasks: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Per-task settings (churn, next-purchase, lookalike)."
+    )
+    base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+
+    def resolve(self, path: str) -> str:
+        """Resolve a configured path: as written from the working directory, else next to the config."""
+        p = Path(path).expanduser()
+        if p.is_absolute() or _exists(p):
+            return str(p)
+        alt = self.base_dir / p
+        return str(alt) if _exists(alt) else str(p)
+
+
+def _exists(p: Path) -> bool:
+    return bool(glob.glob(str(p))) if glob.has_magic(str(p)) else p.exists()
+
+
+def load_config(path: str | Path) -> ProjectConfig:
+    """Read and check a YAML config. Raises ConfigError with the offending key on any problem."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config {path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config {path} must be a mapping with a 'data' section")
+    try:
+        cfg = ProjectConfig.model_validate({**raw, "base_dir": path.resolve().parent})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"config {path} is invalid: {problems}") from exc
+    if cfg.data.transactions is None and cfg.data.features is None:
+        raise ConfigError(
+            f"config {path}: data needs 'transactions' (raw purchases) or 'features' (a ready feature table)"
+        )
+    return cfg

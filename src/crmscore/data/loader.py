@@ -1,0 +1,369 @@
+"""Load source files into canonical DuckDB tables, checking the data contract on the way.
+
+Each configured source is read by DuckDB, its columns mapped to canonical names (a mapping value is a
+source column or an SQL expression over source columns), cast to the contract's types, and checked:
+a missing required column stops loading at once; a row with a null id, an unparseable timestamp, a
+non-numeric amount, or a duplicate key goes to `<quarantine_dir>/<table>.parquet` with the column and
+the reason. When a table's share of bad rows exceeds `validation.max_bad_share`, loading fails with a
+message naming the table, the column, the count and example rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import zoneinfo
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from crmscore.config import ProjectConfig, SourceConfig
+from crmscore.data.contracts import CONTRACTS, ColumnSpec, TableContract
+from crmscore.errors import ConfigError, DataContractError
+
+log = logging.getLogger(__name__)
+
+_NUMERIC_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
+                  "UINTEGER", "UBIGINT", "FLOAT", "DOUBLE", "REAL", "DECIMAL")
+_OFFSET_RE = r"([+-][0-9]{2}(:?[0-9]{2})?|Z)$"
+
+
+@dataclass
+class Issue:
+    """One kind of problem in one column of one table."""
+
+    table: str
+    column: str
+    problem: str
+    rows: int
+    examples: list[tuple[int, str | None]]
+
+    def message(self, total_rows: int) -> str:
+        share = self.rows / total_rows if total_rows else 0.0
+        shown = ", ".join(f"row {r}: {v!r}" for r, v in self.examples)
+        return (f"{self.table}.{self.column}: {self.rows:,} of {total_rows:,} rows ({share:.2%}) "
+                f"{self.problem}; e.g. {shown}")
+
+
+@dataclass
+class TableReport:
+    table: str
+    source: str
+    rows_read: int = 0
+    rows_bad: int = 0
+    issues: list[Issue] = field(default_factory=list)
+    quarantine_path: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def bad_share(self) -> float:
+        return self.rows_bad / self.rows_read if self.rows_read else 0.0
+
+
+@dataclass
+class CustomerData:
+    """Canonical tables in an embedded DuckDB connection.
+
+    Tables: `transactions` (always; with `category` joined from products and an `order_key`),
+    and `customers`, `events`, `products` when configured. `attributes` maps each static customer
+    attribute column to 'number' or 'text'.
+    """
+
+    con: duckdb.DuckDBPyConnection
+    config: ProjectConfig
+    tables: set[str]
+    reports: dict[str, TableReport]
+    attributes: dict[str, str] = field(default_factory=dict)
+    columns: dict[str, set[str]] = field(default_factory=dict)
+
+    def has(self, table: str, column: str | None = None) -> bool:
+        if table not in self.tables:
+            return False
+        return column is None or column in self.columns.get(table, set())
+
+    def ts_range(self) -> tuple[pd.Timestamp, pd.Timestamp]:
+        lo, hi = self.con.execute("SELECT min(ts), max(ts) FROM transactions").fetchone()
+        return pd.Timestamp(lo), pd.Timestamp(hi)
+
+    @property
+    def bad_tables(self) -> list[TableReport]:
+        limit = self.config.validation.max_bad_share
+        return [r for r in self.reports.values() if r.bad_share > limit]
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _reader_sql(source: SourceConfig, path: str) -> str:
+    fmt = source.format or ("parquet" if re.search(r"\.parq(uet)?$", path, re.I) else "csv")
+    if fmt == "parquet":
+        return f"read_parquet({_literal(path)}, union_by_name=true)"
+    opts = {"auto_detect": "true", "header": "true", "sample_size": "-1", "union_by_name": "true"}
+    for key, value in source.csv_options.items():
+        opts[key] = _literal(value) if isinstance(value, str) else str(value).lower()
+    return f"read_csv({_literal(path)}, " + ", ".join(f"{k}={v}" for k, v in opts.items()) + ")"
+
+
+def _typed_expr(spec: ColumnSpec, raw: str, source_type: str, tz: str, fmt: str | None) -> str:
+    """SQL casting a raw mapped value to the contract type; NULL where it cannot be cast."""
+    st = source_type.upper()
+    if spec.kind in ("id", "text"):
+        if st.startswith(("DOUBLE", "FLOAT", "DECIMAL", "REAL")):
+            # 2261.0 -> '2261': ids stored as floats keep their integer form
+            raw = f"CASE WHEN {raw} = floor({raw}) THEN CAST(CAST({raw} AS BIGINT) AS VARCHAR) ELSE CAST({raw} AS VARCHAR) END"
+        return f"NULLIF(TRIM(CAST({raw} AS VARCHAR)), '')"
+    if spec.kind == "number":
+        if st.startswith(_NUMERIC_TYPES):
+            return f"CAST({raw} AS DOUBLE)"
+        return f"TRY_CAST(REPLACE(TRIM(CAST({raw} AS VARCHAR)), ',', '') AS DOUBLE)"
+    # timestamps: see the timezone rule in crmscore.data.contracts
+    zone = _literal(tz)
+    if st.startswith("TIMESTAMP WITH TIME ZONE") or st == "TIMESTAMPTZ":
+        return f"timezone({zone}, {raw})"
+    if st.startswith(("TIMESTAMP", "DATE")):
+        return f"CAST({raw} AS TIMESTAMP)"
+    if st.startswith(_NUMERIC_TYPES):
+        return f"timezone({zone}, to_timestamp(CAST({raw} AS DOUBLE)))"
+    text = f"TRIM(CAST({raw} AS VARCHAR))"
+    if fmt:
+        if "%z" in fmt or "%Z" in fmt:
+            return f"timezone({zone}, try_strptime({text}, {_literal(fmt)}))"
+        return f"CAST(try_strptime({text}, {_literal(fmt)}) AS TIMESTAMP)"
+    return (f"CASE WHEN regexp_matches({text}, {_literal(_OFFSET_RE)}) "
+            f"THEN timezone({zone}, TRY_CAST({text} AS TIMESTAMPTZ)) "
+            f"ELSE TRY_CAST({text} AS TIMESTAMP) END")
+
+
+def _problem(spec: ColumnSpec) -> str:
+    return {"id": "are empty", "text": "are empty", "number": "are not numbers",
+            "timestamp": "are not parseable timestamps"}[spec.kind]
+
+
+class _TableLoader:
+    """Loads one table; kept as a class so each step reads as one method."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, cfg: ProjectConfig, contract: TableContract,
+                 source: SourceConfig):
+        self.con, self.cfg, self.contract, self.source = con, cfg, contract, source
+        self.name = contract.name
+        self.path = cfg.resolve(source.path)
+        self.report = TableReport(self.name, self.path)
+
+    def load(self) -> tuple[TableReport, dict[str, str]]:
+        src = f"src_{self.name}"
+        try:
+            self.con.execute(f"CREATE OR REPLACE TEMP VIEW {src} AS SELECT *, row_number() OVER () AS __row "
+                             f"FROM {_reader_sql(self.source, self.path)}")
+            described = self.con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()
+        except duckdb.Error as exc:
+            raise DataContractError(f"{self.name}: cannot read {self.path}: {str(exc).splitlines()[0]}") from exc
+        source_types = {row[0]: row[1] for row in described if row[0] != "__row"}
+        mapping = self._mapping(source_types)
+        attrs = self._attributes(mapping, source_types)
+        self._build(src, mapping, source_types, attrs)
+        return self.report, attrs
+
+    def _mapping(self, source_types: dict[str, str]) -> dict[str, str]:
+        """canonical name -> SQL over source columns, for every column present; errors if required missing."""
+        lower = {c.lower(): c for c in source_types}
+        mapping: dict[str, str] = {}
+        for name, expr in self.source.columns.items():
+            if self.contract.column(name) is None and not self.contract.keep_extra_columns:
+                known = ", ".join(c.name for c in self.contract.columns)
+                raise DataContractError(f"{self.name}: '{name}' in data.{self.name}.columns is not a column of "
+                                        f"the {self.name} contract (known: {known})")
+            if expr in source_types:
+                mapping[name] = _quote(expr)
+            elif expr.lower() in lower:
+                mapping[name] = _quote(lower[expr.lower()])
+            else:
+                mapping[name] = f"({expr})"
+        for spec in self.contract.columns:
+            if spec.name not in mapping and spec.name.lower() in lower:
+                mapping[spec.name] = _quote(lower[spec.name.lower()])
+        available = ", ".join(source_types)
+        for name, sql in mapping.items():
+            try:
+                self.con.execute(f"DESCRIBE SELECT {sql} FROM src_{self.name}")
+            except duckdb.Error as exc:
+                detail = str(exc).splitlines()[0]
+                m = re.search(r'column "?([^"\s]+)"? not found', detail, re.I)
+                what = f"column '{m.group(1)}' is not in the source" if m else detail
+                raise DataContractError(
+                    f"{self.name}.{name}: the mapping {self.source.columns.get(name, name)!r} cannot be read "
+                    f"from {self.path}: {what} (source columns: {available})") from exc
+        missing = [c for c in self.contract.required if c not in mapping]
+        if missing:
+            cols = ", ".join(f"'{c}'" for c in missing)
+            raise DataContractError(
+                f"{self.name}: required column {cols} is missing in {self.path}; map it under "
+                f"data.{self.name}.columns, e.g. {{{missing[0]}: <source column>}} (source columns: {available})")
+        return mapping
+
+    def _attributes(self, mapping: dict[str, str], source_types: dict[str, str]) -> dict[str, str]:
+        """Static attribute columns for customers: every source column not mapped to the contract."""
+        if not self.contract.keep_extra_columns:
+            return {}
+        used = {m.strip('"') for m in mapping.values()}
+        attrs: dict[str, str] = {}
+        for col, typ in source_types.items():
+            if col in used and col not in mapping:
+                continue
+            if self.contract.column(col) is not None:
+                continue
+            if col not in mapping:
+                mapping[col] = _quote(col)
+            attrs[col] = "number" if typ.upper().startswith(_NUMERIC_TYPES) and not typ.upper().startswith(
+                "BOOLEAN") else "text"
+        return attrs
+
+    def _build(self, src: str, mapping: dict[str, str], source_types: dict[str, str],
+               attrs: dict[str, str]) -> None:
+        tz = self.cfg.timezone
+        typed_cols, raw_cols, checks = [], [], []
+        for name, sql in mapping.items():
+            spec = self.contract.column(name) or ColumnSpec(
+                name, "number" if attrs.get(name) == "number" else "text", False, "attribute")
+            st = self.con.execute(f"DESCRIBE SELECT {sql} AS x FROM {src}").fetchone()[1]
+            fmt = self.source.timestamp_format if spec.kind == "timestamp" else None
+            typed, raw = _quote(name), _quote("raw__" + name)
+            typed_cols.append(f"{_typed_expr(spec, sql, st, tz, fmt)} AS {typed}")
+            raw_cols.append(f"CAST({sql} AS VARCHAR) AS {raw}")
+            if spec.required:
+                checks.append((name, f"{typed} IS NULL AND {raw} IS NULL", "are missing (null)"))
+            if spec.kind in ("number", "timestamp") or spec.required:
+                checks.append((name, f"{typed} IS NULL AND {raw} IS NOT NULL", _problem(spec)))
+        typed_view = f"typed_{self.name}"
+        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {typed_view} AS SELECT __row, {', '.join(typed_cols)}, "
+                         f"{', '.join(raw_cols)} FROM {src}")
+        unions = [
+            f"SELECT __row, {_literal(col)} AS _column, {_literal(problem)} AS _reason, "
+            f"{_quote('raw__' + col)} AS _value FROM {typed_view} WHERE {cond}"
+            for col, cond, problem in checks
+        ]
+        key = self.contract.unique_key
+        if key:
+            unions.append(
+                f"SELECT __row, {_literal(key)}, 'are duplicate ids', {_quote(key)} FROM "
+                f"(SELECT __row, {_quote(key)}, count(*) OVER (PARTITION BY {_quote(key)}) AS n "
+                f"FROM {typed_view} WHERE {_quote(key)} IS NOT NULL) WHERE n > 1")
+        bad = f"bad_{self.name}"
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {bad} AS " + " UNION ALL ".join(unions))
+        canonical = ", ".join(_quote(n) for n in mapping)
+        self.con.execute(
+            f"CREATE OR REPLACE TABLE {self.name} AS SELECT {canonical} FROM {typed_view} t "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {bad} b WHERE b.__row = t.__row)")
+        self.report.rows_read = self.con.execute(f"SELECT count(*) FROM {src}").fetchone()[0]
+        self.report.rows_bad = self.con.execute(f"SELECT count(DISTINCT __row) FROM {bad}").fetchone()[0]
+        self._collect_issues(bad)
+        self._quarantine(src, bad)
+
+    def _collect_issues(self, bad: str) -> None:
+        rows = self.con.execute(
+            f"SELECT _column, _reason, count(*) AS n, "
+            f"list({{'row': __row, 'value': _value}} ORDER BY __row)[1:3] AS ex "
+            f"FROM {bad} GROUP BY 1, 2 ORDER BY n DESC").fetchall()
+        for column, reason, n, examples in rows:
+            self.report.issues.append(
+                Issue(self.name, column, reason, n, [(e["row"], e["value"]) for e in examples]))
+
+    def _quarantine(self, src: str, bad: str) -> None:
+        qdir = Path(self.cfg.validation.quarantine_dir)
+        out = qdir / f"{self.name}.parquet"
+        if self.report.rows_bad == 0:
+            if out.exists():
+                out.unlink()  # a stale file from an earlier run would contradict this report
+            return
+        qdir.mkdir(parents=True, exist_ok=True)
+        self.con.execute(
+            f"COPY (SELECT b.__row AS _row, b._column, b._reason, b._value, s.* EXCLUDE (__row) "
+            f"FROM {bad} b JOIN {src} s USING (__row) ORDER BY _row) TO {_literal(str(out))} (FORMAT parquet)")
+        self.report.quarantine_path = out
+        log.warning("%s: %d bad rows quarantined to %s", self.name, self.report.rows_bad, out)
+
+
+def load_customer_data(cfg: ProjectConfig, *, strict: bool = True,
+                       progress: Callable[[str], None] | None = None,
+                       con: duckdb.DuckDBPyConnection | None = None) -> CustomerData:
+    """Load every configured source into canonical tables.
+
+    strict: raise DataContractError when a table's bad-row share exceeds validation.max_bad_share
+    (the quarantine files are written first, so nothing is lost either way).
+    """
+    try:
+        zoneinfo.ZoneInfo(cfg.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(f"timezone {cfg.timezone!r} is not an IANA zone name such as 'UTC' or "
+                          f"'America/New_York'") from exc
+    if cfg.data.transactions is None:
+        raise ConfigError("data.transactions is required for transactional features "
+                          "(a config with only data.features is a ready feature table)")
+    con = con or duckdb.connect()
+    con.execute(f"SET TimeZone = {_literal(cfg.timezone)}")
+    reports: dict[str, TableReport] = {}
+    attributes: dict[str, str] = {}
+    tables: set[str] = set()
+    for name in ("products", "customers", "events", "transactions"):
+        source = getattr(cfg.data, name)
+        if source is None:
+            continue
+        if progress:
+            progress(f"loading {name}")
+        report, attrs = _TableLoader(con, cfg, CONTRACTS[name], source).load()
+        reports[name] = report
+        attributes.update(attrs)
+        tables.add(name)
+    columns = {t: {r[0] for r in con.execute(f"DESCRIBE {t}").fetchall()} for t in tables}
+    data = CustomerData(con, cfg, tables, reports, attributes, columns)
+    _enrich_transactions(data)
+    if strict and data.bad_tables:
+        raise DataContractError(validation_summary(data))
+    return data
+
+
+def _enrich_transactions(data: CustomerData) -> None:
+    """Add `category` (from products when missing) and `order_key` (order_id, else the timestamp)."""
+    con, cols = data.con, data.columns["transactions"]
+    has_cat = "category" in cols
+    if data.has("products") and "product_id" in cols:
+        cat = "COALESCE(t.category, p.category)" if has_cat else "p.category"
+        join = "LEFT JOIN products p USING (product_id)"
+        unmatched = con.execute(
+            "SELECT count(*) FROM transactions t WHERE product_id IS NOT NULL AND NOT EXISTS "
+            "(SELECT 1 FROM products p WHERE p.product_id = t.product_id)").fetchone()[0]
+        if unmatched:
+            data.reports["transactions"].notes.append(
+                f"{unmatched:,} lines have a product_id not in products (category unknown)")
+    else:
+        cat, join = ("t.category" if has_cat else "NULL::VARCHAR"), ""
+    order = "COALESCE(t.order_id, strftime(t.ts, '%Y%m%d%H%M%S'))" if "order_id" in cols else \
+        "strftime(t.ts, '%Y%m%d%H%M%S')"
+    extra = [c for c in ("channel", "store_id", "quantity", "product_id") if c in cols]
+    select_extra = "".join(f", t.{c}" for c in extra)
+    con.execute(
+        f"CREATE OR REPLACE TABLE lines AS SELECT t.customer_id, t.ts, t.amount, {order} AS order_key, "
+        f"COALESCE({cat}, 'unknown') AS category{select_extra} FROM transactions t {join}")
+    data.tables.add("lines")
+    data.columns["lines"] = {r[0] for r in con.execute("DESCRIBE lines").fetchall()}
+
+
+def validation_summary(data: CustomerData) -> str:
+    """Human-readable list of every issue, worst first, with the quarantine location."""
+    limit = data.config.validation.max_bad_share
+    parts = []
+    for rep in data.reports.values():
+        for issue in rep.issues:
+            parts.append(issue.message(rep.rows_read))
+        if rep.rows_bad:
+            verdict = "over" if rep.bad_share > limit else "within"
+            parts.append(f"{rep.table}: {rep.rows_bad:,} bad rows ({rep.bad_share:.2%}) are {verdict} the "
+                         f"allowed share {limit:.2%}; quarantined to {rep.quarantine_path}")
+    return "\n".join(parts) if parts else "no contract violations"

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+requires_shared = pytest.mark.skipif(
+    not (SHARED_DATA / "completejourney").is_dir(),
+    reason=f"the team's real datasets are not here ({SHARED_DATA} is absent; a machine outside the team has none)",
+)
+
+
+def write_config(tmp_path: Path, data: dict, **extra) -> Path:
+    """Write a project config whose sources are given as {table: {path, columns...}}."""
+    cfg = {"name": "test", "timezone": "UTC", "data": data,
+           "validation": {"quarantine_dir": str(tmp_path / "quarantine")}, **extra}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def write_frames(tmp_path: Path, frames: dict[str, pd.DataFrame], fmt: str = "csv") -> dict:
+    """Write frames as files and return the config's data section pointing at them."""
+    data = {}
+    for name, df in frames.items():
+        p = tmp_path / f"{name}.{fmt}"
+        if fmt == "csv":
+            df.to_csv(p, index=False)
+        else:
+            df.to_parquet(p, index=False)
+        data[name] = {"path": str(p)}
+    return data
+
+
+@pytest.fixture(scope="session")
+def synthetic_dir(tmp_path_factory) -> Path:
+    """Small synthetic dataset (2,000 customers), written once per test session."""
+    from crmscore import synthetic
+
+    out = tmp_path_factory.mktemp("synthetic")
+    synthetic.write(synthetic.generate(customers=2000, seed=7), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def synthetic_config(synthetic_dir, tmp_path_factory) -> Path:
+    """The shipped synthetic config, pointed at the session's synthetic data."""
+    cfg = yaml.safe_load((REPO / "training" / "configs" / "synthetic.yaml").read_text())
+    for table, source in cfg["data"].items():
+        source["path"] = str(synthetic_dir / Path(source["path"]).name)
+    tmp = tmp_path_factory.mktemp("synthetic_cfg")
+    cfg["validation"]["quarantine_dir"] = str(tmp / "quarantine")
+    path = tmp / "synthetic.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture
+def in_tmp_cwd(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def copy_repo_configs(dest: Path) -> None:
+    shutil.copytree(REPO / "training", dest / "training", dirs_exist_ok=True)
