@@ -1,0 +1,213 @@
+"""Point-in-time feature tables: one row per customer known before `as_of`, computed only from data
+strictly before `as_of` (midnight at the start of that day, in the config's timezone).
+
+A customer is known before `as_of` when they have a purchase before it, or a `signup_ts` before it
+(when the customers table has one). The SQL is assembled from the declarations in
+crmscore.features.definitions; DuckDB runs it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Iterable, Sequence
+
+import pandas as pd
+
+from crmscore.data.loader import CustomerData
+from crmscore.features.definitions import Feature, FeatureSet, Vocabulary, declare
+
+log = logging.getLogger(__name__)
+
+AsOf = str | dt.date | dt.datetime | pd.Timestamp
+_ZERO_UNITS = ("orders", "count", "currency")
+
+
+def as_of_timestamp(as_of: AsOf) -> pd.Timestamp:
+    """A cutoff as a naive local timestamp at midnight (dates) or as given (timestamps)."""
+    ts = pd.Timestamp(as_of)
+    if ts.tzinfo is not None:
+        raise ValueError(f"as_of {as_of!r} must be a local date such as 2017-10-01, without a timezone")
+    return ts
+
+
+class Dialect:
+    """The engine-specific SQL pieces; everything else in the feature SQL is portable."""
+
+    def age_days(self, ts: str, as_of: str) -> str:
+        return f"(epoch({as_of}) - epoch({ts})) / 86400.0"
+
+    def timestamp(self, value: pd.Timestamp) -> str:
+        return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
+
+    def is_weekend(self, ts: str) -> str:
+        return f"(dayofweek({ts}) IN (0, 6))"
+
+    def hour(self, ts: str) -> str:
+        return f"hour({ts})"
+
+
+DUCKDB = Dialect()
+
+
+def discover_vocabulary(data: CustomerData, as_of: AsOf) -> Vocabulary:
+    """Categories, channels and event types to give their own features, chosen from data before as_of."""
+    cfg, con = data.config.features, data.con
+    cut = DUCKDB.timestamp(as_of_timestamp(as_of))
+
+    def top(table: str, col: str, n: int, weight: str) -> tuple[str, ...]:
+        if n == 0 or not data.has(table, col):
+            return ()
+        rows = con.execute(
+            f"SELECT {col} FROM {table} WHERE ts < {cut} AND {col} IS NOT NULL AND {col} <> 'unknown' "
+            f"GROUP BY 1 ORDER BY {weight} DESC, 1 LIMIT {n}").fetchall()
+        return tuple(r[0] for r in rows)
+
+    categories = tuple(cfg.categories) if cfg.categories is not None else top(
+        "lines", "category", cfg.top_categories, "SUM(CASE WHEN amount > 0 THEN amount ELSE 0 END)")
+    channels = top("lines", "channel", cfg.top_channels, "COUNT(*)")
+    event_types = top("events", "event_type", cfg.top_event_types, "COUNT(*)")
+    attributes = tuple(sorted(data.attributes.items()))
+    return Vocabulary(categories, channels, event_types, attributes)
+
+
+def feature_set_for(data: CustomerData, as_of: AsOf) -> FeatureSet:
+    """The feature set this data supports, with vocabularies fixed from data before as_of."""
+    cfg = data.config.features
+    vocab = discover_vocabulary(data, as_of)
+    feats = [f for f in declare(cfg.windows, vocab, cfg.evening_hour) if _available(data, f)]
+    return FeatureSet(tuple(feats), vocab, tuple(cfg.windows), cfg.evening_hour)
+
+
+def _available(data: CustomerData, f: Feature) -> bool:
+    for req in f.requires:
+        table, col = req.split(".")
+        if not data.has(table, col):
+            return False
+    return True
+
+
+def feature_sql(data: CustomerData, as_of: AsOf, fs: FeatureSet, dialect: Dialect = DUCKDB) -> str:
+    """The one SQL statement that computes the feature table at as_of."""
+    cut = dialect.timestamp(as_of_timestamp(as_of))
+    by_stage: dict[str, list[Feature]] = {}
+    for f in fs.features:
+        by_stage.setdefault(f.stage, []).append(f)
+    w_share = max(fs.windows)
+    has = data.columns["lines"]
+    extra = "".join(f", MIN({c}) AS {c}" for c in ("channel", "store_id") if c in has)
+    ctes = [
+        f"l AS (SELECT customer_id, order_key, ts, amount, category{''.join(', ' + c for c in ('channel', 'store_id') if c in has)}, "
+        f"{dialect.age_days('ts', cut)} AS age_days FROM lines WHERE ts < {cut})",
+        f"o1 AS (SELECT customer_id, order_key, MIN(ts) AS ts, MAX(age_days) AS age_days, SUM(amount) AS amount{extra} "
+        f"FROM l GROUP BY customer_id, order_key)",
+        f"o AS (SELECT *, LAG(age_days) OVER (PARTITION BY customer_id ORDER BY age_days DESC, order_key) - age_days "
+        f"AS gap_days, {dialect.is_weekend('ts')} AS is_weekend, {dialect.hour('ts')} AS hour FROM o1)",
+    ]
+    parts = ["SELECT customer_id, " + _aggs(by_stage["orders"]) + " FROM o GROUP BY customer_id"]
+    stage_ctes = {"orders": "s_orders"}
+    ctes.append(f"s_orders AS ({parts[0]})")
+    if by_stage.get("categories"):
+        ctes.append(
+            f"c AS (SELECT customer_id, category, SUM(CASE WHEN amount > 0 THEN amount ELSE 0 END) AS spend, "
+            f"SUM(CASE WHEN amount < 0 THEN -amount ELSE 0 END) AS refund FROM l WHERE age_days < {w_share} "
+            f"GROUP BY customer_id, category)")
+        ctes.append(f"s_categories AS (SELECT customer_id, {_aggs(by_stage['categories'])} FROM c GROUP BY customer_id)")
+        stage_ctes["categories"] = "s_categories"
+    if by_stage.get("stores"):
+        ctes.append(f"st AS (SELECT customer_id, store_id, COUNT(*) AS n FROM o WHERE age_days < {w_share} "
+                    f"AND store_id IS NOT NULL GROUP BY customer_id, store_id)")
+        ctes.append(f"s_stores AS (SELECT customer_id, {_aggs(by_stage['stores'])} FROM st GROUP BY customer_id)")
+        stage_ctes["stores"] = "s_stores"
+    if by_stage.get("events"):
+        ctes.append(f"e AS (SELECT customer_id, event_type, {dialect.age_days('ts', cut)} AS age_days FROM events "
+                    f"WHERE ts < {cut})")
+        ctes.append(f"s_events AS (SELECT customer_id, {_aggs(by_stage['events'])} FROM e GROUP BY customer_id)")
+        stage_ctes["events"] = "s_events"
+    has_signup = data.has("customers", "signup_ts")
+    if data.has("customers"):
+        signup = (f"CASE WHEN signup_ts < {cut} THEN {dialect.age_days('signup_ts', cut)} END" if has_signup
+                  else "CAST(NULL AS DOUBLE)")
+        cust_cols = "".join(f", {f.sql} AS {f.name}" for f in by_stage.get("customers", []))
+        ctes.append(f"s_customers AS (SELECT customer_id, {signup} AS signup_days{cust_cols} FROM customers)")
+    population = "SELECT customer_id FROM s_orders"
+    if has_signup:
+        population += f" UNION SELECT customer_id FROM customers WHERE signup_ts < {cut}"
+    ctes.append(f"pop AS ({population})")
+    joins = "".join(f" LEFT JOIN {cte} USING (customer_id)" for cte in stage_ctes.values())
+    if data.has("customers"):
+        joins += " LEFT JOIN s_customers USING (customer_id)"
+    base_cols = []
+    for f in fs.features:
+        if f.stage == "derived":
+            continue
+        if f.unit in _ZERO_UNITS:
+            base_cols.append(f"COALESCE({f.name}, 0) AS {f.name}")
+        else:
+            base_cols.append(f.name)
+    signup_col = "signup_days" if data.has("customers") else "CAST(NULL AS DOUBLE) AS signup_days"
+    ctes.append(f"base AS (SELECT customer_id, {', '.join(base_cols)}, {signup_col} FROM pop{joins})")
+    final = ", ".join(f"{f.sql} AS {f.name}" if f.stage == "derived" else f.name for f in fs.features)
+    return "WITH " + ",\n".join(ctes) + f"\nSELECT customer_id, {final} FROM base ORDER BY customer_id"
+
+
+def _aggs(feats: Iterable[Feature]) -> str:
+    return ", ".join(f"{f.sql} AS {f.name}" for f in feats)
+
+
+def build_features(data: CustomerData, as_of: AsOf, fs: FeatureSet | None = None,
+                   *, segments: bool = True) -> pd.DataFrame:
+    """The feature table at as_of: `customer_id`, every feature of fs (columns in declaration order),
+    and, with segments=True, the RFM and lifecycle columns of crmscore.segments.
+
+    fs: the feature set to build (a trained model's); default: discovered from data before as_of.
+    """
+    from crmscore.segments import add_segments
+
+    fs = fs or feature_set_for(data, as_of)
+    df = data.con.execute(feature_sql(data, as_of, fs)).df()
+    df = _cast(df, fs)
+    if segments:
+        df = add_segments(df, data.config.segments)
+    return df
+
+
+def _cast(df: pd.DataFrame, fs: FeatureSet) -> pd.DataFrame:
+    for f in fs.features:
+        if f.dtype == "category":
+            df[f.name] = df[f.name].astype("string")
+        elif f.dtype == "int":
+            df[f.name] = df[f.name].fillna(0).astype("int64")
+        else:
+            df[f.name] = df[f.name].astype("float64")
+    df["customer_id"] = df["customer_id"].astype("string")
+    return df
+
+
+LabelFn = Callable[[CustomerData, pd.Timestamp], pd.DataFrame]
+
+
+def build_training_set(data: CustomerData, as_of_dates: Sequence[AsOf], label_fn: LabelFn,
+                       fs: FeatureSet | None = None, *, progress: bool = False) -> pd.DataFrame:
+    """Stack feature snapshots with labels from the window after each as_of.
+
+    label_fn(data, as_of) returns a frame with `customer_id` and label column(s) for the customers in
+    the task's population at that cutoff; only those rows are kept (inner join). The result has an
+    `as_of` column. The feature set is fixed from data before the earliest cutoff unless given, so
+    every snapshot has the same columns.
+    """
+    from crmscore.progress import track
+
+    cutoffs = sorted(as_of_timestamp(a) for a in as_of_dates)
+    if not cutoffs:
+        raise ValueError("build_training_set needs at least one as_of date")
+    fs = fs or feature_set_for(data, cutoffs[0])
+    frames = []
+    for cut in track(cutoffs, "snapshots", enabled=progress):
+        feats = build_features(data, cut, fs)
+        labels = label_fn(data, cut)
+        snap = feats.merge(labels, on="customer_id", how="inner")
+        snap.insert(1, "as_of", cut)
+        frames.append(snap)
+        log.info("snapshot %s: %d customers", cut.date(), len(snap))
+    return pd.concat(frames, ignore_index=True)

@@ -1,0 +1,227 @@
+"""Every customer feature, declared once: name, type, window, unit, plain-language description and the
+SQL that computes it.
+
+The description is what operations staff read as the reason behind a score, so it is written for them
+("days since the last purchase"), not for engineers. The SQL is an aggregate over one of four stages
+(see crmscore.features.build): `orders` (one row per order, with `age_days` = days from the order to
+`as_of`), `categories` (spend per customer and category), `stores` (orders per customer and store),
+`events`, or `derived` (an expression over features already computed). Only portable SQL is used here
+(CASE, SUM, COUNT, AVG, STDDEV_SAMP, NULLIF, COALESCE); the few dialect-specific pieces (day
+arithmetic, weekday, hour) live in crmscore.features.build's `Dialect`, so the same declarations can run
+on another engine (Spark SQL) later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+Stage = Literal["orders", "categories", "stores", "events", "customers", "derived"]
+DType = Literal["float", "int", "category"]
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One declared feature.
+
+    name: column name in the feature table.
+    dtype: 'float', 'int' or 'category'.
+    stage: where its SQL runs (see module docstring).
+    sql: the aggregate (or derived) SQL expression.
+    description: plain-language meaning, shown to operations as the reason for a score.
+    unit: 'days', 'orders', 'currency', 'share' (0-1), 'ratio', 'count', 'hour' or '' (categorical).
+    window_days: the look-back window, or None for all history before as_of.
+    group: a family name for documentation and grouping of reasons.
+    requires: canonical columns (table.column) the feature needs; it is left out when they are absent.
+    """
+
+    name: str
+    dtype: DType
+    stage: Stage
+    sql: str
+    description: str
+    unit: str
+    window_days: int | None = None
+    group: str = ""
+    requires: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Data-dependent parts of the feature set, fixed from data before the first cutoff."""
+
+    categories: tuple[str, ...] = ()
+    channels: tuple[str, ...] = ()
+    event_types: tuple[str, ...] = ()
+    attributes: tuple[tuple[str, str], ...] = ()  # (column, 'number' | 'text')
+
+
+def slug(text: str) -> str:
+    """A column-safe lowercase name for a category, channel or attribute value."""
+    s = re.sub(r"[^0-9a-zA-Z]+", "_", str(text)).strip("_").lower()
+    return s or "blank"
+
+
+def _lit(text: str) -> str:
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+def declare(windows: list[int], vocab: Vocabulary, evening_hour: int = 17) -> list[Feature]:
+    """All features for these windows and vocabularies, in a stable order."""
+    w_share = max(windows)
+    ws = f"{w_share}d"
+    f: list[Feature] = [
+        Feature("recency_days", "float", "orders", "MIN(age_days)",
+                "days since the last purchase", "days", None, "recency"),
+        Feature("first_purchase_days", "float", "orders", "MAX(age_days)",
+                "days since the first purchase", "days", None, "tenure"),
+        Feature("frequency_total", "int", "orders", "COUNT(*)",
+                "orders placed, all time", "orders", None, "frequency"),
+        Feature("monetary_total", "float", "orders", "SUM(amount)",
+                "total spend, all time", "currency", None, "monetary"),
+    ]
+    for w in windows:
+        f.append(Feature(f"frequency_{w}d", "int", "orders",
+                         f"SUM(CASE WHEN age_days < {w} THEN 1 ELSE 0 END)",
+                         f"orders in the last {w} days", "orders", w, "frequency"))
+        f.append(Feature(f"monetary_{w}d", "float", "orders",
+                         f"SUM(CASE WHEN age_days < {w} THEN amount ELSE 0 END)",
+                         f"spend in the last {w} days", "currency", w, "monetary"))
+    f += [
+        Feature("frequency_prev_90d", "int", "orders",
+                "SUM(CASE WHEN age_days >= 90 AND age_days < 180 THEN 1 ELSE 0 END)",
+                "orders in the 90 days before the last 90", "orders", 180, "trend"),
+        Feature("monetary_prev_90d", "float", "orders",
+                "SUM(CASE WHEN age_days >= 90 AND age_days < 180 THEN amount ELSE 0 END)",
+                "spend in the 90 days before the last 90", "currency", 180, "trend"),
+        Feature("gap_mean_days", "float", "orders", "AVG(gap_days)",
+                "usual number of days between purchases", "days", None, "rhythm"),
+        Feature("gap_std_days", "float", "orders", "STDDEV_SAMP(gap_days)",
+                "how irregular the days between purchases are (standard deviation)", "days", None, "rhythm"),
+        Feature("weekend_share", "float", "orders",
+                f"AVG(CASE WHEN age_days < {w_share} THEN CASE WHEN is_weekend THEN 1.0 ELSE 0.0 END END)",
+                f"share of orders on Saturday or Sunday in the last {w_share} days", "share", w_share, "habits"),
+        Feature("evening_share", "float", "orders",
+                f"AVG(CASE WHEN age_days < {w_share} THEN CASE WHEN hour >= {evening_hour} THEN 1.0 ELSE 0.0 END END)",
+                f"share of orders from {evening_hour}:00 on in the last {w_share} days", "share", w_share,
+                "habits"),
+        Feature("mean_order_hour", "float", "orders",
+                f"AVG(CASE WHEN age_days < {w_share} THEN hour END)",
+                f"usual hour of day of orders in the last {w_share} days", "hour", w_share, "habits"),
+        # categories stage: spend and refunds per customer and category over the share window
+        Feature(f"distinct_categories_{ws}", "int", "categories", "SUM(CASE WHEN spend > 0 THEN 1 ELSE 0 END)",
+                f"number of different categories bought in the last {w_share} days", "count", w_share,
+                "categories", ("lines.category",)),
+        Feature(f"top_category_share_{ws}", "float", "categories", "MAX(spend) / NULLIF(SUM(spend), 0)",
+                f"share of spend on the customer's main category in the last {w_share} days", "share",
+                w_share, "categories", ("lines.category",)),
+        Feature(f"refund_share_{ws}", "float", "categories", "SUM(refund) / NULLIF(SUM(spend), 0)",
+                f"refunds as a share of spend in the last {w_share} days", "share", w_share, "refunds"),
+    ]
+    for cat in vocab.categories:
+        f.append(Feature(f"category_share_{slug(cat)}", "float", "categories",
+                         f"SUM(CASE WHEN category = {_lit(cat)} THEN spend ELSE 0 END) / NULLIF(SUM(spend), 0)",
+                         f"share of spend on {cat} in the last {w_share} days", "share", w_share,
+                         "categories", ("lines.category",)))
+    for ch in vocab.channels:
+        f.append(Feature(f"channel_share_{slug(ch)}", "float", "orders",
+                         f"AVG(CASE WHEN age_days < {w_share} THEN CASE WHEN channel = {_lit(ch)} THEN 1.0 "
+                         f"ELSE 0.0 END END)",
+                         f"share of orders through {ch} in the last {w_share} days", "share", w_share,
+                         "channels", ("lines.channel",)))
+    f += [
+        Feature(f"distinct_stores_{ws}", "int", "stores", "COUNT(*)",
+                f"number of different stores used in the last {w_share} days", "count", w_share, "stores",
+                ("lines.store_id",)),
+        Feature(f"top_store_share_{ws}", "float", "stores", "MAX(n) / NULLIF(SUM(n), 0)",
+                f"share of orders at the customer's usual store in the last {w_share} days", "share", w_share,
+                "stores", ("lines.store_id",)),
+        Feature("events_30d", "int", "events", "SUM(CASE WHEN age_days < 30 THEN 1 ELSE 0 END)",
+                "interactions (visits, clicks, coupon use) in the last 30 days", "count", 30, "engagement",
+                ("events.event_type",)),
+        Feature("events_90d", "int", "events", "SUM(CASE WHEN age_days < 90 THEN 1 ELSE 0 END)",
+                "interactions (visits, clicks, coupon use) in the last 90 days", "count", 90, "engagement",
+                ("events.event_type",)),
+        Feature("event_recency_days", "float", "events", "MIN(age_days)",
+                "days since the last interaction (visit, click, coupon use)", "days", None, "engagement",
+                ("events.event_type",)),
+    ]
+    for et in vocab.event_types:
+        f.append(Feature(f"event_{slug(et)}_90d", "int", "events",
+                         f"SUM(CASE WHEN age_days < 90 AND event_type = {_lit(et)} THEN 1 ELSE 0 END)",
+                         f"{et.replace('_', ' ')} events in the last 90 days", "count", 90, "engagement",
+                         ("events.event_type",)))
+    f += [
+        Feature("tenure_days", "float", "derived",
+                "GREATEST(COALESCE(first_purchase_days, signup_days), COALESCE(signup_days, first_purchase_days))",
+                "days since the customer became known (sign-up or first purchase)", "days", None, "tenure"),
+        Feature(f"avg_order_value_{ws}", "float", "derived",
+                f"monetary_{w_share}d / NULLIF(frequency_{w_share}d, 0)",
+                f"average spend per order in the last {w_share} days", "currency", w_share, "monetary"),
+        Feature("recency_gap_ratio", "float", "derived", "recency_days / NULLIF(gap_mean_days, 0)",
+                "days since the last purchase divided by the usual gap between purchases", "ratio", None,
+                "rhythm"),
+        Feature("spend_trend_90d", "float", "derived",
+                "(COALESCE(monetary_90d, 0) - monetary_prev_90d) / "
+                "NULLIF(ABS(COALESCE(monetary_90d, 0)) + ABS(monetary_prev_90d), 0)",
+                "spend trend: last 90 days against the 90 before (-1 all before, +1 all recent)", "ratio",
+                180, "trend"),
+        Feature("frequency_trend_90d", "float", "derived",
+                "(COALESCE(frequency_90d, 0) - frequency_prev_90d) / "
+                "NULLIF(COALESCE(frequency_90d, 0) + frequency_prev_90d, 0)",
+                "order trend: last 90 days against the 90 before (-1 all before, +1 all recent)", "ratio", 180,
+                "trend"),
+    ]
+    for col, kind in vocab.attributes:
+        f.append(Feature(f"attr_{slug(col)}", "float" if kind == "number" else "category", "customers",
+                         f'"{col}"', f"customer attribute '{col}'", "" if kind == "text" else "value", None,
+                         "attributes", ("customers.customer_id",)))
+    if 90 not in windows:  # trends need the 90-day window
+        f = [x for x in f if x.group != "trend"]
+    return f
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """The resolved features of one model: declarations plus the vocabulary they were built with.
+
+    Saved next to every model, so scoring later builds exactly the same columns.
+    """
+
+    features: tuple[Feature, ...]
+    vocabulary: Vocabulary
+    windows: tuple[int, ...]
+    evening_hour: int = 17
+    version: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.version:
+            digest = hashlib.sha256(
+                json.dumps([(x.name, x.sql, x.dtype) for x in self.features]).encode()).hexdigest()[:12]
+            object.__setattr__(self, "version", f"fs-{digest}")
+
+    @property
+    def names(self) -> list[str]:
+        return [x.name for x in self.features]
+
+    def get(self, name: str) -> Feature | None:
+        return next((x for x in self.features if x.name == name), None)
+
+    @property
+    def categorical(self) -> list[str]:
+        return [x.name for x in self.features if x.dtype == "category"]
+
+    def to_dict(self) -> dict:
+        return {"version": self.version, "windows": list(self.windows), "evening_hour": self.evening_hour,
+                "vocabulary": asdict(self.vocabulary), "features": [asdict(x) for x in self.features]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FeatureSet:
+        v = d["vocabulary"]
+        vocab = Vocabulary(tuple(v["categories"]), tuple(v["channels"]), tuple(v["event_types"]),
+                           tuple(tuple(a) for a in v["attributes"]))
+        feats = tuple(Feature(**{**x, "requires": tuple(x["requires"])}) for x in d["features"])
+        return cls(feats, vocab, tuple(d["windows"]), d.get("evening_hour", 17), d["version"])

@@ -1,0 +1,136 @@
+"""RFM scores, named RFM segments and lifecycle stages, as columns of the feature table.
+
+RFM: R from `recency_days` (fewer days is better), F from `frequency_<w>d`, M from `monetary_<w>d`
+(w = segments.rfm_window_days, default 365), each scored 1-5 by quintile edges learned from the
+customers with a purchase at that cutoff. An `RFMScorer` keeps the edges, so a single customer
+(a request to the service) is scored on the same scale as the snapshot it was fitted on.
+
+Named segments use R and FM = round-half-up((F + M) / 2), on the common 5x5 grid:
+champions (R 5, FM 4-5), loyal (R 3-4, FM 4-5), potential_loyalist (R 4-5, FM 2-3), new_customer
+(R 5, FM 1), promising (R 4, FM 1), need_attention (R 3, FM 3), about_to_sleep (R 3, FM 1-2),
+at_risk (R 1-2, FM 3-4), cant_lose_them (R 1-2, FM 5), hibernating (R 1-2, FM 1-2).
+Customers with no purchase yet are `prospect`.
+
+Lifecycle stage, first rule that matches (days from segments.lifecycle):
+prospect (no purchase yet); churned (no purchase for >= churned_days, default 180); lapsed_60,
+lapsed_30, lapsed_15 (no purchase for >= 60 / 30 / 15 days); new (first purchase < new_days ago,
+default 30); at_risk (days since last purchase >= at_risk_gap_ratio x the usual gap, default 2);
+else active.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from crmscore.config import LifecycleConfig, SegmentsConfig
+
+RFM_SEGMENTS: list[tuple[str, str]] = [
+    (r"5[4-5]", "champions"),
+    (r"[3-4][4-5]", "loyal"),
+    (r"[4-5][2-3]", "potential_loyalist"),
+    (r"51", "new_customer"),
+    (r"41", "promising"),
+    (r"33", "need_attention"),
+    (r"3[1-2]", "about_to_sleep"),
+    (r"[1-2][3-4]", "at_risk"),
+    (r"[1-2]5", "cant_lose_them"),
+    (r"[1-2][1-2]", "hibernating"),
+]
+LIFECYCLE_STAGES = ("prospect", "new", "active", "at_risk", "lapsed_15", "lapsed_30", "lapsed_60", "churned")
+SEGMENT_COLUMNS = ("rfm_r", "rfm_f", "rfm_m", "rfm_score", "rfm_segment", "lifecycle_stage")
+_QUANTILES = (0.2, 0.4, 0.6, 0.8)
+
+
+def rfm_segment_name(r: int, fm: int) -> str:
+    key = f"{r}{fm}"
+    for pattern, name in RFM_SEGMENTS:
+        if re.fullmatch(pattern, key):
+            return name
+    raise ValueError(f"RFM scores out of range: R={r}, FM={fm}")
+
+
+_SEGMENT_TABLE = {(r, fm): rfm_segment_name(r, fm) for r in range(1, 6) for fm in range(1, 6)}
+
+
+@dataclass
+class RFMScorer:
+    """Quintile edges for R, F and M; fit on a snapshot, then score any customer on that scale."""
+
+    window_days: int = 365
+    edges_: dict[str, list[float]] | None = None
+
+    @property
+    def columns(self) -> dict[str, str]:
+        return {"r": "recency_days", "f": f"frequency_{self.window_days}d", "m": f"monetary_{self.window_days}d"}
+
+    def fit(self, df: pd.DataFrame) -> RFMScorer:
+        self._check(df)
+        buyers = df[df["recency_days"].notna()]
+        if buyers.empty:
+            raise ValueError("RFM needs at least one customer with a purchase")
+        self.edges_ = {k: [float(x) for x in np.quantile(buyers[c].astype(float), _QUANTILES)]
+                       for k, c in self.columns.items()}
+        return self
+
+    def _check(self, df: pd.DataFrame) -> None:
+        missing = [c for c in self.columns.values() if c not in df.columns]
+        if missing:
+            raise ValueError(f"RFM needs columns {missing}; is {self.window_days} in features.windows?")
+
+    def transform(self, df: pd.DataFrame) -> pd.DataFrame:
+        """Columns rfm_r, rfm_f, rfm_m (1-5, 0 for no purchase), rfm_score ('545'), rfm_segment."""
+        if self.edges_ is None:
+            raise RuntimeError("RFMScorer is not fitted: call fit() first")
+        self._check(df)
+        buyer = df["recency_days"].notna().to_numpy()
+        c = self.columns
+        r = 5 - np.searchsorted(self.edges_["r"], df[c["r"]].fillna(np.inf).to_numpy(float), side="right")
+        f = 1 + np.searchsorted(self.edges_["f"], df[c["f"]].to_numpy(float), side="left")
+        m = 1 + np.searchsorted(self.edges_["m"], df[c["m"]].to_numpy(float), side="left")
+        r, f, m = (np.where(buyer, np.clip(x, 1, 5), 0).astype("int64") for x in (r, f, m))
+        fm = np.floor((f + m) / 2 + 0.5).astype(int)
+        names = np.array([_SEGMENT_TABLE.get((ri, fmi), "prospect") for ri, fmi in zip(r, fm)], dtype=object)
+        out = pd.DataFrame({"rfm_r": r, "rfm_f": f, "rfm_m": m}, index=df.index)
+        out["rfm_score"] = np.where(buyer, pd.Series(r).astype(str).to_numpy() + pd.Series(f).astype(str).to_numpy()
+                                    + pd.Series(m).astype(str).to_numpy(), "")
+        out["rfm_segment"] = names
+        return out
+
+    def to_dict(self) -> dict:
+        return {"window_days": self.window_days, "edges": self.edges_}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RFMScorer:
+        return cls(d["window_days"], d["edges"])
+
+
+def lifecycle_stage(df: pd.DataFrame, cfg: LifecycleConfig) -> pd.Series:
+    """Lifecycle stage per customer (see module docstring for the rules)."""
+    rec = df["recency_days"].to_numpy(float)
+    first = df["first_purchase_days"].to_numpy(float)
+    ratio = df["recency_gap_ratio"].to_numpy(float) if "recency_gap_ratio" in df else np.full(len(df), np.nan)
+    l15, l30, l60 = cfg.lapsed_days
+    conditions = [
+        np.isnan(rec),
+        rec >= cfg.churned_days,
+        rec >= l60,
+        rec >= l30,
+        rec >= l15,
+        first < cfg.new_days,
+        np.nan_to_num(ratio, nan=0.0) >= cfg.at_risk_gap_ratio,
+    ]
+    choices = ["prospect", "churned", "lapsed_60", "lapsed_30", "lapsed_15", "new", "at_risk"]
+    return pd.Series(np.select(conditions, choices, default="active"), index=df.index, name="lifecycle_stage")
+
+
+def add_segments(df: pd.DataFrame, cfg: SegmentsConfig, scorer: RFMScorer | None = None) -> pd.DataFrame:
+    """Return df with the RFM and lifecycle columns added; fits the RFM edges on df unless a scorer is given."""
+    scorer = scorer or RFMScorer(cfg.rfm_window_days).fit(df)
+    out = df.drop(columns=[c for c in SEGMENT_COLUMNS if c in df.columns])
+    out = pd.concat([out, scorer.transform(out)], axis=1)
+    out["lifecycle_stage"] = lifecycle_stage(out, cfg.lifecycle)
+    return out
