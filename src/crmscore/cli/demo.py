@@ -1,0 +1,61 @@
+"""`crmscore demo-data` and `crmscore demo`: synthetic data and the end-to-end main job."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from crmscore.cli import app
+
+log = logging.getLogger("crmscore")
+DEMO_CONFIG = Path("training/configs/synthetic.yaml")
+
+
+@app.command("demo-data")
+def demo_data(
+    customers: Annotated[int, typer.Option(min=10, help="Number of customers.")] = 5000,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same data.")] = 42,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for the Parquet files.")] = Path("data/demo"),
+    start: Annotated[dt.datetime, typer.Option(formats=["%Y-%m-%d"], help="First day of data.")] = dt.datetime(2023, 1, 1),
+    end: Annotated[dt.datetime, typer.Option(formats=["%Y-%m-%d"], help="Day after the last day of data.")] = dt.datetime(2025, 1, 1),
+) -> None:
+    """Write synthetic transactions, products, customers and events with documented drivers."""
+    from crmscore import synthetic
+    from crmscore.progress import Steps
+
+    with Steps(5, "demo data") as steps:
+        data = synthetic.generate(customers=customers, seed=seed, start=start.date(), end=end.date(),
+                                  progress=steps.step)
+        steps.step("writing")
+        paths = synthetic.write(data, out)
+    log.info("wrote %s transaction lines of %s customers to %s (%s)", f"{len(data.transactions):,}",
+             f"{customers:,}", out, ", ".join(p.name for p in paths.values()))
+
+
+@app.command("demo")
+def demo(
+    customers: Annotated[int, typer.Option(min=100, help="Number of synthetic customers.")] = 5000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo's outputs.")] = Path("out/demo"),
+) -> None:
+    """The main job on embedded defaults: synthetic data -> checks -> features -> segments."""
+    from crmscore.cli.common import load_data
+    from crmscore.cli.features import print_segment_counts
+    from crmscore.config import load_config
+    from crmscore.features import build_features
+
+    cfg = load_config(DEMO_CONFIG)
+    data_dir = Path(cfg.resolve(cfg.data.transactions.path)).parent
+    demo_data(customers=customers, seed=seed, out=data_dir, start=dt.datetime(2023, 1, 1),
+              end=dt.datetime(2025, 1, 1))
+    data = load_data(cfg)
+    as_of = data.ts_range()[1].normalize() + dt.timedelta(days=1)
+    features = build_features(data, as_of)
+    out.mkdir(parents=True, exist_ok=True)
+    features.to_parquet(out / "features.parquet", index=False)
+    log.info("features at %s: %s customers -> %s", as_of.date(), f"{len(features):,}", out / "features.parquet")
+    print_segment_counts(features)

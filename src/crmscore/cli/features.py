@@ -1,0 +1,106 @@
+"""`crmscore features ...` and `crmscore segment`: point-in-time feature tables and segments."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from crmscore.cli import app
+
+log = logging.getLogger("crmscore")
+features_app = typer.Typer(help="Build point-in-time customer features.", no_args_is_help=True)
+app.add_typer(features_app, name="features")
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Project YAML config.")]
+AsOfOpt = Annotated[dt.datetime, typer.Option("--as-of", formats=["%Y-%m-%d"],
+                                              help="Cutoff date: only data strictly before it is used.")]
+
+
+@features_app.command("build")
+def build(config: ConfigOpt, as_of: AsOfOpt,
+          out: Annotated[Path, typer.Option("--out", "-o", help="Output Parquet file.")]) -> None:
+    """Write one row per customer known before AS_OF, with every declared feature and the segments."""
+    from crmscore.cli.common import load_data
+    from crmscore.features import build_features, feature_set_for
+    from crmscore.progress import Steps
+
+    data = load_data(config)
+    with Steps(2, "features") as steps:
+        steps.step("building features")
+        fs = feature_set_for(data, as_of)
+        df = build_features(data, as_of, fs)
+        steps.step(f"writing {out}")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        df.to_parquet(out, index=False)
+    log.info("wrote %s customers x %d features (%s) to %s", f"{len(df):,}", len(fs.features), fs.version, out)
+
+
+@features_app.command("list")
+def list_features(
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Show the set this data gives.")] = None,
+    as_of: Annotated[dt.datetime | None, typer.Option("--as-of", formats=["%Y-%m-%d"])] = None,
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print a Markdown table (for the README).")] = False,
+) -> None:
+    """List the declared features with type, window, unit and description."""
+    from crmscore.features import declare
+    from crmscore.features.definitions import Vocabulary
+
+    if config is not None:
+        from crmscore.cli.common import load_data
+        from crmscore.features import feature_set_for
+
+        data = load_data(config)
+        feats = list(feature_set_for(data, as_of or data.ts_range()[1] + dt.timedelta(days=1)).features)
+    else:
+        example = Vocabulary(("<category>",), ("<channel>",), ("<event_type>",), (("<attribute>", "text"),))
+        feats = declare([30, 90, 180, 365], example)
+    if markdown:
+        print("| feature | type | window | unit | description |")
+        print("|---|---|---|---|---|")
+        for f in feats:
+            window = f"{f.window_days}d" if f.window_days else "all history"
+            print(f"| `{f.name}` | {f.dtype} | {window} | {f.unit or '-'} | {f.description} |")
+        return
+    table = Table(title=f"{len(feats)} features")
+    for col in ("feature", "type", "window", "unit", "description"):
+        table.add_column(col)
+    for f in feats:
+        table.add_row(f.name, f.dtype, f"{f.window_days}d" if f.window_days else "all", f.unit, f.description)
+    Console().print(table)
+
+
+@app.command("segment")
+def segment(config: ConfigOpt, as_of: AsOfOpt,
+            out: Annotated[Path | None, typer.Option("--out", "-o", help="Write segments per customer.")] = None
+            ) -> None:
+    """RFM scores, RFM segment and lifecycle stage per customer at AS_OF, with counts."""
+    from crmscore.cli.common import load_data
+    from crmscore.features import build_features
+    from crmscore.segments import SEGMENT_COLUMNS
+
+    data = load_data(config)
+    df = build_features(data, as_of)
+    print_segment_counts(df)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        df[["customer_id", *SEGMENT_COLUMNS]].to_parquet(out, index=False)
+        log.info("wrote segments of %s customers to %s", f"{len(df):,}", out)
+
+
+def print_segment_counts(df) -> None:  # noqa: ANN001
+    import pandas as pd
+
+    console = Console()
+    cross = pd.crosstab(df["rfm_segment"], df["lifecycle_stage"], margins=True, margins_name="total")
+    table = Table(title=f"Customers by RFM segment and lifecycle stage ({len(df):,})")
+    table.add_column("rfm_segment")
+    for col in cross.columns:
+        table.add_column(str(col), justify="right")
+    for seg, row in cross.iterrows():
+        table.add_row(str(seg), *[f"{v:,}" for v in row])
+    console.print(table)
