@@ -1,0 +1,145 @@
+"""`crmscore train`, `promote`, `score` and `models`: training, the registry and batch scoring."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from crmscore.cli import app
+
+log = logging.getLogger("crmscore")
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Project YAML config.")]
+train_app = typer.Typer(help="Train a model, evaluate it out-of-time against baselines, register it.",
+                        no_args_is_help=True)
+score_app = typer.Typer(help="Score customers with a registered model (batch).", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+app.add_typer(score_app, name="score")
+
+
+def _print_result(result, as_json: bool) -> None:  # noqa: ANN001
+    if as_json:
+        print(json.dumps(result.summary(), default=str))
+        return
+    console = Console()
+    table = Table(title=f"{result.task}: out-of-time test ({int(result.metrics['test_rows']):,} customers), grade "
+                        f"{result.grade}")
+    cols = ("roc_auc", "pr_auc", "lift_top10", "capture_top10", "brier", "ece")
+    table.add_column("")
+    for c in cols:
+        table.add_column(c, justify="right")
+    table.add_row("model", *[f"{result.metrics[c]:.4f}" for c in cols])
+    for name, m in result.baselines.items():
+        table.add_row(f"baseline: {name}", *[f"{m[c]:.4f}" if c in m else "-" for c in cols])
+    console.print(table)
+    console.print(f"Brier {result.metrics['brier_uncalibrated']:.4f} -> {result.metrics['brier']:.4f}, "
+                  f"ECE {result.metrics['ece_uncalibrated']:.4f} -> {result.metrics['ece']:.4f} after calibration; "
+                  f"MLflow run {result.run_id}, registered version {result.version} (@challenger)")
+
+
+@train_app.command("churn")
+def train_churn(
+    config: ConfigOpt,
+    as_of: Annotated[dt.datetime | None, typer.Option(
+        "--as-of", formats=["%Y-%m-%d"], help="Train as if today were this date: only data before it is used.")] = None,
+    horizon_days: Annotated[int | None, typer.Option(help="Days after a cutoff in which no purchase = churned.")] = None,
+    lookback_days: Annotated[int | None, typer.Option(help="Population: a purchase within this many days.")] = None,
+    tune: Annotated[int, typer.Option("--tune", help="Optuna trials (0 = no search); each is an MLflow child run.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (run id, version, metrics).")] = False,
+) -> None:
+    """Train churn: transactional (purchases) or feature-table mode, as the config's data says."""
+    _train("churn", config, as_of, tune, as_json, horizon_days=horizon_days, lookback_days=lookback_days)
+
+
+def _train(task_name: str, config: Path, as_of, tune: int, as_json: bool, **overrides) -> None:  # noqa: ANN001
+    from crmscore.config import load_config
+    from crmscore.models.pipeline import train_task
+    from crmscore.models.tasks import get_task
+
+    cfg = load_config(config)
+    task = get_task(task_name)
+    settings = task.settings(cfg.tasks.get(task_name), **overrides)
+    data = None
+    if cfg.data.transactions is not None:
+        from crmscore.cli.common import load_data
+
+        data = load_data(cfg)
+    result = train_task(task, cfg, settings, as_of=as_of, data=data, tune_trials=tune, progress=not as_json)
+    _print_result(result, as_json)
+
+
+@app.command("promote")
+def promote(
+    model: Annotated[str, typer.Argument(help="Registered model name, e.g. churn.")],
+    force: Annotated[bool, typer.Option("--force", help="Promote even if it does not beat the champion.")] = False,
+    reason: Annotated[str | None, typer.Option(help="Why (required with --force; recorded on the version).")] = None,
+) -> None:
+    """Move alias @champion to @challenger when it beats the champion on the same out-of-time test."""
+    from crmscore.models import registry
+
+    registry.configure()
+    outcome = registry.promote(model, force=force, reason=reason)
+    Console().print(outcome["message"], highlight=False)
+    if "champion_roc_auc" in outcome:
+        Console().print(f"ROC-AUC on the challenger's test ({outcome['test_rows']:,} customers): challenger "
+                        f"{outcome['challenger_roc_auc']:.4f}, champion {outcome['champion_roc_auc']:.4f}",
+                        highlight=False)
+
+
+@app.command("models")
+def models(name: Annotated[str, typer.Argument(help="Registered model name.")] = "churn") -> None:
+    """List a registered model's versions with aliases and test metrics."""
+    from crmscore.models import registry
+
+    registry.configure()
+    table = Table(title=f"registered model {name}")
+    for col in ("version", "aliases", "roc_auc", "grade", "test cutoff", "created"):
+        table.add_column(col)
+    for v in registry.describe(name):
+        t = v["tags"]
+        table.add_row(str(v["version"]), ", ".join("@" + a for a in v["aliases"]), t.get("roc_auc", ""),
+                      t.get("grade", ""), t.get("test_cutoff", ""), v["created"][:19])
+    Console().print(table)
+
+
+@score_app.command("churn")
+def score_churn(
+    config: ConfigOpt,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output Parquet file.")],
+    as_of: Annotated[dt.datetime | None, typer.Option(
+        "--as-of", formats=["%Y-%m-%d"], help="Score the population at this date (default: after the last data).")] = None,
+    top_k: Annotated[int, typer.Option(min=0, max=50, help="Reasons per customer (0 = none).")] = 5,
+    alias: Annotated[str, typer.Option(help="Registry alias or version number to use.")] = "champion",
+) -> None:
+    """Write customer_id, score, decile, segment, lifecycle_stage, model_version and the top-k reasons."""
+    _score("churn", config, out, as_of, top_k, alias)
+
+
+def _score(name: str, config: Path, out: Path, as_of, top_k: int, alias: str) -> None:  # noqa: ANN001
+    from crmscore.cli.common import load_data
+    from crmscore.config import load_config
+    from crmscore.models import registry
+    from crmscore.scoring import score_frame, transactional_population, write_scores
+
+    registry.configure()
+    bundle, mv = registry.load_bundle(name, alias)
+    cfg = load_config(config)
+    if bundle.mode == "feature_table":
+        from crmscore.models.feature_table import load_feature_table
+
+        frame = load_feature_table(cfg, require_label=False).frame
+    else:
+        data = load_data(cfg)
+        as_of = as_of or data.ts_range()[1].normalize() + dt.timedelta(days=1)
+        frame = transactional_population(bundle, data, as_of)
+    scores = score_frame(bundle, frame, top_k=top_k, version=str(mv.version), progress=True)
+    scores = scores.rename(columns={"rfm_segment": "segment"})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_scores(scores, out)
+    log.info("wrote %s scores from %s v%s (@%s) to %s", f"{len(scores):,}", name, mv.version, alias, out)

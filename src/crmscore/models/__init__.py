@@ -1,0 +1,1 @@
+"""Models: the shared estimator, task declarations, the training pipeline and the MLflow registry."""

@@ -1,0 +1,29 @@
+"""Labels from the window after a cutoff: what each customer did in [as_of, as_of + horizon)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from crmscore.data.loader import CustomerData
+from crmscore.features.build import DUCKDB, as_of_timestamp
+
+
+def future_activity(data: CustomerData, as_of: pd.Timestamp, horizon_days: int) -> pd.DataFrame:
+    """Per customer with any line in the window: `orders`, `spend` and `first_days` (days from the cutoff
+    to the first order in the window)."""
+    start = as_of_timestamp(as_of)
+    end = start + pd.Timedelta(days=horizon_days)
+    lo, hi = DUCKDB.timestamp(start), DUCKDB.timestamp(end)
+    return data.con.execute(
+        f"SELECT customer_id, COUNT(DISTINCT order_key) AS orders, SUM(amount) AS spend, "
+        f"MIN({DUCKDB.age_days(lo, 'ts')}) AS first_days FROM lines WHERE ts >= {lo} AND ts < {hi} "
+        f"GROUP BY customer_id").df().astype({"customer_id": "string"})
+
+
+def active_population(data: CustomerData, as_of: pd.Timestamp, lookback_days: int) -> pd.DataFrame:
+    """Customers with a purchase in [as_of - lookback, as_of)."""
+    start = as_of_timestamp(as_of)
+    lo, hi = DUCKDB.timestamp(start - pd.Timedelta(days=lookback_days)), DUCKDB.timestamp(start)
+    return data.con.execute(
+        f"SELECT DISTINCT customer_id FROM lines WHERE ts >= {lo} AND ts < {hi}").df().astype(
+        {"customer_id": "string"})

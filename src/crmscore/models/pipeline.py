@@ -1,0 +1,280 @@
+"""The training framework: one pipeline for every task.
+
+Transactional data: with `as_of = T` ("train as if today were T"), only data before T is used. The
+test cutoff is T - horizon (its labels end by T); training cutoffs step back from test - horizon, so
+no training label window overlaps the test window. The newest training cutoff is the validation set
+(early stopping and Platt calibration, both out-of-time); the rest train. Feature tables: a stratified
+train/validation/test split with a fixed seed, plus cross-validation on train + validation.
+
+Every run: guardrails, a data-usability summary, the model and the task's baselines on the same test
+rows, plots, SHAP summary, MLflow tracking and registration with alias `challenger`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from crmscore.config import ProjectConfig
+from crmscore.data.loader import CustomerData
+from crmscore.errors import CrmscoreError
+from crmscore.features.build import as_of_timestamp, build_training_set, feature_set_for
+from crmscore.features.definitions import FeatureSet
+from crmscore.models.bundle import TrainedModel
+from crmscore.models.estimator import CustomerModel
+from crmscore.models.evaluation import probability_metrics, quality_grade, ranking_metrics
+from crmscore.models.tasks import BaselineInput, Task, TaskSettings
+from crmscore.segments import SEGMENT_COLUMNS
+
+log = logging.getLogger(__name__)
+NON_FEATURES = {"customer_id", "as_of", "label", *SEGMENT_COLUMNS}
+
+
+class GuardrailError(CrmscoreError):
+    """Not enough data to train a trustworthy model; the message says what is missing."""
+
+
+@dataclass
+class Dataset:
+    """Train / validation / test rows of one task, with what the run needs to describe them."""
+
+    train: pd.DataFrame
+    valid: pd.DataFrame
+    test: pd.DataFrame
+    features: list[str]
+    categorical: list[str]
+    feature_set: FeatureSet
+    mode: str
+    cutoffs: dict[str, Any] = field(default_factory=dict)
+    rfm: dict[str, Any] | None = None
+    decisions: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class TrainResult:
+    task: str
+    bundle: TrainedModel
+    metrics: dict[str, float]
+    baselines: dict[str, dict[str, float]]
+    grade: str
+    dataset: Dataset
+    run_id: str | None = None
+    version: str | None = None
+    curves: dict[str, Any] = field(default_factory=dict)  # test-row scores of model and baselines, for plots
+
+    def summary(self) -> dict[str, Any]:
+        return {"task": self.task, "run_id": self.run_id, "registered_version": self.version,
+                "grade": self.grade, "metrics": self.metrics, "baselines": self.baselines,
+                "cutoffs": {k: str(v) for k, v in self.dataset.cutoffs.items()}}
+
+
+# -- datasets ------------------------------------------------------------------------------------
+def transactional_cutoffs(data_start: pd.Timestamp, as_of: pd.Timestamp, s: TaskSettings) -> dict[str, Any]:
+    """Test cutoff and training cutoffs (newest first), each with `lookback_days` of history before it."""
+    test = as_of - pd.Timedelta(days=s.horizon_days)
+    need = s.lookback_days + s.horizon_days
+    earliest = data_start.normalize() + pd.Timedelta(days=s.lookback_days)
+    newest_train = test - pd.Timedelta(days=s.horizon_days)
+    train = [newest_train - pd.Timedelta(days=k * s.snapshot_step_days) for k in range(s.snapshots)]
+    train = [c for c in train if c >= earliest]
+    if len(train) < 2:
+        have = (as_of - data_start.normalize()).days
+        need_total = s.lookback_days + 2 * s.horizon_days + s.snapshot_step_days
+        raise GuardrailError(
+            f"not enough history: data starts {data_start.date()} and training as of {as_of.date()} leaves "
+            f"{have} days; two training snapshots plus an out-of-time test need lookback ({s.lookback_days}) "
+            f"+ 2 x horizon ({s.horizon_days}) + one step ({s.snapshot_step_days}) = {need_total} days "
+            f"(lookback + horizon alone = {need}). Use a later --as-of, or shorter --lookback-days/--horizon-days.")
+    return {"test": test, "train": sorted(train), "as_of": as_of}
+
+
+def transactional_dataset(task: Task, data: CustomerData, s: TaskSettings, as_of: Any = None,
+                          progress: bool = False) -> Dataset:
+    lo, hi = data.ts_range()
+    as_of = as_of_timestamp(as_of) if as_of is not None else hi.normalize() + pd.Timedelta(days=1)
+    if as_of <= lo:
+        raise GuardrailError(f"--as-of {as_of.date()} is before the first transaction ({lo.date()})")
+    cut = transactional_cutoffs(lo, as_of, s)
+    fs = feature_set_for(data, cut["train"][0])
+
+    def label(d: CustomerData, c: pd.Timestamp) -> pd.DataFrame:
+        return task.label_fn(d, c, s)
+
+    frame = build_training_set(data, [*cut["train"], cut["test"]], label, fs, progress=progress)
+    test = frame[frame["as_of"] == cut["test"]].reset_index(drop=True)
+    valid = frame[frame["as_of"] == cut["train"][-1]].reset_index(drop=True)
+    train = frame[frame["as_of"] < cut["train"][-1]].reset_index(drop=True)
+    from crmscore.segments import RFMScorer
+
+    rfm = RFMScorer(data.config.segments.rfm_window_days).fit(test).to_dict()
+    return Dataset(train, valid, test, fs.names, fs.categorical, fs, "transactions", cut, rfm)
+
+
+def feature_table_dataset(cfg: ProjectConfig, s: TaskSettings) -> Dataset:
+    from sklearn.model_selection import train_test_split
+
+    from crmscore.models.feature_table import load_feature_table
+
+    table = load_feature_table(cfg)
+    frame = table.frame
+    rest, test = train_test_split(frame, test_size=s.test_size, stratify=frame["label"], random_state=s.seed)
+    train, valid = train_test_split(rest, test_size=s.test_size / (1 - s.test_size), stratify=rest["label"],
+                                    random_state=s.seed)
+    fs = table.feature_set
+    return Dataset(train.reset_index(drop=True), valid.reset_index(drop=True), test.reset_index(drop=True),
+                   fs.names, fs.categorical, fs, "feature_table",
+                   {"split": f"stratified {1 - 2 * s.test_size:.0%}/{s.test_size:.0%}/{s.test_size:.0%}, seed {s.seed}"},
+                   None, table.decisions)
+
+
+# -- guardrails ----------------------------------------------------------------------------------
+def check_guardrails(ds: Dataset, s: TaskSettings) -> None:
+    for part, df in (("training", pd.concat([ds.train, ds.valid])), ("test", ds.test)):
+        pos = int(df["label"].sum())
+        neg = int(len(df) - pos)
+        need_pos = s.min_positives if part == "training" else max(1, s.min_positives // 5)
+        need_neg = s.min_negatives if part == "training" else max(1, s.min_negatives // 5)
+        if pos < need_pos or neg < need_neg:
+            raise GuardrailError(
+                f"too few labels to train: the {part} rows have {pos} positives and {neg} negatives; at least "
+                f"{need_pos} of each are needed (settings min_positives/min_negatives). Add customers or history, "
+                f"or lengthen the horizon.")
+
+
+def usability_summary(ds: Dataset) -> str:
+    lines = []
+    for part, df in (("train", ds.train), ("valid", ds.valid), ("test", ds.test)):
+        extra = ""
+        if "as_of" in df and len(df):
+            cuts = sorted(pd.to_datetime(df["as_of"]).dt.date.unique())
+            extra = f", cutoffs {cuts[0]}..{cuts[-1]} ({len(cuts)})"
+        lines.append(f"{part}: {len(df):,} rows, positive rate {df['label'].mean():.1%}{extra}")
+    missing = pd.concat([ds.train, ds.valid])[ds.features].isna().mean().sort_values(ascending=False)
+    top = ", ".join(f"{k} {v:.0%}" for k, v in missing.head(5).items() if v > 0)
+    lines.append(f"features: {len(ds.features)} ({len(ds.categorical)} categorical); most missing: {top or 'none'}")
+    return "\n".join(lines)
+
+
+# -- training ------------------------------------------------------------------------------------
+def fit_and_evaluate(task: Task, ds: Dataset, s: TaskSettings, params: dict[str, Any] | None = None
+                     ) -> tuple[TrainedModel, dict[str, float], dict[str, dict[str, float]], dict[str, np.ndarray]]:
+    model = CustomerModel(task.objective, {**s.params, **(params or {})}, s.num_boost_round)
+    model.fit(ds.train[ds.features], ds.train["label"], ds.valid[ds.features], ds.valid["label"])
+    y = ds.test["label"].to_numpy()
+    raw = model.decision_function(ds.test[ds.features])
+    uncal = 1 / (1 + np.exp(-raw))
+    p = model.predict(ds.test[ds.features])
+    metrics = probability_metrics(y, p)
+    before = probability_metrics(y, uncal)
+    metrics.update({"brier_uncalibrated": before["brier"], "ece_uncalibrated": before["ece"],
+                    "log_loss_uncalibrated": before["log_loss"], "best_iteration": float(model.best_iteration_),
+                    "test_rows": float(len(y)), "test_positive_rate": float(y.mean())})
+    scores = {"model": p}
+    base_results: dict[str, dict[str, float]] = {}
+    binp = BaselineInput(pd.concat([ds.train, ds.valid], ignore_index=True), ds.test, s, ds.categorical, ds.features)
+    for b in (task.baselines if ds.mode == "transactions" else task.table_baselines):
+        try:
+            sc = np.asarray(b.score(binp), float)
+            base_results[b.name] = ranking_metrics(y, sc)
+            scores[b.name] = sc
+        except Exception as exc:  # a failed baseline is reported, never hidden
+            log.warning("baseline %s failed: %s", b.name, exc)
+            base_results[b.name] = {"roc_auc": float("nan"), "error": str(exc)[:200]}  # type: ignore[dict-item]
+    best = max((r["roc_auc"] for r in base_results.values() if np.isfinite(r["roc_auc"])), default=0.5)
+    metrics["best_baseline_roc_auc"] = float(best)
+    edges = [float(x) for x in np.quantile(p, np.linspace(0.1, 0.9, 9))]
+    bundle = TrainedModel(task.name, ds.mode, model, ds.feature_set, s.model_dump(), task.reason_up, task.reason_down,
+                          edges, ds.rfm, {})
+    return bundle, metrics, base_results, {"scores": scores, "uncalibrated": uncal}
+
+
+def cross_validate(task: Task, ds: Dataset, s: TaskSettings, rounds: int) -> dict[str, float]:
+    """Feature tables: stratified k-fold ROC-AUC on train + validation with a fixed number of rounds."""
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold
+
+    df = pd.concat([ds.train, ds.valid], ignore_index=True)
+    aucs = []
+    for tr, te in StratifiedKFold(s.cv_folds, shuffle=True, random_state=s.seed).split(df, df["label"]):
+        m = CustomerModel(task.objective, s.params, max(rounds, 10), calibrate=False)
+        m.fit(df.iloc[tr][ds.features], df.iloc[tr]["label"])
+        aucs.append(roc_auc_score(df.iloc[te]["label"], m.decision_function(df.iloc[te][ds.features])))
+    return {"cv_roc_auc_mean": float(np.mean(aucs)), "cv_roc_auc_std": float(np.std(aucs))}
+
+
+def tune(task: Task, ds: Dataset, s: TaskSettings, trials: int) -> dict[str, Any]:
+    """Optuna search on the validation rows (never the test rows); each trial is an MLflow child run."""
+    import mlflow
+    import optuna
+    from sklearn.metrics import roc_auc_score
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    def objective(trial: optuna.Trial) -> float:
+        params = {"num_leaves": trial.suggest_int("num_leaves", 7, 31),
+                  "max_depth": trial.suggest_int("max_depth", 3, 6),
+                  "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.15, log=True),
+                  "min_child_samples": trial.suggest_int("min_child_samples", 10, 100, log=True),
+                  "feature_fraction": trial.suggest_float("feature_fraction", 0.5, 1.0),
+                  "lambda_l2": trial.suggest_float("lambda_l2", 1e-3, 10, log=True)}
+        m = CustomerModel(task.objective, {**s.params, **params}, s.num_boost_round, calibrate=False)
+        m.fit(ds.train[ds.features], ds.train["label"], ds.valid[ds.features], ds.valid["label"])
+        auc = float(roc_auc_score(ds.valid["label"], m.decision_function(ds.valid[ds.features])))
+        with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True):
+            mlflow.log_params(params)
+            mlflow.log_metric("valid_roc_auc", auc)
+        return auc
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=s.seed))
+    study.optimize(objective, n_trials=trials, show_progress_bar=False)
+    log.info("tuning: best validation ROC-AUC %.4f with %s", study.best_value, study.best_params)
+    return study.best_params
+
+
+def train_task(task: Task, cfg: ProjectConfig, s: TaskSettings, *, as_of: Any = None, data: CustomerData | None = None,
+               tune_trials: int = 0, register: bool = True, progress: bool = False) -> TrainResult:
+    """Build the dataset, check guardrails, fit, evaluate against baselines, log and register in MLflow."""
+    import mlflow
+
+    from crmscore.models import registry
+
+    if cfg.data.features is not None and cfg.data.transactions is None:
+        ds = feature_table_dataset(cfg, s)
+    else:
+        if data is None:
+            from crmscore.data.loader import load_customer_data
+
+            data = load_customer_data(cfg)
+        ds = transactional_dataset(task, data, s, as_of, progress)
+    check_guardrails(ds, s)
+    summary = usability_summary(ds)
+    for line in summary.splitlines():
+        log.info("data: %s", line)
+
+    registry.configure()
+    experiment_id = registry.experiment(task.name)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"{task.name}-{dt.datetime.now():%Y%m%d-%H%M%S}") as run:
+        params = tune(task, ds, s, tune_trials) if tune_trials else {}
+        bundle, metrics, base, curves = fit_and_evaluate(task, ds, s, params)
+        if ds.mode == "feature_table":
+            metrics.update(cross_validate(task, ds, s, bundle.model.best_iteration_))
+        grade = quality_grade(metrics["roc_auc"], metrics["best_baseline_roc_auc"])
+        bundle.info.update({"trained_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                            "cutoffs": {k: str(v) for k, v in ds.cutoffs.items()}, "grade": grade,
+                            "metrics": metrics, "baselines": base, "config": cfg.name,
+                            "feature_set_version": ds.feature_set.version})
+        result = TrainResult(task.name, bundle, metrics, base, grade, ds, run.info.run_id, curves=curves)
+        with tempfile.TemporaryDirectory() as tmp:
+            registry.log_training_run(result, cfg, s, summary, Path(tmp))
+            if register:
+                result.version = registry.log_and_register(result, Path(tmp))
+    log.info("%s: ROC-AUC %.4f (best baseline %.4f) grade %s; run %s, version %s", task.name, metrics["roc_auc"],
+             metrics["best_baseline_roc_auc"], grade, result.run_id, result.version)
+    return result

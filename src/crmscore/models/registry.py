@@ -1,0 +1,251 @@
+"""MLflow: tracking, the model registry and aliases.
+
+Tracking URI from settings (CRMSCORE_TRACKING_URI; default a local SQLite file `mlflow.db` with
+artifacts in `./mlruns`, no server). Models are registered under the task's name with alias
+`challenger`; `promote` moves `champion`. Nothing downstream loads a model by run id: scoring and the
+service ask for `models:/<name>@<alias>` or a pinned version.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+from crmscore.errors import CrmscoreError
+from crmscore.models.bundle import TrainedModel
+from crmscore.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from crmscore.config import ProjectConfig
+    from crmscore.models.pipeline import TrainResult
+    from crmscore.models.tasks import TaskSettings
+
+log = logging.getLogger(__name__)
+CHALLENGER, CHAMPION = "challenger", "champion"
+PIP_REQUIREMENTS = ["lightgbm>=4.5,<5", "pandas>=2.2", "numpy>=1.26", "scikit-learn>=1.5", "crmscore"]
+
+
+class RegistryError(CrmscoreError):
+    """A model, alias or run is not where it was asked for."""
+
+
+class PromotionRefused(CrmscoreError):
+    exit_code = 3
+
+
+def configure(settings: Settings | None = None) -> Settings:
+    settings = settings or get_settings()
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    if settings.registry_uri:
+        mlflow.set_registry_uri(settings.registry_uri)
+    return settings
+
+
+def experiment(task: str, settings: Settings | None = None) -> str:
+    """The task's experiment id, created on first use (local artifacts in settings.artifact_location)."""
+    settings = settings or get_settings()
+    name = f"crmscore-{task}"
+    exp = mlflow.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = None
+    if not settings.tracking_uri.startswith(("http://", "https://", "databricks")):
+        location = Path(settings.artifact_location).resolve().as_uri()
+    return mlflow.create_experiment(name, artifact_location=location)
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _example(X: pd.DataFrame) -> pd.DataFrame:
+    ex = X.head(3).copy()
+    for c in ex.columns:
+        if not pd.api.types.is_numeric_dtype(ex[c]):
+            ex[c] = ex[c].astype(object).where(ex[c].notna(), None)
+        else:  # counts as doubles: a missing value at serving time must not break the schema
+            ex[c] = ex[c].astype("float64")
+    return ex
+
+
+def log_training_run(result: TrainResult, cfg: ProjectConfig, s: TaskSettings, summary: str, tmp: Path) -> None:
+    """Params, metrics side by side with baselines, datasets, plots and the test set of the active run."""
+    import mlflow.data
+
+    from crmscore.models.evaluation import save_plots, save_shap_summary
+
+    ds, bundle = result.dataset, result.bundle
+    mlflow.set_tags({"task": result.task, "mode": ds.mode, "grade": result.grade, "config": cfg.name,
+                     "mlflow.source.git.commit": git_commit()})
+    params = {"task": result.task, "mode": ds.mode, "feature_set_version": ds.feature_set.version,
+              "n_features": len(ds.features), "code_version": git_commit()[:12],
+              **{f"cutoff_{k}": str(v)[:200] for k, v in ds.cutoffs.items()},
+              **{k: v for k, v in s.model_dump().items() if k != "params"},
+              **{f"lgbm_{k}": v for k, v in bundle.model.params.items()}}
+    mlflow.log_params(params)
+    mlflow.log_metrics({k: v for k, v in result.metrics.items() if np.isfinite(v)})
+    rows = [{"name": "model", **{k: result.metrics.get(k) for k in ("roc_auc", "pr_auc", "lift_top10", "capture_top10")}}]
+    for name, m in result.baselines.items():
+        mlflow.log_metrics({f"{k}_baseline_{name}": v for k, v in m.items()
+                            if isinstance(v, float) and np.isfinite(v)})
+        rows.append({"name": f"baseline: {name}", **{k: m.get(k) for k in ("roc_auc", "pr_auc", "lift_top10",
+                                                                              "capture_top10")}})
+    mlflow.log_table(pd.DataFrame(rows), "evaluation/comparison.json")
+    for part, df in (("training", pd.concat([ds.train, ds.valid])), ("testing", ds.test)):
+        frame = df[[*ds.features, "label"]]
+        mlflow.log_input(mlflow.data.from_pandas(frame, name=f"{result.task}-{part}", targets="label"), context=part)
+    # plots
+    y = ds.test["label"].to_numpy()
+    curves_dir = tmp / "plots"
+    curves = result.curves
+    save_plots(y, curves["scores"], {"uncalibrated": curves["uncalibrated"], "calibrated": curves["scores"]["model"]},
+               curves_dir, f"{result.task} (out-of-time test)" if ds.mode == "transactions" else result.task)
+    sample = ds.test.sample(min(len(ds.test), s.explain_sample), random_state=s.seed)
+    expl = bundle.model.explain(sample[ds.features])
+    enc = bundle.model._encode(sample[ds.features])
+    values = np.column_stack([enc[c].cat.codes.to_numpy() if c in bundle.model.categories_ else enc[c].to_numpy()
+                              for c in ds.features]).astype(float)
+    save_shap_summary(expl.contributions, values, ds.features, curves_dir / "shap_summary.png")
+    mlflow.log_artifacts(str(curves_dir), "plots")
+    importance = dict(sorted(zip(ds.features, np.abs(expl.contributions).mean(0).round(6).tolist()),
+                             key=lambda kv: -kv[1]))
+    bundle.info["global_importance"] = importance
+    mlflow.log_dict(importance, "evaluation/global_importance.json")
+    mlflow.log_text(summary, "evaluation/data_usability.txt")
+    if ds.decisions:
+        mlflow.log_dict(ds.decisions, "evaluation/column_typing.json")
+    test_path = tmp / "test_set.parquet"
+    ds.test.to_parquet(test_path, index=False)
+    mlflow.log_artifact(str(test_path), "evaluation")
+    bundle.info["run_id"] = result.run_id
+
+
+def log_and_register(result: TrainResult, tmp: Path, alias: str = CHALLENGER) -> str:
+    """Log the bundle as a pyfunc model, register it under the task name and point `alias` at it."""
+    from mlflow.models import infer_signature
+
+    from crmscore.models.pyfunc import CrmscorePyfunc
+
+    bundle, ds = result.bundle, result.dataset
+    bdir = bundle.save(tmp / "bundle")
+    example = _example(ds.test[ds.features])
+    out = CrmscorePyfunc()
+    out.bundle = bundle
+    signature = infer_signature(example, out.predict(None, example), params={"explain": False})
+    info = mlflow.pyfunc.log_model(name="model", python_model=CrmscorePyfunc(), artifacts={"bundle": str(bdir)},
+                                   signature=signature, input_example=example, pip_requirements=PIP_REQUIREMENTS)
+    mv = mlflow.register_model(info.model_uri, result.task, tags={
+        "run_id": result.run_id or "", "grade": result.grade, "roc_auc": f"{result.metrics['roc_auc']:.4f}",
+        "test_cutoff": str(ds.cutoffs.get("test", ds.cutoffs.get("split", ""))),
+        "feature_set_version": ds.feature_set.version})
+    client = MlflowClient()
+    client.set_registered_model_alias(result.task, alias, mv.version)
+    log.info("registered %s version %s as @%s", result.task, mv.version, alias)
+    return str(mv.version)
+
+
+# -- loading and promotion -----------------------------------------------------------------------
+def model_uri(name: str, ref: str) -> str:
+    """`models:/name@alias` for an alias, `models:/name/3` for a pinned version."""
+    return f"models:/{name}/{ref}" if ref.isdigit() else f"models:/{name}@{ref}"
+
+
+def resolve_version(name: str, ref: str) -> Any:
+    client = MlflowClient()
+    try:
+        return client.get_model_version(name, ref) if ref.isdigit() else client.get_model_version_by_alias(name, ref)
+    except mlflow.exceptions.MlflowException as exc:
+        hint = (f"run `crmscore promote {name}` first, or ask for @challenger" if ref == CHAMPION
+                else f"train it first with `crmscore train {name.split('-')[0]} --config ...`")
+        raise RegistryError(f"model {name!r} has no {'version' if ref.isdigit() else 'alias'} {ref!r} in the "
+                            f"registry at {mlflow.get_tracking_uri()}: {hint}") from exc
+
+
+def load_bundle(name: str, ref: str = CHAMPION) -> tuple[TrainedModel, Any]:
+    """The TrainedModel registered as name@ref (alias or version), and its ModelVersion."""
+    mv = resolve_version(name, ref)
+    pyfunc = mlflow.pyfunc.load_model(model_uri(name, str(mv.version)))
+    bundle: TrainedModel = pyfunc.unwrap_python_model().bundle
+    bundle.info.setdefault("version", str(mv.version))
+    return bundle, mv
+
+
+def _test_set(bundle: TrainedModel) -> pd.DataFrame:
+    run_id = bundle.info.get("run_id")
+    path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="evaluation/test_set.parquet")
+    return pd.read_parquet(path)
+
+
+def promote(name: str, *, force: bool = False, reason: str | None = None) -> dict[str, Any]:
+    """Point @champion at @challenger when it beats the champion on the challenger's out-of-time test.
+
+    Both models score the same test rows (the challenger's, logged with its run); the primary metric is
+    ROC-AUC. With force=True a reason is required and recorded on the version.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    if force and not reason:
+        raise PromotionRefused("--force needs --reason \"...\": forced promotions are recorded with their reason")
+    client = MlflowClient()
+    challenger, cv = load_bundle(name, CHALLENGER)
+    try:
+        champion_mv = client.get_model_version_by_alias(name, CHAMPION)
+    except mlflow.exceptions.MlflowException:
+        champion_mv = None
+    outcome: dict[str, Any] = {"model": name, "challenger": str(cv.version),
+                               "champion_before": str(champion_mv.version) if champion_mv else None}
+    if champion_mv is not None and str(champion_mv.version) == str(cv.version):
+        outcome.update(promoted=False, message=f"{name} version {cv.version} is already @champion")
+        return outcome
+    if champion_mv is not None:
+        champion, _ = load_bundle(name, str(champion_mv.version))
+        test = _test_set(challenger)
+        missing = [c for c in champion.features if c not in test.columns]
+        if missing:
+            raise PromotionRefused(f"champion version {champion_mv.version} needs features the challenger's test set "
+                                   f"lacks ({missing[:5]}): retrain the champion's feature set or promote with "
+                                   f"--force --reason")
+        y = test["label"].to_numpy()
+        auc_new = float(roc_auc_score(y, challenger.predict(test)))
+        auc_old = float(roc_auc_score(y, champion.predict(test)))
+        outcome.update(challenger_roc_auc=auc_new, champion_roc_auc=auc_old, test_rows=len(test))
+        if auc_new <= auc_old and not force:
+            raise PromotionRefused(
+                f"challenger {name} v{cv.version} (ROC-AUC {auc_new:.4f}) does not beat champion v{champion_mv.version} "
+                f"({auc_old:.4f}) on the challenger's out-of-time test ({len(test):,} customers); @champion stays on "
+                f"v{champion_mv.version}. Use --force --reason \"...\" to promote anyway.")
+    client.set_registered_model_alias(name, CHAMPION, cv.version)
+    client.set_model_version_tag(name, cv.version, "promoted_to_champion", pd.Timestamp.now("UTC").isoformat())
+    if force:
+        client.set_model_version_tag(name, cv.version, "promotion_forced_reason", reason or "")
+        log.warning("forced promotion of %s v%s: %s", name, cv.version, reason)
+    outcome.update(promoted=True, forced=force, reason=reason,
+                   message=f"{name} version {cv.version} is now @champion")
+    log.info(outcome["message"])
+    return outcome
+
+
+def describe(name: str) -> list[dict[str, Any]]:
+    """Versions of a registered model with their aliases and tags (for `crmscore models`)."""
+    client = MlflowClient()
+    out = []
+    for mv in client.search_model_versions(f"name = '{name}'"):
+        out.append({"version": mv.version, "aliases": list(mv.aliases), "tags": dict(mv.tags),
+                    "created": pd.Timestamp(mv.creation_timestamp, unit="ms").isoformat()})
+    return sorted(out, key=lambda r: int(r["version"]))
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, indent=2, default=str)
