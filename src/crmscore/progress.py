@@ -6,9 +6,11 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 T = TypeVar("T")
+_STDERR = Console(stderr=True)  # stdout stays clean for --json and piped output
 
 
 def track(items: Iterable[T], description: str, *, enabled: bool = True, total: int | None = None) -> Iterator[T]:
@@ -18,7 +20,7 @@ def track(items: Iterable[T], description: str, *, enabled: bool = True, total: 
         return
     total = total if total is not None else (len(items) if hasattr(items, "__len__") else None)  # type: ignore[arg-type]
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  transient=not sys.stderr.isatty()) as bar:
+                  transient=not sys.stderr.isatty(), console=_STDERR) as bar:
         task = bar.add_task(description, total=total)
         for item in items:
             yield item
@@ -31,7 +33,7 @@ class Steps:
     def __init__(self, total: int, description: str = "working", enabled: bool = True):
         self.enabled = enabled
         self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                             TimeElapsedColumn()) if enabled else None
+                             TimeElapsedColumn(), console=_STDERR) if enabled else None
         self._total, self._description, self._task, self._started = total, description, None, False
 
     def __enter__(self) -> Steps:

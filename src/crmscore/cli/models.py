@@ -28,7 +28,7 @@ def _print_result(result, as_json: bool) -> None:  # noqa: ANN001
         print(json.dumps(result.summary(), default=str))
         return
     console = Console()
-    table = Table(title=f"{result.task}: out-of-time test ({int(result.metrics['test_rows']):,} customers), grade "
+    table = Table(title=f"{result.task}: {'out-of-time' if result.dataset.mode == 'transactions' else 'held-out'} test ({int(result.metrics['test_rows']):,} customers), grade "
                         f"{result.grade}")
     cols = ("roc_auc", "pr_auc", "lift_top10", "capture_top10", "brier", "ece")
     table.add_column("")
@@ -70,7 +70,12 @@ def _train(task_name: str, config: Path, as_of, tune: int, as_json: bool, **over
         from crmscore.cli.common import load_data
 
         data = load_data(cfg)
-    result = train_task(task, cfg, settings, as_of=as_of, data=data, tune_trials=tune, progress=not as_json)
+    import contextlib
+    import sys
+
+    # MLflow prints registration notes on stdout; with --json stdout carries only the JSON object
+    with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+        result = train_task(task, cfg, settings, as_of=as_of, data=data, tune_trials=tune, progress=not as_json)
     _print_result(result, as_json)
 
 
