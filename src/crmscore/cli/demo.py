@@ -42,7 +42,8 @@ def demo(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo's outputs.")] = Path("out/demo"),
 ) -> None:
-    """The main job on embedded defaults: synthetic data -> checks -> features -> segments."""
+    """The main job on embedded defaults: synthetic data -> checks -> features -> segments -> train, register
+    and promote churn in MLflow (SQLite) -> batch scores with reasons."""
     from crmscore.cli.common import load_data
     from crmscore.cli.features import print_segment_counts
     from crmscore.config import load_config
@@ -59,3 +60,43 @@ def demo(
     features.to_parquet(out / "features.parquet", index=False)
     log.info("features at %s: %s customers -> %s", as_of.date(), f"{len(features):,}", out / "features.parquet")
     print_segment_counts(features)
+
+    from rich.console import Console
+
+    from crmscore.models import registry
+    from crmscore.models.pipeline import train_task
+    from crmscore.models.tasks import get_task
+    from crmscore.scoring import score_frame, transactional_population, write_scores
+
+    task = get_task("churn")
+    result = train_task(task, cfg, task.settings(cfg.tasks.get("churn")), data=data, progress=True)
+    outcome = registry.promote("churn", force=True, reason="crmscore demo: the newest demo model serves") \
+        if _champion_exists("churn") else registry.promote("churn")
+    bundle, mv = registry.load_bundle("churn", "champion")
+    scores = score_frame(bundle, transactional_population(bundle, data, as_of), top_k=3, version=str(mv.version))
+    write_scores(scores, out / "churn_scores.parquet")
+    console = Console()
+    console.print(f"churn: ROC-AUC {result.metrics['roc_auc']:.3f} vs best baseline "
+                  f"{result.metrics['best_baseline_roc_auc']:.3f} (grade {result.grade}); {outcome['message']}",
+                  highlight=False)
+    top = scores.sort_values("score", ascending=False).head(3)
+    for _, row in top.iterrows():
+        console.print(f"[bold]{row.customer_id}[/] churn risk {row.score:.0%} (decile {row.decile}, "
+                      f"{row.rfm_segment}, {row.lifecycle_stage})", highlight=False)
+        for reason in row.reasons:
+            console.print(f"  - {reason['text']}", highlight=False)
+    log.info("scores of %s customers -> %s; MLflow UI: mlflow ui --backend-store-uri %s", f"{len(scores):,}",
+             out / "churn_scores.parquet", registry.configure().tracking_uri)
+
+
+def _champion_exists(name: str) -> bool:
+    from mlflow.tracking import MlflowClient
+
+    from crmscore.models import registry
+
+    registry.configure()
+    try:
+        MlflowClient().get_model_version_by_alias(name, "champion")
+        return True
+    except Exception:  # noqa: BLE001  (no model or no alias yet)
+        return False

@@ -52,15 +52,11 @@ def _core(feature: Feature | None, name: str, value: Any, row: Mapping[str, Any]
     if _is_missing(value):
         return f"{feature.description[0].upper()}{feature.description[1:]}: unknown"
     if name == "recency_days":
-        text = f"No purchase for {format_value(value, 'days')}"
-        gap = row.get("gap_mean_days")
-        if not _is_missing(gap) and gap and float(gap) > 0:
-            text += f", about {float(value) / float(gap):.1f} times this customer's usual gap"
-        return text
+        return f"No purchase for {format_value(value, 'days')}"
     if name == "recency_gap_ratio":
         rec = row.get("recency_days")
-        lead = f"No purchase for {format_value(rec, 'days')}, " if not _is_missing(rec) else ""
-        return f"{lead}{float(value):.1f} times this customer's usual gap between purchases"
+        lead = f"No purchase for {format_value(rec, 'days')}, about " if not _is_missing(rec) else "About "
+        return f"{lead}{float(value):.1f} times this customer's usual gap"
     m = re.fullmatch(r"frequency_(\d+)d", name)
     if m:
         n = float(value)
