@@ -1,0 +1,197 @@
+"""Point-in-time correctness: nothing on or after `as_of` may change any feature or segment.
+
+Property: for random small histories, the feature table built from all the data equals the one built
+from the same data with every transaction, event and customer sign-up on or after `as_of` removed.
+Rows exactly at `as_of` midnight (and one second before it) are generated on purpose, order ids are
+shared across the cutoff, and timestamps are written either naive (local wall time of the config's
+timezone) or as UTC instants with an offset, so the boundary is checked in both forms.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from crmscore.config import load_config
+from crmscore.data import load_customer_data
+from crmscore.features import build_features, feature_set_for
+from crmscore.segments import SEGMENT_COLUMNS
+
+from conftest import write_config, write_frames
+
+AS_OF = pd.Timestamp("2024-01-01")
+POOL = ["c0", "c1", "c2", "c3", "c4"]  # customers that may exist before the cutoff
+NEW = ["n0", "n1", "n2"]  # customers that only appear (and sign up) on or after the cutoff
+CATEGORIES = ["dairy", "meat", "bakery", "wine", None]
+CHANNELS = ["app", "store", "online"]
+STORES = ["S1", "S2", "S3", None]
+ORDERS = ["o1", "o2", "o3", "o4", "o5", None]  # shared across the cutoff on purpose; None: no order id
+EVENT_TYPES = ["app_visit", "login", "coupon_use"]
+DAY = 86_400
+
+# seconds before as_of (>= 1) and on/after it (>= 0), with the boundaries made likely
+before_s = st.one_of(st.just(1), st.just(DAY), st.integers(1, 400 * DAY))
+after_s = st.one_of(st.just(0), st.just(1), st.integers(0, 120 * DAY))
+amounts = st.one_of(
+    st.decimals(min_value=-60, max_value=250, places=2).map(float),  # negatives are refunds
+    st.just(0.0),
+)
+
+
+@st.composite
+def _tx_rows(draw, customers, seconds, sign, categories=CATEGORIES):
+    n = draw(st.integers(1, 12)) if sign < 0 else draw(st.integers(0, 12))
+    rows = []
+    for _ in range(n):
+        rows.append({
+            "customer_id": draw(st.sampled_from(customers)),
+            "local": AS_OF + sign * pd.Timedelta(seconds=draw(seconds)),
+            "amount": draw(amounts),
+            "order_id": draw(st.sampled_from(ORDERS)),
+            "category": draw(st.sampled_from(categories)),
+            "channel": draw(st.sampled_from(CHANNELS)),
+            "store_id": draw(st.sampled_from(STORES)),
+        })
+    return rows
+
+
+@st.composite
+def _ev_rows(draw, customers, seconds, sign, types=EVENT_TYPES):
+    n = draw(st.integers(1, 6)) if sign < 0 else draw(st.integers(0, 6))
+    return [{"customer_id": draw(st.sampled_from(customers)),
+             "local": AS_OF + sign * pd.Timedelta(seconds=draw(seconds)),
+             "event_type": draw(st.sampled_from(types))} for _ in range(n)]
+
+
+@st.composite
+def histories(draw):
+    timezone = draw(st.sampled_from(["UTC", "America/New_York"]))
+    fmt = draw(st.sampled_from(["csv", "parquet"]))
+    tx_before = draw(_tx_rows(POOL, before_s, -1))
+    tx_after = draw(_tx_rows(POOL + NEW, after_s, +1, CATEGORIES + ["toys"]))  # 'toys' only after
+    ev_before = draw(_ev_rows(POOL, before_s, -1))
+    ev_after = draw(_ev_rows(POOL + NEW, after_s, +1, EVENT_TYPES + ["survey"]))
+    # the customers table always has someone before the cutoff (an empty file has no column types)
+    with_row = draw(st.lists(st.sampled_from(POOL), min_size=1, unique=True))
+    customers_before = []
+    for cid in POOL:
+        if cid in with_row:
+            signup = draw(st.one_of(st.none(), before_s.map(lambda s: AS_OF - pd.Timedelta(seconds=s))))
+            customers_before.append({"customer_id": cid, "local": signup,
+                                     "tier": draw(st.sampled_from(["gold", "silver"])),
+                                     "score": draw(st.integers(0, 9))})
+    customers_after = [{"customer_id": cid, "local": AS_OF + pd.Timedelta(seconds=draw(after_s)),
+                        "tier": draw(st.sampled_from(["gold", "silver", "platinum"])),
+                        "score": draw(st.integers(0, 9))}
+                       for cid in NEW if draw(st.booleans())]
+    # per row: write the timestamp as naive local wall time, or as the same instant in UTC with an offset
+    offsets = draw(st.booleans())
+    return {"timezone": timezone, "fmt": fmt, "offsets": offsets,
+            "seed": draw(st.integers(0, 2**16)),
+            "tx": (tx_before, tx_after), "ev": (ev_before, ev_after),
+            "cust": (customers_before, customers_after)}
+
+
+def _render(local: pd.Timestamp | None, tz: str, as_offset: bool) -> str | None:
+    if local is None:
+        return None
+    if as_offset:
+        instant = local.tz_localize(tz, ambiguous=True, nonexistent="shift_forward").tz_convert("UTC")
+        return instant.strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    return local.strftime("%Y-%m-%d %H:%M:%S")  # also midnight as '... 00:00:00', never a bare date
+
+
+def _frame(rows: list[dict], ts_col: str, tz: str, offsets: bool, rng, columns: list[str]) -> pd.DataFrame:
+    out = []
+    for r in rows:
+        r = dict(r)
+        r[ts_col] = _render(r.pop("local"), tz, offsets and bool(rng.integers(0, 2)))
+        out.append(r)
+    return pd.DataFrame(out, columns=columns)
+
+
+def _build(folder: Path, h: dict, with_after: bool) -> tuple[pd.DataFrame, str]:
+    import numpy as np
+
+    rng = np.random.default_rng(h["seed"])  # same rendering choices for the rows both builds share
+    tz, off = h["timezone"], h["offsets"]
+
+    def pick(pair):
+        return pair[0] + (pair[1] if with_after else [])
+
+    tx_cols = ["customer_id", "ts", "amount", "order_id", "category", "channel", "store_id"]
+    frames = {
+        "transactions": _frame(pick(h["tx"]), "ts", tz, off, rng, tx_cols),
+        "events": _frame(pick(h["ev"]), "ts", tz, off, rng, ["customer_id", "ts", "event_type"]),
+        "customers": _frame(pick(h["cust"]), "signup_ts", tz, off, rng,
+                            ["customer_id", "signup_ts", "tier", "score"]),
+    }
+    cfg = load_config(write_config(folder, write_frames(folder, frames, h["fmt"]), timezone=tz))
+    data = load_customer_data(cfg)
+    assert all(rep.rows_bad == 0 for rep in data.reports.values()), data.reports
+    return build_features(data, AS_OF), feature_set_for(data, AS_OF).version
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(h=histories())
+def test_rows_on_or_after_as_of_never_change_features(h):
+    with tempfile.TemporaryDirectory() as d1, tempfile.TemporaryDirectory() as d2:
+        full, v_full = _build(Path(d1), h, with_after=True)
+        cut, v_cut = _build(Path(d2), h, with_after=False)
+    assert v_full == v_cut
+    assert set(SEGMENT_COLUMNS) <= set(full.columns)
+    # the population is exactly the customers with a purchase or a sign-up strictly before as_of
+    known = {r["customer_id"] for r in h["tx"][0]} | {
+        r["customer_id"] for r in h["cust"][0] if r["local"] is not None}
+    assert set(full["customer_id"]) == known
+    pd.testing.assert_frame_equal(full, cut)
+
+
+def test_rows_exactly_at_as_of_are_excluded(tmp_path):
+    """A concrete case of the property (fails loudly, without shrinking): a 999 purchase at midnight."""
+    tx = pd.DataFrame({"customer_id": ["a", "a", "b"],
+                       "ts": ["2023-12-31 23:59:59", "2024-01-01 00:00:00", "2024-01-01 00:00:00"],
+                       "amount": [10.0, 999.0, 5.0], "order_id": ["o1", "o1", "o2"]})
+    cfg = load_config(write_config(tmp_path, write_frames(tmp_path, {"transactions": tx})))
+    df = build_features(load_customer_data(cfg), AS_OF).set_index("customer_id")
+    assert list(df.index) == ["a"]  # b only bought at the cutoff itself
+    assert df.loc["a", "monetary_total"] == pytest.approx(10.0)
+    assert df.loc["a", "frequency_total"] == 1
+    assert df.loc["a", "recency_days"] == pytest.approx(1 / 86_400)
+
+
+def _fixture_config(tmp_path: Path, **extra) -> Path:
+    tx = pd.DataFrame({
+        "customer_id": ["a", "a", "b", "c", "c"],
+        "ts": ["2023-03-01 10:00:00", "2023-11-20 18:30:00", "2023-12-24 09:00:00", "2023-07-07 12:00:00",
+               "2024-02-01 12:00:00"],
+        "amount": [12.5, 30.0, -4.0, 8.0, 100.0],
+        "order_id": ["o1", "o2", "o3", "o4", "o5"],
+        "category": ["dairy", "meat", "dairy", "wine", "toys"],
+        "channel": ["app", "store", "store", "online", "app"],
+    })
+    return write_config(tmp_path, write_frames(tmp_path, {"transactions": tx}), **extra)
+
+
+def test_feature_set_version_is_stable_for_the_same_data(tmp_path):
+    cfg_path = _fixture_config(tmp_path)
+    v1 = feature_set_for(load_customer_data(load_config(cfg_path)), AS_OF)
+    v2 = feature_set_for(load_customer_data(load_config(cfg_path)), AS_OF)  # a fresh load, a fresh connection
+    assert v1.version == v2.version and v1.version.startswith("fs-")
+    assert v1.names == v2.names
+    assert type(v1).from_dict(v1.to_dict()).version == v1.version
+    # the version does identify the set: other windows, or a cutoff before 'wine' was bought, change it
+    other = tmp_path / "other"
+    other.mkdir()
+    cfg_other = _fixture_config(other, features={"windows": [30, 90, 365]})
+    assert feature_set_for(load_customer_data(load_config(cfg_other)), AS_OF).version != v1.version
+    earlier = feature_set_for(load_customer_data(load_config(cfg_path)), "2023-06-01")
+    assert "category_share_wine" in v1.names and "category_share_wine" not in earlier.names
+    assert earlier.version != v1.version
+    # a category bought only after the cutoff ('toys' on 2024-02-01) is not part of the set
+    assert "category_share_toys" not in v1.names
