@@ -50,12 +50,22 @@ def mlflow_server(tmp_path):
             time.sleep(0.5)
         yield url, backend
     finally:
-        os.killpg(proc.pid, 15)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
+        _stop(proc)
         log.close()
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop the server and its workers (its own process group), whether or not it is still running."""
+    for sig, wait in ((15, 20), (9, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def test_train_register_promote_and_load_against_a_server(mlflow_server, synthetic_config, monkeypatch):
