@@ -16,6 +16,17 @@ class Settings(BaseSettings):
     tracking_uri: str = Field(default="sqlite:///mlflow.db", description="MLflow tracking URI.")
     registry_uri: str | None = Field(default=None, description="MLflow registry URI (default: tracking).")
     artifact_location: str = Field(default="mlruns", description="Artifact root for new experiments.")
+    # serving
+    serve_models: str | None = Field(
+        default=None, description="Models to serve, 'churn@champion,next-purchase@3'; default: every model "
+                                  "with the serve alias.")
+    serve_alias: str = Field(default="champion", description="Alias served when serve_models is not set.")
+    api_keys: str | None = Field(default=None, description="Comma-separated API keys (for containers).")
+    redis_url: str | None = Field(default=None, description="Online store in Redis (a fleet) instead of SQLite.")
+    config: Path | None = Field(default=None, description="Project config (lifecycle thresholds for segments).")
+    max_batch: int = Field(default=1000, description="Most customers in one scoring request (413 above).")
+    max_body_bytes: int = Field(default=2_000_000, description="Largest request body accepted (413 above).")
+    workers: int = Field(default=1, description="Service worker processes.")
 
 
 def get_settings() -> Settings:

@@ -1,0 +1,61 @@
+"""The prediction log: every served prediction (request id, time, customer id, model and version, score,
+top reasons), for audit and monitoring.
+
+SQLite in WAL mode with synchronous=NORMAL: a commit is a write to the WAL file without fsync (tens of
+microseconds), so a prediction is in the file before its response is sent and survives a crash or
+restart of the service process (not a power cut). Each worker process opens its own connection; SQLite's
+lock serialises their appends.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """CREATE TABLE IF NOT EXISTS predictions (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  request_id TEXT NOT NULL, ts REAL NOT NULL, customer_id TEXT, model TEXT NOT NULL, version TEXT,
+  alias TEXT, score REAL, error TEXT, reasons TEXT)"""
+
+
+class PredictionLog:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._con = sqlite3.connect(self.path, check_same_thread=False, timeout=10, isolation_level=None)
+        self._con.execute("PRAGMA journal_mode=WAL")
+        self._con.execute("PRAGMA synchronous=NORMAL")
+        self._con.execute(SCHEMA)
+
+    def append(self, request_id: str, rows: Iterable[dict[str, Any]]) -> None:
+        now = time.time()
+        values = [(request_id, now, r.get("customer_id"), r["model"], r.get("version"), r.get("alias"),
+                   r.get("score"), r.get("error"),
+                   json.dumps([x["feature"] for x in r.get("reasons") or []]) if r.get("reasons") else None)
+                  for r in rows]
+        with self._lock:
+            self._con.execute("BEGIN IMMEDIATE")
+            self._con.executemany("INSERT INTO predictions (request_id, ts, customer_id, model, version, alias, "
+                                  "score, error, reasons) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
+            self._con.execute("COMMIT")
+
+    def count(self) -> int:
+        return self._con.execute("SELECT count(*) FROM predictions").fetchone()[0]
+
+    def close(self) -> None:
+        self._con.close()
+
+
+def read_log(path: str | Path, limit: int | None = None) -> list[dict[str, Any]]:
+    con = sqlite3.connect(path)
+    con.row_factory = sqlite3.Row
+    q = "SELECT * FROM predictions ORDER BY id" + (f" LIMIT {int(limit)}" if limit else "")
+    rows = [dict(r) for r in con.execute(q)]
+    con.close()
+    return rows

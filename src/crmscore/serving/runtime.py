@@ -1,0 +1,207 @@
+"""Models as the service holds them: loaded once from the MLflow registry by alias (or a pinned version),
+with a fast single-customer path (numpy, one LightGBM thread) and a copy kept in the BentoML model
+store so the service can start when the registry cannot be reached."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from crmscore.config import SegmentsConfig
+from crmscore.explain.reasons import reason_text
+from crmscore.models.bundle import TrainedModel
+from crmscore.segments import add_segments
+
+log = logging.getLogger(__name__)
+STORE_PREFIX = "crmscore-"
+
+
+class FeatureError(ValueError):
+    """A customer's features cannot be scored; the message names the feature and what is wrong."""
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    version: str
+    alias: str
+    bundle: TrainedModel
+    source: str  # "registry" or "bentoml-store (registry unreachable: ...)"
+    loaded_at: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        m = self.bundle.model
+        self.names: list[str] = list(m.feature_names_)
+        self.index = {n: i for i, n in enumerate(self.names)}
+        self.codes: dict[int, dict[str, int]] = {
+            self.index[c]: {level: code for code, level in enumerate(levels)} for c, levels in m.categories_.items()}
+        self.booster = m.booster_
+        self.iterations = m.best_iteration_
+
+    def describe(self) -> dict[str, Any]:
+        info = self.bundle.info
+        metrics = info.get("metrics", {})
+        return {"name": self.name, "version": self.version, "alias": self.alias, "source": self.source,
+                "task": self.bundle.task, "mode": self.bundle.mode, "trained_at": info.get("trained_at"),
+                "feature_set_version": self.bundle.feature_set.version, "data_digest": info.get("data_digest"),
+                "test_cutoff": (info.get("cutoffs") or {}).get("test"), "grade": info.get("grade"),
+                "test_metrics": {k: metrics[k] for k in ("roc_auc", "pr_auc", "brier", "ece", "lift_top10")
+                                 if k in metrics},
+                "baselines": {k: v.get("roc_auc") for k, v in (info.get("baselines") or {}).items()},
+                "features": len(self.names)}
+
+    # -- fast path --------------------------------------------------------------------------------
+    def row(self, features: dict[str, Any], *, strict: bool) -> np.ndarray:
+        """One customer's features as the booster's input row. strict: every feature must be given
+        (features sent by a caller); otherwise missing ones are missing values (published snapshots)."""
+        x = np.full(len(self.names), np.nan)
+        if strict:
+            missing = [n for n in self.names if n not in features]
+            unknown = [k for k in features if k not in self.index]
+            if missing or unknown:
+                parts = []
+                if missing:
+                    parts.append(f"missing features {missing[:8]}{' ...' if len(missing) > 8 else ''}")
+                if unknown:
+                    parts.append(f"unknown features {unknown[:8]}")
+                raise FeatureError("; ".join(parts) + f" (model {self.name} expects {len(self.names)} features: "
+                                   f"GET /v1/models lists them)")
+        for name, i in self.index.items():
+            v = features.get(name)
+            if v is None:
+                continue
+            if i in self.codes:
+                if not isinstance(v, str):
+                    raise FeatureError(f"feature {name!r} must be text (a category), got {v!r}")
+                code = self.codes[i].get(v)
+                x[i] = np.nan if code is None else code
+            else:
+                if isinstance(v, bool) or not isinstance(v, (int, float)):
+                    raise FeatureError(f"feature {name!r} must be a number, got {v!r}")
+                if not math.isfinite(float(v)):
+                    raise FeatureError(f"feature {name!r} must be a finite number, got {v!r}")
+                x[i] = float(v)
+        return x
+
+    def score_rows(self, X: np.ndarray, explain: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """Calibrated scores and (explain) SHAP contributions incl. the base value column."""
+        threads = 1 if len(X) < 64 else 2  # one thread for small requests: stable latency under load
+        if explain:
+            contrib = self.booster.predict(X, pred_contrib=True, num_iteration=self.iterations, num_threads=threads)
+            raw = contrib.sum(1)
+        else:
+            contrib = None
+            raw = self.booster.predict(X, raw_score=True, num_iteration=self.iterations, num_threads=threads)
+        return 1.0 / (1.0 + np.exp(-self.bundle.model.calibrated_logit(raw))), contrib
+
+    def reasons(self, contrib_row: np.ndarray, values: dict[str, Any], top_k: int) -> tuple[float, list[dict]]:
+        c = contrib_row[:-1]
+        base = float(contrib_row[-1])
+        raw = float(contrib_row.sum())
+        k = min(top_k, len(c))
+        top = np.argsort(-np.abs(c), kind="stable")[:k]
+        model = self.bundle.model
+        p = 1 / (1 + math.exp(-float(model.calibrated_logit(np.array(raw)))))
+        out = []
+        for i in top:
+            name = self.names[i]
+            without = 1 / (1 + math.exp(-float(model.calibrated_logit(np.array(raw - c[i])))))
+            value = values.get(name)
+            out.append({"feature": name, "value": value, "contribution": float(c[i]),
+                        "probability_change": p - without,
+                        "text": reason_text(self.bundle.feature_set.get(name), name, value, float(c[i]), values,
+                                            self.bundle.reason_up, self.bundle.reason_down)})
+        return base, out
+
+    def segments_for(self, features: dict[str, Any], cfg: SegmentsConfig) -> tuple[str | None, str | None]:
+        """RFM segment and lifecycle stage for features sent by a caller (scored on the model's RFM scale)."""
+        scorer = self.bundle.rfm_scorer()
+        needed = ("recency_days", "first_purchase_days", *(scorer.columns.values() if scorer else ()))
+        if scorer is None or any(n not in features for n in needed):
+            return None, None
+        frame = pd.DataFrame([{k: features.get(k) for k in {*needed, "recency_gap_ratio"}}]).astype(float)
+        seg = add_segments(frame, cfg, scorer)
+        return str(seg["rfm_segment"].iloc[0]), str(seg["lifecycle_stage"].iloc[0])
+
+
+def store_name(model: str) -> str:
+    return STORE_PREFIX + "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in model.lower())
+
+
+def save_to_bentoml_store(loaded: LoadedModel) -> None:
+    """Keep a copy in the BentoML model store (once per registry version) for registry outages."""
+    import bentoml
+
+    name = store_name(loaded.name)
+    try:
+        for m in bentoml.models.list(name):
+            if m.info.labels.get("registry_version") == loaded.version:
+                return
+    except Exception:  # noqa: BLE001  (an empty or missing store)
+        pass
+    with bentoml.models.create(name, labels={"registry_version": loaded.version, "alias": loaded.alias},
+                               metadata={"registered_model": loaded.name}) as m:
+        loaded.bundle.save(m.path)
+    log.info("saved %s v%s to the BentoML model store as %s", loaded.name, loaded.version, name)
+
+
+def load_from_bentoml_store(model: str, reason: str) -> LoadedModel:
+    import bentoml
+
+    m = bentoml.models.get(f"{store_name(model)}:latest")
+    bundle = TrainedModel.load(m.path)
+    return LoadedModel(model, m.info.labels.get("registry_version", "?"), m.info.labels.get("alias", "?"), bundle,
+                       f"bentoml-store {m.tag} (registry unreachable: {reason})")
+
+
+def load_models(specs: list[tuple[str, str]]) -> tuple[dict[str, LoadedModel], list[str]]:
+    """Load (name, alias-or-version) pairs from the registry, falling back to the BentoML store.
+
+    Returns the loaded models and warnings for those that could not be loaded at all.
+    """
+    from crmscore.models import registry
+    from crmscore.models.registry import RegistryError
+
+    registry.configure()
+    loaded, warnings = {}, []
+    for name, ref in specs:
+        try:
+            bundle, mv = registry.load_bundle(name, ref)
+            lm = LoadedModel(name, str(mv.version), ref, bundle, "registry")
+            try:
+                save_to_bentoml_store(lm)
+            except Exception as exc:  # noqa: BLE001  (the copy is a convenience; serving goes on)
+                log.warning("could not copy %s to the BentoML model store: %s", name, exc)
+        except RegistryError as exc:
+            warnings.append(str(exc))
+            continue
+        except Exception as exc:  # noqa: BLE001  (registry down: use the last imported copy)
+            reason = f"{type(exc).__name__}: {str(exc)[:160]}"
+            try:
+                lm = load_from_bentoml_store(name, reason)
+                log.warning("registry unreachable for %s; serving %s", name, lm.source)
+            except Exception as exc2:  # noqa: BLE001
+                warnings.append(f"{name}: registry unreachable ({reason}) and no copy in the BentoML store ({exc2})")
+                continue
+        loaded[name] = lm
+    return loaded, warnings
+
+
+def discover_specs(alias: str) -> list[tuple[str, str]]:
+    """Every registered model that has the alias (default champion)."""
+    from mlflow.tracking import MlflowClient
+
+    from crmscore.models import registry
+
+    registry.configure()
+    specs = []
+    for rm in MlflowClient().search_registered_models():
+        if alias in (rm.aliases or {}):
+            specs.append((rm.name, alias))
+    return sorted(specs)

@@ -1,0 +1,46 @@
+"""Request and response models of the scoring API (pydantic; their descriptions and examples feed the
+OpenAPI docs at /docs)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class CustomerIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"customer_id": "C0042"}]})
+
+    customer_id: str = Field(description="The customer's id, as in your transactions.", examples=["C0042"])
+    features: dict[str, Any] | None = Field(
+        default=None, description="Score these features instead of the published snapshot: every feature the "
+                                  "model expects (GET /v1/models), numbers or text.")
+
+
+class Reason(BaseModel):
+    feature: str = Field(description="Feature name.")
+    value: Any = Field(description="The customer's value of the feature.")
+    contribution: float = Field(description="SHAP contribution in log-odds (raw model scale).")
+    probability_change: float = Field(description="How much this reason moves the probability.")
+    text: str = Field(description="The reason in plain language.")
+
+
+class CustomerScore(BaseModel):
+    customer_id: str
+    model: str = Field(description="Registered model name.")
+    version: str | None = Field(default=None, description="Registered model version.")
+    alias: str | None = Field(default=None, description="Alias the version was loaded by.")
+    score: float | None = Field(default=None, description="Probability (0-1).")
+    decile: int | None = Field(default=None, description="1 = the highest-scoring tenth of the test population.")
+    band: str | None = Field(default=None, description="Lookalike band (high/medium/low/none).")
+    segment: str | None = Field(default=None, description="RFM segment.")
+    lifecycle_stage: str | None = None
+    base_value: float | None = Field(default=None, description="Model's expected log-odds (SHAP base value).")
+    reasons: list[Reason] | None = None
+    error: str | None = Field(default=None, description="Why this customer could not be scored.")
+
+
+class ScoreResponse(BaseModel):
+    request_id: str
+    model: str
+    results: list[CustomerScore]

@@ -1,0 +1,163 @@
+"""The BentoML scoring service: one class, started with `crmscore serve` (which runs `bentoml serve`).
+
+POST /v1/score is a BentoML API with typed pydantic IO; GET /v1/customers/{id}, GET /v1/models and
+POST /v1/admin/reload are FastAPI routes on the same service instance. An ASGI middleware gives every
+response a request id and checks the API key (`Authorization: Bearer <key>`) on /v1; /livez, /readyz,
+/metrics and /health stay open. Bad input is answered with a 4xx JSON message that says what to fix.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import time
+import uuid
+from typing import Annotated, Any
+
+import bentoml
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import Field
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from crmscore.serving.engine import RequestError, ScoringEngine
+from crmscore.serving.keys import KeyRing
+from crmscore.serving.schemas import CustomerIn, ScoreResponse
+from crmscore.settings import get_settings
+
+log = logging.getLogger("crmscore.service")
+OPEN_PATHS = ("/livez", "/readyz", "/metrics", "/health", "/docs", "/docs.json", "/schema.json", "/static_content")
+SETTINGS = get_settings()
+
+api = FastAPI(title="crmscore", docs_url=None, redoc_url=None, openapi_url=None)
+
+
+def _error(status: int, message: str, request_id: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, "request_id": request_id, **extra}, status_code=status,
+                        headers={"X-Request-ID": request_id})
+
+
+class AuthAndRequestId:
+    """Pure ASGI middleware: request id on every response; API key on /v1 (admin key for /v1/admin);
+    request body size limit."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.keys = KeyRing.from_settings(SETTINGS.home, SETTINGS.api_keys).verifier()
+        self.max_body = SETTINGS.max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
+        request_id = headers.get("x-request-id") or uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        path = scope.get("path", "")
+        if path.startswith("/v1/"):
+            auth = headers.get("authorization", "")
+            key = auth[7:].strip() if auth.lower().startswith("bearer ") else None
+            who = self.keys.check(key)
+            if who is None:
+                msg = ("missing API key: send 'Authorization: Bearer <key>' (create one with `crmscore keys create "
+                       "NAME`)" if not key else "invalid API key")
+                await _error(401, msg, request_id)(scope, receive, send)
+                return
+            if path.startswith("/v1/admin/") and not who[1]:
+                await _error(403, f"key {who[0]!r} is not an admin key", request_id)(scope, receive, send)
+                return
+            length = headers.get("content-length")
+            if length and length.isdigit() and int(length) > self.max_body:
+                await _error(413, f"request body of {int(length):,} bytes is over the limit of {self.max_body:,}",
+                             request_id)(scope, receive, send)
+                return
+
+        async def send_with_id(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+# Access logs are off: they would print customer ids (in paths) at INFO; requests are counted in /metrics
+# and every prediction is in the prediction log. A 10 s traffic timeout (not 60) keeps fewer requests' objects
+# alive in BentoML's timeout middleware, which shortens garbage-collection pauses under load.
+@bentoml.service(name="crmscore", workers=SETTINGS.workers, traffic={"timeout": 10},
+                 http={"port": 3000}, logging={"access": {"enabled": False}})
+@bentoml.asgi_app(api, path="/")
+class ScoringService:
+    """Scores customers with the registered models, each prediction explained."""
+
+    def __init__(self) -> None:
+        self.engine = ScoringEngine(get_settings())
+        from prometheus_client import Counter, Histogram  # after BentoML set up multiprocess metrics
+
+        self.requests = Counter("crmscore_requests", "Scoring requests", ["endpoint", "model", "status"])
+        self.latency = Histogram("crmscore_request_seconds", "Scoring latency", ["endpoint", "model"],
+                                 buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+        gc.collect()
+        gc.freeze()  # long-lived model objects out of the collector's way: shorter full-GC pauses
+
+    @bentoml.api(route="/v1/score")
+    def score(
+        self,
+        model: Annotated[str, Field(description="churn | next-purchase | expected-spend | next-category | "
+                                                "lookalike/<audience>", examples=["churn"])],
+        customers: Annotated[list[CustomerIn], Field(description="At most 1,000 customers: by id, or with features.")],
+        explain: Annotated[bool, Field(description="Add the top-k reasons to each score.")] = True,
+        top_k: Annotated[int, Field(description="Reasons per customer (0-50).")] = 5,
+        ctx: bentoml.Context = None,  # type: ignore[assignment]
+    ) -> ScoreResponse:
+        """Score customers by id (from the published feature snapshot) or with their features. A customer that
+        cannot be scored gets an `error` entry; the rest of the batch is scored."""
+        request_id = ctx.request.scope.get("state", {}).get("request_id") or uuid.uuid4().hex
+        start = time.perf_counter()
+        try:
+            results = self.engine.score(model, [c.model_dump() for c in customers], explain, top_k, request_id)
+        except RequestError as exc:
+            self.requests.labels("score", model, str(exc.status)).inc()
+            return _error(exc.status, str(exc), request_id)  # type: ignore[return-value]
+        self.requests.labels("score", model, "200").inc()
+        self.latency.labels("score", model).observe(time.perf_counter() - start)
+        return ScoreResponse(request_id=request_id, model=model, results=results)  # type: ignore[arg-type]
+
+    @api.get("/v1/customers/{customer_id}")
+    def customer(self, customer_id: str, request: Request, top_k: int = 5) -> JSONResponse:
+        """Every loaded model's score, segment and reasons for one customer."""
+        request_id = request.scope.get("state", {}).get("request_id", "")
+        start = time.perf_counter()
+        try:
+            body = self.engine.customer(customer_id, request_id, top_k)
+        except RequestError as exc:
+            self.requests.labels("customer", "all", str(exc.status)).inc()
+            return _error(exc.status, str(exc), request_id)
+        self.requests.labels("customer", "all", "200").inc()
+        self.latency.labels("customer", "all").observe(time.perf_counter() - start)
+        return JSONResponse(json.loads(json.dumps({"request_id": request_id, **body}, default=_plain)))
+
+    @api.get("/v1/models")
+    def models(self, request: Request) -> JSONResponse:
+        """Loaded models: name, version, alias, source, trained-at, data digest and test metrics."""
+        request_id = request.scope.get("state", {}).get("request_id", "")
+        return JSONResponse({"request_id": request_id, **self.engine.describe_models()})
+
+    @api.post("/v1/admin/reload")
+    def reload(self, request: Request) -> JSONResponse:
+        """Reload models from the registry (after a promotion) without dropping requests."""
+        request_id = request.scope.get("state", {}).get("request_id", "")
+        return JSONResponse({"request_id": request_id, **self.engine.request_reload()})
+
+    @api.get("/health")
+    def health(self) -> JSONResponse:
+        return JSONResponse({"status": "ok", "models": sorted(self.engine.models)})
+
+
+def _plain(v: Any) -> Any:
+    if hasattr(v, "item"):
+        return v.item()
+    return str(v)
+
+
+ScoringService.add_asgi_middleware(AuthAndRequestId)

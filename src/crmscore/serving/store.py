@@ -1,0 +1,133 @@
+"""The online feature store: the latest feature snapshot per customer, for scoring by id.
+
+`crmscore features publish --config C --as-of T` writes the snapshot to an embedded SQLite file
+(default `.crmscore/online_store.sqlite`, no server) and, when CRMSCORE_REDIS_URL is set, to Redis for a
+fleet of service replicas. A row is the customer's features and segment columns as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sqlite3
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+log = logging.getLogger(__name__)
+REDIS_PREFIX = "crmscore:features:"
+REDIS_META = "crmscore:features:__meta__"
+
+
+def _clean(value: Any) -> Any:
+    if value is None or value is pd.NA:
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if hasattr(value, "item"):  # numpy scalars
+        value = value.item()
+        if isinstance(value, float) and math.isnan(value):
+            return None
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    return value
+
+
+def rows_as_json(frame: pd.DataFrame) -> Iterable[tuple[str, str]]:
+    cols = [c for c in frame.columns if c != "customer_id"]
+    for rec in frame.itertuples(index=False):
+        d = dict(zip(frame.columns, rec))
+        yield str(d["customer_id"]), json.dumps({c: _clean(d[c]) for c in cols}, separators=(",", ":"))
+
+
+class SqliteStore:
+    """Customer id -> features JSON in one SQLite file; readers see the last complete snapshot."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._local = threading.local()
+
+    def _con(self) -> sqlite3.Connection:
+        con = getattr(self._local, "con", None)
+        if con is None:
+            con = sqlite3.connect(self.path, check_same_thread=False)
+            con.execute("PRAGMA journal_mode=WAL")
+            self._local.con = con
+        return con
+
+    def publish(self, frame: pd.DataFrame, meta: dict[str, Any]) -> int:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        con = sqlite3.connect(self.path)
+        try:
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("CREATE TABLE IF NOT EXISTS features (customer_id TEXT PRIMARY KEY, data TEXT NOT NULL)")
+            con.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+            with con:  # one transaction: readers never see half a snapshot
+                con.execute("DELETE FROM features")
+                con.executemany("INSERT INTO features VALUES (?, ?)", rows_as_json(frame))
+                con.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                                [(k, json.dumps(v, default=str)) for k, v in meta.items()])
+            return len(frame)
+        finally:
+            con.close()
+
+    def get(self, customer_id: str) -> dict[str, Any] | None:
+        row = self._con().execute("SELECT data FROM features WHERE customer_id = ?", (customer_id,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def meta(self) -> dict[str, Any]:
+        try:
+            rows = self._con().execute("SELECT key, value FROM meta").fetchall()
+        except sqlite3.OperationalError:
+            return {}
+        return {k: json.loads(v) for k, v in rows}
+
+    def sample_ids(self, n: int = 5) -> list[str]:
+        try:
+            return [r[0] for r in self._con().execute("SELECT customer_id FROM features LIMIT ?", (n,))]
+        except sqlite3.OperationalError:
+            return []
+
+
+class RedisStore:
+    """The same snapshot in Redis (one string key per customer), for several service replicas."""
+
+    def __init__(self, url: str):
+        import redis
+
+        self.client = redis.Redis.from_url(url, socket_timeout=2)
+
+    def publish(self, frame: pd.DataFrame, meta: dict[str, Any]) -> int:
+        pipe = self.client.pipeline(transaction=False)
+        n = 0
+        for cid, data in rows_as_json(frame):
+            pipe.set(REDIS_PREFIX + cid, data)
+            n += 1
+            if n % 5000 == 0:
+                pipe.execute()
+        pipe.set(REDIS_META, json.dumps(meta, default=str))
+        pipe.execute()
+        return n
+
+    def get(self, customer_id: str) -> dict[str, Any] | None:
+        raw = self.client.get(REDIS_PREFIX + customer_id)
+        return json.loads(raw) if raw else None
+
+    def meta(self) -> dict[str, Any]:
+        raw = self.client.get(REDIS_META)
+        return json.loads(raw) if raw else {}
+
+    def sample_ids(self, n: int = 5) -> list[str]:
+        keys = [k.decode() for k in self.client.scan_iter(REDIS_PREFIX + "*", count=100)][: n + 1]
+        return [k[len(REDIS_PREFIX):] for k in keys if k != REDIS_META][:n]
+
+
+def open_store(home: Path, redis_url: str | None) -> SqliteStore | RedisStore:
+    """Redis when configured (a fleet shares it), else the embedded SQLite file."""
+    if redis_url:
+        return RedisStore(redis_url)
+    return SqliteStore(Path(home) / "online_store.sqlite")
