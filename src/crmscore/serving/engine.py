@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from crmscore.config import SegmentsConfig
+from crmscore.segments import RFMScorer
 from crmscore.serving.predlog import PredictionLog
 from crmscore.serving.runtime import FeatureError, LoadedModel, discover_specs, load_models
 from crmscore.serving.store import open_store
@@ -50,6 +51,8 @@ class ScoringEngine:
             from crmscore.config import load_config
 
             self.segments_cfg = load_config(settings.config).segments
+        rfm = self.store.meta().get("rfm")
+        self.rfm = RFMScorer.from_dict(rfm) if rfm else None
         self.models: dict[str, LoadedModel] = {}
         self.warnings: list[str] = []
         self._reload_lock = threading.Lock()
@@ -145,7 +148,7 @@ class ScoringEngine:
                 if c.get("features") is not None:
                     feats = c["features"]
                     x = model.row(feats, strict=True)
-                    seg = model.segments_for(feats, self.segments_cfg)
+                    seg = model.segments_for(feats, self.segments_cfg, self.rfm)
                 else:
                     feats = self.store.get(cid)
                     if feats is None:

@@ -9,6 +9,7 @@ from typing import Any
 from crmscore.data.loader import CustomerData
 from crmscore.features.build import build_features, feature_set_for
 from crmscore.features.definitions import FeatureSet
+from crmscore.segments import RFMScorer
 from crmscore.serving.store import RedisStore, SqliteStore
 from crmscore.settings import Settings
 
@@ -46,7 +47,8 @@ def publish_snapshot(data: CustomerData, as_of: Any, settings: Settings) -> tupl
     as_of = as_of or data.ts_range()[1].normalize() + dt.timedelta(days=1)
     fs = merged(feature_set_for(data, as_of), served_feature_sets(settings))
     frame = build_features(data, as_of, fs)
-    meta = {"as_of": str(as_of), "published_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    rfm = RFMScorer(data.config.segments.rfm_window_days).fit(frame)  # the scale the snapshot's segments use
+    meta = {"as_of": str(as_of), "rfm": rfm.to_dict(), "published_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "customers": len(frame), "config": data.config.name}
     targets = [SqliteStore(settings.home / "online_store.sqlite")]
     if settings.redis_url:

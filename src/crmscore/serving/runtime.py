@@ -16,7 +16,7 @@ import pandas as pd
 from crmscore.config import SegmentsConfig
 from crmscore.explain.reasons import reason_text
 from crmscore.models.bundle import TrainedModel
-from crmscore.segments import add_segments
+from crmscore.segments import RFMScorer, add_segments
 
 log = logging.getLogger(__name__)
 STORE_PREFIX = "crmscore-"
@@ -119,9 +119,11 @@ class LoadedModel:
                                             self.bundle.reason_up, self.bundle.reason_down)})
         return base, out
 
-    def segments_for(self, features: dict[str, Any], cfg: SegmentsConfig) -> tuple[str | None, str | None]:
-        """RFM segment and lifecycle stage for features sent by a caller (scored on the model's RFM scale)."""
-        scorer = self.bundle.rfm_scorer()
+    def segments_for(self, features: dict[str, Any], cfg: SegmentsConfig,
+                     scorer: RFMScorer | None = None) -> tuple[str | None, str | None]:
+        """RFM segment and lifecycle stage for features sent by a caller, on the published snapshot's RFM scale
+        (so the same customer gets the same segment by id and with features), else the model's."""
+        scorer = scorer or self.bundle.rfm_scorer()
         needed = ("recency_days", "first_purchase_days", *(scorer.columns.values() if scorer else ()))
         if scorer is None or any(n not in features for n in needed):
             return None, None
@@ -179,8 +181,16 @@ def load_models(specs: list[tuple[str, str]]) -> tuple[dict[str, LoadedModel], l
             except Exception as exc:  # noqa: BLE001  (the copy is a convenience; serving goes on)
                 log.warning("could not copy %s to the BentoML model store: %s", name, exc)
         except RegistryError as exc:
-            warnings.append(str(exc))
-            continue
+            if _answered(exc):
+                warnings.append(str(exc))
+                continue
+            reason = f"{type(exc.__cause__).__name__}: {str(exc.__cause__)[:160]}"
+            try:
+                lm = load_from_bentoml_store(name, reason)
+                log.warning("registry unreachable for %s; serving %s", name, lm.source)
+            except Exception as exc2:  # noqa: BLE001
+                warnings.append(f"{name}: registry unreachable ({reason}) and no copy in the BentoML store ({exc2})")
+                continue
         except Exception as exc:  # noqa: BLE001  (registry down: use the last imported copy)
             reason = f"{type(exc).__name__}: {str(exc)[:160]}"
             try:
@@ -191,6 +201,12 @@ def load_models(specs: list[tuple[str, str]]) -> tuple[dict[str, LoadedModel], l
                 continue
         loaded[name] = lm
     return loaded, warnings
+
+
+def _answered(exc: Exception) -> bool:
+    """True when the registry answered (the model or alias does not exist), False when it could not be reached."""
+    code = getattr(exc.__cause__, "error_code", "")
+    return code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND", "BAD_REQUEST")
 
 
 def discover_specs(alias: str) -> list[tuple[str, str]]:

@@ -118,6 +118,7 @@ class ScoringService:
             results = self.engine.score(model, [c.model_dump() for c in customers], explain, top_k, request_id)
         except RequestError as exc:
             self.requests.labels("score", model, str(exc.status)).inc()
+            ctx.response.status_code = exc.status  # BentoML copies the context's status onto the response
             return _error(exc.status, str(exc), request_id)  # type: ignore[return-value]
         self.requests.labels("score", model, "200").inc()
         self.latency.labels("score", model).observe(time.perf_counter() - start)

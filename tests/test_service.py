@@ -1,0 +1,319 @@
+"""The scoring service: the engine and the BentoML class as Python objects, then a real `bentoml serve`
+on 127.0.0.1 over HTTP (auth, bad input, unknown id, a mixed batch, customers view, reload, and the
+prediction log across a restart)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from crmscore.config import load_config
+from crmscore.data import load_customer_data
+
+API_KEY = "crm_test_key_for_ci"
+
+
+@pytest.fixture(scope="module")
+def served(synthetic_config, tmp_path_factory):
+    """Churn trained, promoted and its features published, all in a private home, MLflow and BentoML store."""
+    from crmscore.models import registry
+    from crmscore.models.pipeline import train_task
+    from crmscore.models.tasks import get_task
+    from crmscore.serving.publish import publish_snapshot
+    from crmscore.settings import get_settings
+
+    home = tmp_path_factory.mktemp("serving")
+    env = {"CRMSCORE_HOME": str(home / "state"), "CRMSCORE_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
+           "CRMSCORE_ARTIFACT_LOCATION": str(home / "mlruns"), "BENTOML_HOME": str(home / "bentoml"),
+           "CRMSCORE_API_KEYS": API_KEY}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    cfg = load_config(synthetic_config)
+    data = load_customer_data(cfg)
+    task = get_task("churn")
+    train_task(task, cfg, task.settings(snapshots=3), data=data)
+    registry.promote("churn")
+    publish_snapshot(data, None, get_settings())
+    yield {"home": home, "env": env, "data": data, "cfg": cfg}
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def engine(served):
+    from crmscore.serving.engine import ScoringEngine
+    from crmscore.settings import get_settings
+
+    return ScoringEngine(get_settings())
+
+
+def _buyer_ids(engine, n=3):
+    ids = []
+    for cid in engine.store.sample_ids(200):
+        if engine.store.get(cid).get("recency_days") is not None:
+            ids.append(cid)
+        if len(ids) == n:
+            return ids
+    return ids
+
+
+def test_score_by_id_is_explained(engine):
+    cid = _buyer_ids(engine, 1)[0]
+    (r,) = engine.score("churn", [{"customer_id": cid}], True, 4, "req-1")
+    assert 0 <= r["score"] <= 1 and 1 <= r["decile"] <= 10 and r["version"] == "1" and r["alias"] == "champion"
+    assert r["segment"] and r["lifecycle_stage"]
+    reasons = r["reasons"]
+    assert len(reasons) == 4 and all(set(x) == {"feature", "value", "contribution", "probability_change", "text"}
+                                     for x in reasons)
+    mags = [abs(x["contribution"]) for x in reasons]
+    assert mags == sorted(mags, reverse=True)
+    assert all(("raises" in x["text"]) == (x["contribution"] > 0) for x in reasons)
+    assert all(np.sign(x["probability_change"]) == np.sign(x["contribution"]) for x in reasons)
+
+
+def test_features_path_matches_id_path_and_bad_customers_do_not_sink_the_batch(engine):
+    cid = _buyer_ids(engine, 1)[0]
+    model = engine.models["churn"]
+    feats = {k: v for k, v in engine.store.get(cid).items() if k in model.index}
+    bad_type = {**feats, "recency_days": "recently"}
+    results = engine.score("churn", [{"customer_id": cid}, {"customer_id": "nobody"},
+                                     {"customer_id": cid, "features": feats},
+                                     {"customer_id": "typo", "features": {**feats, "recencydays": 3}},
+                                     {"customer_id": "wrongtype", "features": bad_type}], True, 2, "req-2")
+    assert results[0]["score"] == pytest.approx(results[2]["score"], abs=1e-12)
+    assert "unknown customer_id 'nobody'" in results[1]["error"]
+    assert "unknown features ['recencydays']" in results[3]["error"]
+    assert "feature 'recency_days' must be a number" in results[4]["error"]
+    assert results[2]["segment"] == results[0]["segment"]
+
+
+def test_batch_limits_and_unknown_model(engine):
+    from crmscore.serving.engine import RequestError
+
+    with pytest.raises(RequestError) as e:
+        engine.score("churn", [{"customer_id": "a"}] * 1001, True, 5, "r")
+    assert e.value.status == 413 and "at most 1,000" in str(e.value)
+    with pytest.raises(RequestError) as e:
+        engine.score("next-purchase-typo", [{"customer_id": "a"}], True, 5, "r")
+    assert e.value.status == 404 and "loaded models: churn" in str(e.value)
+
+
+def test_prediction_log_keeps_what_was_scored(engine, served):
+    from crmscore.serving.predlog import read_log
+
+    engine.score("churn", [{"customer_id": c} for c in _buyer_ids(engine, 3)], False, 0, "req-log")
+    rows = [r for r in read_log(Path(served["env"]["CRMSCORE_HOME"]) / "predictions.sqlite") if r["request_id"] == "req-log"]
+    assert len(rows) == 3 and all(r["model"] == "churn" and r["version"] == "1" and 0 <= r["score"] <= 1 for r in rows)
+
+
+def test_service_class_as_python_object(served):
+    from crmscore.serving.service import ScoringService
+
+    svc = ScoringService()
+    body = svc.engine.describe_models()
+    (m,) = body["models"]
+    assert m["name"] == "churn" and m["source"] == "registry" and "roc_auc" in m["test_metrics"]
+    assert body["online_store"]["customers"] > 0
+
+
+def test_starts_from_bentoml_store_when_registry_is_unreachable(served, engine, monkeypatch):
+    # `engine` loaded churn from the registry once, which keeps a copy in the BentoML store
+    from crmscore.serving.engine import ScoringEngine
+    from crmscore.settings import get_settings
+
+    monkeypatch.setenv("CRMSCORE_TRACKING_URI", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    eng = ScoringEngine(get_settings())
+    (m,) = eng.describe_models()["models"]
+    assert m["name"] == "churn" and m["version"] == "1" and m["source"].startswith("bentoml-store")
+    assert "registry unreachable" in m["source"]
+
+
+def test_api_keys_hash_only_and_verify(tmp_path):
+    from crmscore.serving.keys import KeyRing
+
+    ring = KeyRing.from_settings(tmp_path, "envkey1, envkey2")
+    key = ring.create("crm-system")
+    assert key not in (tmp_path / "api_keys.json").read_text()
+    with pytest.raises(ValueError, match="exists already"):
+        ring.create("crm-system")
+    v = ring.verifier()
+    assert v.check(key) == ("crm-system", False) and v.check("envkey2") == ("env", True)
+    assert v.check(key + "x") is None and v.check(None) is None
+
+
+def test_redis_online_store(served, tmp_path):
+    exe = shutil.which("redis-server")
+    if exe is None:
+        pytest.skip("redis-server is not installed (.ci/run installs Debian's redis-server)")
+    from crmscore.serving.store import RedisStore, SqliteStore
+
+    port = _free_port()
+    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        store = None
+        for _ in range(50):
+            try:
+                store = RedisStore(f"redis://127.0.0.1:{port}/0")
+                store.client.ping()
+                break
+            except Exception:  # noqa: BLE001
+                time.sleep(0.1)
+        sqlite = SqliteStore(Path(served["env"]["CRMSCORE_HOME"]) / "online_store.sqlite")
+        ids = sqlite.sample_ids(20)
+        import pandas as pd
+
+        frame = pd.DataFrame([{"customer_id": i, **sqlite.get(i)} for i in ids])
+        assert store.publish(frame, {"as_of": "2025-01-01"}) == 20
+        assert store.get(ids[3]) == sqlite.get(ids[3]) and store.get("missing") is None
+        assert store.meta()["as_of"] == "2025-01-01"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+# -- a real server -------------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, env: dict, log: Path):
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = open(log, "a")
+        self.proc = subprocess.Popen([sys.executable, "-m", "crmscore", "serve", "--port", str(self.port)],
+                                     env={**os.environ, **env}, stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                if urllib.request.urlopen(self.url + "/readyz", timeout=2).status == 200:
+                    return
+            except OSError:
+                time.sleep(0.3)
+            if self.proc.poll() is not None:
+                break
+        self.stop()
+        raise RuntimeError(f"bentoml serve did not become ready: {log.read_text()[-3000:]}")
+
+    def call(self, method: str, path: str, body=None, key: str | None = API_KEY):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        req.add_header("Content-Type", "application/json")
+        if key:
+            req.add_header("Authorization", f"Bearer {key}")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return resp.status, dict(resp.headers), json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            raw = exc.read()
+            try:
+                payload = json.loads(raw)
+            except ValueError:
+                payload = raw.decode()
+            return exc.code, dict(exc.headers), payload
+
+    def stop(self) -> None:
+        for sig, wait in ((15, 30), (9, 5)):
+            try:
+                os.killpg(self.proc.pid, sig)
+                self.proc.wait(wait)
+                break
+            except ProcessLookupError:
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        self.log.close()
+
+
+@pytest.mark.integration
+def test_real_bentoml_server_over_http(served, engine, tmp_path):
+    env = served["env"]
+    ids = _buyer_ids(engine, 3)
+    acknowledged = []
+    server = Server(env, tmp_path / "serve.log")
+    try:
+        status, headers, body = server.call("POST", "/v1/score", {"model": "churn", "customers": [{"customer_id": ids[0]}]},
+                                            key=None)
+        assert status == 401 and "Authorization: Bearer" in body["error"] and body["request_id"]
+        assert server.call("GET", "/v1/models", key="wrong")[0] == 401
+        status, headers, body = server.call("POST", "/v1/score", {
+            "model": "churn", "customers": [{"customer_id": ids[0]}, {"customer_id": "no-such-customer"},
+                                            {"customer_id": ids[1]}], "explain": True, "top_k": 3})
+        assert status == 200 and headers.get("x-request-id") == body["request_id"]
+        acknowledged.append(body["request_id"])
+        ok, unknown, ok2 = body["results"]
+        assert 0 <= ok["score"] <= 1 and len(ok["reasons"]) == 3 and ok["reasons"][0]["text"].endswith("churn risk")
+        assert ok["error"] is None and ok2["score"] is not None
+        assert unknown["score"] is None and "unknown customer_id" in unknown["error"]
+        status, _, body = server.call("POST", "/v1/score", {"model": "churn", "customers": "C1"})
+        assert status == 400 and "customers" in json.dumps(body) and "Traceback" not in json.dumps(body)
+        status, _, body = server.call("POST", "/v1/score", {"model": "churn",
+                                                             "customers": [{"customer_id": "x"}] * 1001})
+        assert status == 413 and "at most 1,000" in body["error"]
+        status, _, body = server.call("POST", "/v1/score", {"model": "nope", "customers": [{"customer_id": "x"}]})
+        assert status == 404 and "loaded models: churn" in body["error"]
+        status, _, body = server.call("GET", f"/v1/customers/{ids[2]}")
+        assert status == 200 and body["scores"][0]["model"] == "churn" and body["scores"][0]["reasons"]
+        acknowledged.append(body["request_id"])
+        assert server.call("GET", "/v1/customers/no-such-customer")[0] == 404
+        status, _, body = server.call("GET", "/v1/models")
+        assert status == 200 and body["models"][0]["version"] == "1"
+        metrics = urllib.request.urlopen(server.url + "/metrics", timeout=5).read().decode()
+        assert 'crmscore_requests_total{endpoint="score",model="churn",status="200"}' in metrics
+    finally:
+        server.stop()
+    # a restart keeps every acknowledged prediction
+    from crmscore.serving.predlog import read_log
+
+    logged = {r["request_id"] for r in read_log(Path(env["CRMSCORE_HOME"]) / "predictions.sqlite")}
+    assert set(acknowledged) <= logged
+    server = Server(env, tmp_path / "serve2.log")
+    try:
+        status, _, body = server.call("POST", "/v1/score", {"model": "churn", "customers": [{"customer_id": ids[0]}]})
+        assert status == 200
+    finally:
+        server.stop()
+    assert set(acknowledged) <= {r["request_id"] for r in read_log(Path(env["CRMSCORE_HOME"]) / "predictions.sqlite")}
+
+
+@pytest.mark.integration
+def test_promotion_reaches_a_running_server_through_reload(served, engine, tmp_path):
+    from crmscore.models import registry
+    from crmscore.models.pipeline import train_task
+    from crmscore.models.tasks import get_task
+
+    env = served["env"]
+    server = Server(env, tmp_path / "serve.log")
+    try:
+        assert server.call("GET", "/v1/models")[2]["models"][0]["version"] == "1"
+        task = get_task("churn")
+        new = train_task(task, served["cfg"], task.settings(snapshots=2), data=served["data"])
+        registry.promote("churn", force=True, reason="reload test")
+        assert server.call("POST", "/v1/admin/reload")[0] == 200  # the env key is an admin key
+        status, _, body = server.call("GET", "/v1/models")
+        assert body["models"][0]["version"] == new.version
+        status, _, body = server.call("POST", "/v1/score", {"model": "churn",
+                                                             "customers": [{"customer_id": _buyer_ids(engine, 1)[0]}]})
+        assert status == 200 and body["results"][0]["version"] == new.version
+    finally:
+        server.stop()
