@@ -7,11 +7,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -190,59 +188,15 @@ def test_redis_online_store(served, tmp_path):
 
 # -- a real server -------------------------------------------------------------------------------
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    from crmscore.serving.launcher import free_port
+
+    return free_port()
 
 
-class Server:
-    def __init__(self, env: dict, log: Path):
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = open(log, "a")
-        self.proc = subprocess.Popen([sys.executable, "-m", "crmscore", "serve", "--port", str(self.port)],
-                                     env={**os.environ, **env}, stdout=self.log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                if urllib.request.urlopen(self.url + "/readyz", timeout=2).status == 200:
-                    return
-            except OSError:
-                time.sleep(0.3)
-            if self.proc.poll() is not None:
-                break
-        self.stop()
-        raise RuntimeError(f"bentoml serve did not become ready: {log.read_text()[-3000:]}")
+def Server(env: dict, log: Path):  # noqa: N802  (reads like the class it returns)
+    from crmscore.serving.launcher import LocalServer
 
-    def call(self, method: str, path: str, body=None, key: str | None = API_KEY):
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.url + path, data=data, method=method)
-        req.add_header("Content-Type", "application/json")
-        if key:
-            req.add_header("Authorization", f"Bearer {key}")
-        try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
-                return resp.status, dict(resp.headers), json.loads(resp.read() or b"null")
-        except urllib.error.HTTPError as exc:
-            raw = exc.read()
-            try:
-                payload = json.loads(raw)
-            except ValueError:
-                payload = raw.decode()
-            return exc.code, dict(exc.headers), payload
-
-    def stop(self) -> None:
-        for sig, wait in ((15, 30), (9, 5)):
-            try:
-                os.killpg(self.proc.pid, sig)
-                self.proc.wait(wait)
-                break
-            except ProcessLookupError:
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        self.log.close()
+    return LocalServer(env, log, api_key=API_KEY)
 
 
 @pytest.mark.integration
@@ -259,7 +213,7 @@ def test_real_bentoml_server_over_http(served, engine, tmp_path):
         status, headers, body = server.call("POST", "/v1/score", {
             "model": "churn", "customers": [{"customer_id": ids[0]}, {"customer_id": "no-such-customer"},
                                             {"customer_id": ids[1]}], "explain": True, "top_k": 3})
-        assert status == 200 and headers.get("x-request-id") == body["request_id"]
+        assert status == 200 and headers["x-request-id"] == body["request_id"]
         acknowledged.append(body["request_id"])
         ok, unknown, ok2 = body["results"]
         assert 0 <= ok["score"] <= 1 and len(ok["reasons"]) == 3 and ok["reasons"][0]["text"].endswith("churn risk")

@@ -87,6 +87,37 @@ def demo(
             console.print(f"  - {reason['text']}", highlight=False)
     log.info("scores of %s customers -> %s; MLflow UI: mlflow ui --backend-store-uri %s", f"{len(scores):,}",
              out / "churn_scores.parquet", registry.configure().tracking_uri)
+    # a customer in the second decile: high risk with reasons that pull both ways
+    pick = scores[scores["decile"] == 2]
+    _serve_and_score(data, as_of, str((pick if len(pick) else top).iloc[0]["customer_id"]), out)
+
+
+def _serve_and_score(data, as_of, customer_id: str, out: Path) -> None:  # noqa: ANN001
+    """Publish the features, start the real BentoML service, score one customer over HTTP, stop it."""
+    import json
+    import secrets
+
+    from rich.console import Console
+
+    from crmscore.serving.launcher import LocalServer
+    from crmscore.serving.publish import publish_snapshot
+    from crmscore.settings import get_settings
+
+    settings = get_settings()
+    n, where = publish_snapshot(data, as_of, settings)
+    log.info("published features of %s customers to %s", f"{n:,}", where)
+    key = "crm_demo_" + secrets.token_urlsafe(16)  # for this run only; `crmscore keys create NAME` for real keys
+    log.info("starting the scoring service (bentoml serve) on 127.0.0.1 ...")
+    with LocalServer({"CRMSCORE_API_KEYS": key}, out / "serve.log", api_key=key) as server:
+        body = {"model": "churn", "customers": [{"customer_id": customer_id}], "explain": True, "top_k": 3}
+        status, _, answer = server.call("POST", "/v1/score", body)
+    console = Console()
+    console.print(f"\n[bold]Served by the real service[/] (stopped again):\n$ curl -s -X POST {server.url}/v1/score "
+                  f"-H 'Authorization: Bearer <key>' -H 'Content-Type: application/json' -d '{json.dumps(body)}'",
+                  highlight=False, soft_wrap=True)
+    console.print(f"HTTP {status}", highlight=False)
+    console.print_json(json.dumps(answer))
+    (out / "served_answer.json").write_text(json.dumps(answer, indent=1))
 
 
 def _champion_exists(name: str) -> bool:
