@@ -1,0 +1,290 @@
+"""Quality bars: does each model beat what it must beat on the team's real datasets? (Not a timed test.)
+
+    python bench/quality.py [--only SECTION ...] [--tracking-uri URI] [--artifact-location DIR]
+                            [--json FILE] [-v]
+
+Runs from any folder (it works in the repo root, where the configs' data paths resolve). Every bar
+trains through the library, exactly as `crmscore train` does (crmscore.models.pipeline.train_task with
+the task from crmscore.models.tasks.get_task and the config from crmscore.config.load_config), without
+registering a model. MLflow runs go to a temporary tracking store that is deleted afterwards, unless
+--tracking-uri is given, so the repo's own mlflow.db is never touched.
+
+Sections (see SECTIONS; add one with the @section decorator):
+- churn-telco: IBM Telco feature table; bar: model ROC-AUC >= 0.85 on the held-out test rows (logistic
+  regression on the same features is shown next to it for reference).
+- churn-completejourney: Complete Journey transactions, trained as of 2017-10-01, 2017-11-15 and
+  2018-01-01 (test cutoff = as_of - horizon); bar: model ROC-AUC above every baseline (recency, rfm,
+  bgnbd) at each test cutoff. A baseline that failed to compute counts as not beaten.
+
+A dataset missing from ../shared/data is skipped with a message (a machine outside the team has none).
+Exit status: 0 when no bar failed, 1 when one did, 2 on a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
+
+
+# ----------------------------------------------------------------------------- results and registry
+
+
+@dataclass
+class Bar:
+    """One checked bar: the model's score next to its references, and the verdict."""
+
+    task: str
+    dataset: str
+    test: str  # test cutoff or split description
+    metric: str
+    requirement: str
+    status: str
+    model: float = math.nan
+    references: dict[str, float] = field(default_factory=dict)
+    rows: int = 0
+    note: str = ""
+
+
+@dataclass
+class Context:
+    """What every section gets: the repo root, and a helper that trains one task through the library."""
+
+    root: Path
+    tmp: Path
+
+    def config(self, relative: str) -> Any:
+        """Load a config from training/configs; its quarantine folder goes to the temp dir, not the repo."""
+        from crmscore.config import load_config
+
+        cfg = load_config(self.root / relative)
+        cfg.validation.quarantine_dir = str(self.tmp / "quarantine" / cfg.name)
+        return cfg
+
+    def missing(self, cfg: Any) -> list[str]:
+        """Configured data files that are not here (resolved as the library resolves them)."""
+        import glob
+
+        paths = [src.path for src in (cfg.data.transactions, cfg.data.products, cfg.data.customers,
+                                      cfg.data.events, cfg.data.features) if src is not None]
+        return [os.path.abspath(cfg.resolve(p)) for p in paths if not glob.glob(cfg.resolve(p))]
+
+    def train(self, task_name: str, cfg: Any, *, as_of: Any = None, data: Any = None, **overrides: Any) -> Any:
+        from crmscore.models.pipeline import train_task
+        from crmscore.models.tasks import get_task
+
+        task = get_task(task_name)
+        settings = task.settings(cfg.tasks.get(task_name), **overrides)
+        return train_task(task, cfg, settings, as_of=as_of, data=data, register=False, progress=False)
+
+
+@dataclass(frozen=True)
+class Section:
+    key: str
+    title: str
+    task: str
+    dataset: str
+    configs: tuple[str, ...]  # configs (relative to the repo) whose data the section needs
+    run: Callable[[Context, Any], list[Bar]]  # (context, loaded configs) -> bars
+
+
+SECTIONS: dict[str, Section] = {}
+
+
+def section(key: str, title: str, task: str, dataset: str, *configs: str
+            ) -> Callable[[Callable[..., list[Bar]]], Callable[..., list[Bar]]]:
+    """Register a section. Its function gets (ctx, cfgs) with cfgs in the order of `configs`; it runs only
+    when every configured data file of every config is present, and is skipped with a message otherwise."""
+
+    def deco(fn: Callable[..., list[Bar]]) -> Callable[..., list[Bar]]:
+        SECTIONS[key] = Section(key, title, task, dataset, tuple(configs), fn)
+        return fn
+
+    return deco
+
+
+def _auc(d: dict[str, Any]) -> float:
+    v = d.get("roc_auc", math.nan)
+    return float(v) if v is not None else math.nan
+
+
+# ----------------------------------------------------------------------------- churn
+
+TELCO_MIN_AUC = 0.85
+CJ_AS_OF = ("2017-10-01", "2017-11-15", "2018-01-01")
+
+
+@section("churn-telco", "Churn, IBM Telco feature table", "churn", "telco", "training/configs/telco.yaml")
+def churn_telco(ctx: Context, cfgs: list[Any]) -> list[Bar]:
+    (cfg,) = cfgs
+    r = ctx.train("churn", cfg)
+    auc = float(r.metrics["roc_auc"])
+    refs = {name: _auc(m) for name, m in r.baselines.items()}
+    cv = r.metrics.get("cv_roc_auc_mean")
+    note = f"cv ROC-AUC {cv:.4f} +/- {r.metrics.get('cv_roc_auc_std', math.nan):.4f}" if cv is not None else ""
+    return [Bar("churn", "telco", str(r.dataset.cutoffs.get("split", "held-out test")), "roc_auc",
+                f">= {TELCO_MIN_AUC:.2f}", PASS if auc >= TELCO_MIN_AUC else FAIL, auc, refs,
+                int(r.metrics.get("test_rows", 0)), note)]
+
+
+@section("churn-completejourney", "Churn, Complete Journey transactions (out-of-time)", "churn",
+         "completejourney", "training/configs/completejourney.yaml")
+def churn_completejourney(ctx: Context, cfgs: list[Any]) -> list[Bar]:
+    from crmscore.data.loader import load_customer_data
+
+    (cfg,) = cfgs
+    data = load_customer_data(cfg)  # loaded once, shared by the three runs
+    bars = []
+    for as_of in CJ_AS_OF:
+        r = ctx.train("churn", cfg, as_of=as_of, data=data)
+        auc = float(r.metrics["roc_auc"])
+        refs = {name: _auc(m) for name, m in r.baselines.items()}
+        beaten = {n: math.isfinite(v) and auc > v for n, v in refs.items()}
+        failed = [f"{n} ({'did not compute' if not math.isfinite(refs[n]) else f'{refs[n]:.4f}'})"
+                  for n, ok in beaten.items() if not ok]
+        test = str(r.dataset.cutoffs["test"])[:10]
+        note = f"as_of {as_of}; best iteration {int(r.metrics.get('best_iteration', 0))}"
+        if failed:
+            note += "; not beaten: " + ", ".join(failed)
+        bars.append(Bar("churn", "completejourney", test, "roc_auc", "> every baseline",
+                        PASS if refs and all(beaten.values()) else FAIL, auc, refs,
+                        int(r.metrics.get("test_rows", 0)), note))
+    return bars
+
+
+# Next-purchase and lookalike bars go here, e.g.
+#   @section("next-purchase-completejourney", "Next purchase, Complete Journey", "next-purchase",
+#            "completejourney", "training/configs/completejourney.yaml")
+#   def next_purchase_cj(ctx, cfgs): r = ctx.train("next-purchase", cfgs[0], as_of=...); return [Bar(...)]
+
+
+# ----------------------------------------------------------------------------- running and printing
+
+
+def run_section(sec: Section, ctx: Context) -> list[Bar]:
+    cfgs = [ctx.config(c) for c in sec.configs]
+    missing = [p for cfg in cfgs for p in ctx.missing(cfg)]
+    if missing:
+        print(f"SKIP {sec.key}: data not found: {', '.join(missing)} (the team's real datasets live in "
+              f"../shared/data next to the repo; a machine outside the team has none)", flush=True)
+        return [Bar(sec.task, sec.dataset, "-", "-", "-", SKIP,
+                    note=f"skipped, data not found ({len(missing)} file(s))")]
+    print(f"running {sec.key}: {sec.title} ...", flush=True)
+    t = time.perf_counter()
+    try:
+        bars = sec.run(ctx, cfgs)
+    except Exception as exc:  # a section that crashes is a failed bar, reported, never hidden
+        logging.getLogger("bench.quality").exception("section %s failed", sec.key)
+        bars = [Bar(sec.task, sec.dataset, "-", "-", "runs", FAIL,
+                    note=f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}")]
+    print(f"  done in {time.perf_counter() - t:.0f} s", flush=True)
+    return bars
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.4f}" if isinstance(v, float) and math.isfinite(v) else "-"
+
+
+def table(bars: list[Bar]) -> str:
+    refs: list[str] = []
+    for b in bars:
+        refs += [n for n in b.references if n not in refs]
+    head = ["task", "dataset", "test", "rows", "metric", "model", *refs, "bar", "result"]
+    body = [[b.task, b.dataset, b.test, f"{b.rows:,}" if b.rows else "-", b.metric, _fmt(b.model),
+             *[_fmt(b.references.get(n, math.nan)) for n in refs], b.requirement, b.status] for b in bars]
+    widths = [max(len(str(r[i])) for r in [head, *body]) for i in range(len(head))]
+    right = {"rows", "model", *refs}
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(str(c).rjust(w) if h in right else str(c).ljust(w) for c, w, h in zip(cells, widths, head))
+
+    out = [line(head), "  ".join("-" * w for w in widths), *map(line, body)]
+    notes = [f"  {b.task}/{b.dataset} {b.test}: {b.note}" for b in bars if b.note]
+    return "\n".join(out + (["", "notes:", *notes] if notes else []))
+
+
+def _artifacts_for(tracking_uri: str | None, tmp: Path) -> str:
+    """Default artifact root: the temp folder, or next to a given SQLite store (kept with it)."""
+    prefix = "sqlite:///"
+    if tracking_uri and tracking_uri.startswith(prefix):
+        return str(Path(tracking_uri[len(prefix):]).expanduser().resolve().parent / "mlruns")
+    return os.environ.get("CRMSCORE_ARTIFACT_LOCATION") if tracking_uri and os.environ.get(
+        "CRMSCORE_ARTIFACT_LOCATION") else str(tmp / "mlruns")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--only", nargs="+", metavar="SECTION",
+                    help=f"Sections to run (default all: {', '.join(SECTIONS)}).")
+    ap.add_argument("--tracking-uri", help="MLflow tracking URI for the runs (default: a temporary SQLite store, "
+                                           "deleted afterwards).")
+    ap.add_argument("--artifact-location", help="Artifact root for new experiments (default: a temporary folder).")
+    ap.add_argument("--json", type=Path, help="Also write the bars as JSON to this file.")
+    ap.add_argument("-v", "--verbose", action="store_true", help="Log the library's INFO messages.")
+    args = ap.parse_args(argv)
+
+    unknown = sorted(set(args.only or []) - set(SECTIONS))
+    if unknown:
+        ap.print_usage(sys.stderr)
+        print(f"unknown section(s) {unknown}; known: {', '.join(SECTIONS)}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    import mlflow  # noqa: F401  (MLflow sets up its loggers on import; quieten them after that)
+
+    for noisy in ("mlflow", "alembic", "urllib3", "shap"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if args.verbose else logging.ERROR)
+    if not args.verbose:  # e.g. MLflow's hint about integer columns in the logged model signature
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\.")
+
+    prefix = "sqlite:///"
+    if args.tracking_uri and args.tracking_uri.startswith(prefix) and not args.tracking_uri.startswith(prefix + "/"):
+        # a relative SQLite path means relative to where the bench was started, not the repo root
+        args.tracking_uri = prefix + str(Path(args.tracking_uri[len(prefix):]).expanduser().resolve())
+    tmp = Path(tempfile.mkdtemp(prefix="crmscore-quality-"))
+    # read by crmscore.settings at every registry.configure(): set before any training
+    os.environ["CRMSCORE_TRACKING_URI"] = args.tracking_uri or f"sqlite:///{tmp / 'mlflow.db'}"
+    os.environ["CRMSCORE_ARTIFACT_LOCATION"] = args.artifact_location or _artifacts_for(args.tracking_uri, tmp)
+    os.environ.pop("CRMSCORE_REGISTRY_URI", None)
+    print(f"MLflow tracking: {os.environ['CRMSCORE_TRACKING_URI']}"
+          f"{'' if args.tracking_uri else ' (temporary, deleted at the end)'}", flush=True)
+    ctx = Context(REPO, tmp)
+    bars: list[Bar] = []
+    cwd = os.getcwd()
+    try:
+        os.chdir(REPO)  # config paths are relative to the repo root
+        for key in args.only or list(SECTIONS):
+            bars += run_section(SECTIONS[key], ctx)
+    finally:
+        os.chdir(cwd)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    print()
+    print(table(bars))
+    failed = [b for b in bars if b.status == FAIL]
+    checked = [b for b in bars if b.status != SKIP]
+    print()
+    print(f"{len(checked) - len(failed)}/{len(checked)} bars passed"
+          + (f", {len(bars) - len(checked)} section(s) skipped" if len(checked) < len(bars) else "")
+          + (": FAIL" if failed else ": PASS" if checked else ": nothing checked"))
+    if args.json:
+        args.json.write_text(json.dumps([asdict(b) for b in bars], indent=1, default=str))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
