@@ -12,6 +12,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -116,19 +117,19 @@ def _frame(rows: list[dict], ts_col: str, tz: str, offsets: bool, rng, columns: 
 
 
 def _build(folder: Path, h: dict, with_after: bool) -> tuple[pd.DataFrame, str]:
-    import numpy as np
-
-    rng = np.random.default_rng(h["seed"])  # same rendering choices for the rows both builds share
     tz, off = h["timezone"], h["offsets"]
+
+    def rng(table: int):  # one stream per table: the rows both builds share are rendered alike
+        return np.random.default_rng([h["seed"], table])
 
     def pick(pair):
         return pair[0] + (pair[1] if with_after else [])
 
     tx_cols = ["customer_id", "ts", "amount", "order_id", "category", "channel", "store_id"]
     frames = {
-        "transactions": _frame(pick(h["tx"]), "ts", tz, off, rng, tx_cols),
-        "events": _frame(pick(h["ev"]), "ts", tz, off, rng, ["customer_id", "ts", "event_type"]),
-        "customers": _frame(pick(h["cust"]), "signup_ts", tz, off, rng,
+        "transactions": _frame(pick(h["tx"]), "ts", tz, off, rng(0), tx_cols),
+        "events": _frame(pick(h["ev"]), "ts", tz, off, rng(1), ["customer_id", "ts", "event_type"]),
+        "customers": _frame(pick(h["cust"]), "signup_ts", tz, off, rng(2),
                             ["customer_id", "signup_ts", "tier", "score"]),
     }
     cfg = load_config(write_config(folder, write_frames(folder, frames, h["fmt"]), timezone=tz))

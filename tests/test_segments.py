@@ -247,3 +247,20 @@ def test_cli_segment_writes_one_row_per_customer(synthetic_config, synthetic_dir
     assert set(seg["rfm_segment"]) <= {n for _, n in RFM_SEGMENTS} | {"prospect"}
     assert set(seg["lifecycle_stage"]) <= set(LIFECYCLE_STAGES)
     assert "Customers by RFM segment" in proc.stdout
+
+
+def test_features_before_the_first_purchase_are_all_prospects(tmp_path):
+    """A cutoff after some sign-ups but before the first purchase (an early snapshot of a training set)
+    should give prospects, not an error."""
+    from crmscore.config import load_config
+    from crmscore.data import load_customer_data
+    from crmscore.features import build_features
+
+    from conftest import write_config, write_frames
+
+    tx = pd.DataFrame({"customer_id": ["a", "b"], "ts": ["2023-05-01 10:00:00"] * 2, "amount": [5.0, 6.0]})
+    cust = pd.DataFrame({"customer_id": ["a", "b", "c"], "signup_ts": ["2023-01-01", "2023-04-01", "2023-03-01"]})
+    cfg = load_config(write_config(tmp_path, write_frames(tmp_path, {"transactions": tx, "customers": cust})))
+    df = build_features(load_customer_data(cfg), "2023-02-01")
+    assert df["customer_id"].tolist() == ["a"]
+    assert df.loc[0, "rfm_segment"] == "prospect" and df.loc[0, "lifecycle_stage"] == "prospect"

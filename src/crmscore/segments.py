@@ -54,6 +54,8 @@ def rfm_segment_name(r: int, fm: int) -> str:
 
 
 _SEGMENT_TABLE = {(r, fm): rfm_segment_name(r, fm) for r in range(1, 6) for fm in range(1, 6)}
+_SEGMENT_GRID = np.array([[_SEGMENT_TABLE.get((r, fm), "prospect") for fm in range(6)] for r in range(6)], dtype=object)
+_SCORES = np.array(["" if i < 100 else str(i) for i in range(1000)], dtype=object)  # r*100 + f*10 + m -> '545'
 
 
 @dataclass
@@ -93,10 +95,9 @@ class RFMScorer:
         m = 1 + np.searchsorted(self.edges_["m"], df[c["m"]].to_numpy(float), side="left")
         r, f, m = (np.where(buyer, np.clip(x, 1, 5), 0).astype("int64") for x in (r, f, m))
         fm = np.floor((f + m) / 2 + 0.5).astype(int)
-        names = np.array([_SEGMENT_TABLE.get((ri, fmi), "prospect") for ri, fmi in zip(r, fm)], dtype=object)
+        names = _SEGMENT_GRID[r, fm]  # r, fm are 0 for prospects
         out = pd.DataFrame({"rfm_r": r, "rfm_f": f, "rfm_m": m}, index=df.index)
-        out["rfm_score"] = np.where(buyer, pd.Series(r).astype(str).to_numpy() + pd.Series(f).astype(str).to_numpy()
-                                    + pd.Series(m).astype(str).to_numpy(), "")
+        out["rfm_score"] = _SCORES[r * 100 + f * 10 + m]
         out["rfm_segment"] = names
         return out
 
@@ -129,7 +130,12 @@ def lifecycle_stage(df: pd.DataFrame, cfg: LifecycleConfig) -> pd.Series:
 
 def add_segments(df: pd.DataFrame, cfg: SegmentsConfig, scorer: RFMScorer | None = None) -> pd.DataFrame:
     """Return df with the RFM and lifecycle columns added; fits the RFM edges on df unless a scorer is given."""
-    scorer = scorer or RFMScorer(cfg.rfm_window_days).fit(df)
+    if scorer is None:
+        scorer = RFMScorer(cfg.rfm_window_days)
+        if df["recency_days"].notna().any():
+            scorer.fit(df)
+        else:  # nobody has bought yet: everyone is a prospect and the edges are never used
+            scorer.edges_ = {k: [0.0] * 4 for k in ("r", "f", "m")}
     out = df.drop(columns=[c for c in SEGMENT_COLUMNS if c in df.columns])
     out = pd.concat([out, scorer.transform(out)], axis=1)
     out["lifecycle_stage"] = lifecycle_stage(out, cfg.lifecycle)

@@ -142,7 +142,9 @@ def feature_sql(data: CustomerData, as_of: AsOf, fs: FeatureSet, dialect: Dialec
         if f.stage == "derived":
             continue
         if f.unit in _ZERO_UNITS:
-            base_cols.append(f"COALESCE({f.name}, 0) AS {f.name}")
+            zero = f"COALESCE({f.name}, 0)"
+            # SUM over integers is HUGEINT in DuckDB: slow to fetch; counts fit BIGINT
+            base_cols.append(f"CAST({zero} AS BIGINT) AS {f.name}" if f.dtype == "int" else f"{zero} AS {f.name}")
         else:
             base_cols.append(f.name)
     signup_col = "signup_days" if data.has("customers") else "CAST(NULL AS DOUBLE) AS signup_days"
@@ -165,7 +167,7 @@ def build_features(data: CustomerData, as_of: AsOf, fs: FeatureSet | None = None
     from crmscore.segments import add_segments
 
     fs = fs or feature_set_for(data, as_of)
-    df = data.con.execute(feature_sql(data, as_of, fs)).df()
+    df = data.con.execute(feature_sql(data, as_of, fs)).to_arrow_table().to_pandas()
     df = _cast(df, fs)
     if segments:
         df = add_segments(df, data.config.segments)
