@@ -82,14 +82,16 @@ def test_as_of_promise_data_after_t_changes_no_training_row(synthetic_dir, tmp_p
     assert base.feature_set.version == more.feature_set.version
     for part in ("train", "valid", "test"):
         pd.testing.assert_frame_equal(getattr(base, part), getattr(more, part))
-    # and every label window ends by as_of
-    assert max(base.cutoffs["train"]) + pd.Timedelta(days=settings.horizon_days) <= base.cutoffs["test"]
+    # every label window ends by as_of, and training windows end before the validation cutoff
+    cuts = base.cutoffs["train"]
+    assert cuts[-1] + pd.Timedelta(days=settings.horizon_days) <= base.cutoffs["test"]
+    assert all(c + pd.Timedelta(days=settings.horizon_days) <= cuts[-1] for c in cuts[:-1])
 
 
 def test_guardrail_refuses_short_history(synthetic_config):
     data = load_customer_data(load_config(synthetic_config))
     task = get_task("churn")
-    with pytest.raises(GuardrailError, match=r"not enough history: .* lookback \(365\) \+ 2 x horizon \(90\)"):
+    with pytest.raises(GuardrailError, match=r"not enough history: .* lookback \(365\) \+ 3 x horizon \(90\)"):
         transactional_dataset(task, data, task.settings(), "2024-03-01")
 
 

@@ -1,8 +1,14 @@
-"""Batch scoring: every customer in a task's population at a cutoff, scored and explained, vectorised."""
+"""Batch scoring: every customer in a task's population at a cutoff, scored and explained, vectorised.
+
+`score_next_purchase` combines the three next-purchase models (purchase probability with days to next
+purchase, expected spend, next categories) into one row per customer.
+"""
 
 from __future__ import annotations
 
 import logging
+
+from typing import Any
 
 import pandas as pd
 
@@ -16,14 +22,15 @@ CHUNK = 20_000
 
 
 def score_frame(bundle: TrainedModel, features: pd.DataFrame, *, top_k: int = 5, version: str | None = None,
-                progress: bool = False) -> pd.DataFrame:
-    """Score a feature frame in chunks; adds model_version and reason_1..k text columns."""
+                progress: bool = False, **options: Any) -> pd.DataFrame:
+    """Score a feature frame in chunks; adds model_version and reason_1..k text columns. options go to
+    TrainedModel.score (multilabel: keep_regular, max_targets)."""
     from crmscore.progress import track
 
     parts = []
     chunks = range(0, len(features), CHUNK)
-    for start in track(chunks, "scoring", enabled=progress, total=len(chunks)):
-        parts.append(bundle.score(features.iloc[start:start + CHUNK], explain=top_k > 0, top_k=top_k))
+    for start in track(chunks, f"scoring {bundle.task}", enabled=progress, total=len(chunks)):
+        parts.append(bundle.score(features.iloc[start:start + CHUNK], explain=top_k > 0, top_k=top_k, **options))
     out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["customer_id", "score"])
     out["model_version"] = version or bundle.info.get("version", "")
     if top_k > 0:
@@ -36,20 +43,76 @@ def write_scores(scores: pd.DataFrame, out: object) -> None:
     """Parquet with `reasons` as a list of structs; a reason's value is stored as text (values mix numbers
     and categories across features)."""
     frame = scores.copy()
-    if "reasons" in frame:
-        frame["reasons"] = [[{**r, "value": None if r["value"] is None else str(r["value"])} for r in rs]
-                            for rs in frame["reasons"]]
+    for col in ("reasons", "category_reasons"):
+        if col in frame:
+            frame[col] = [[{**r, "value": None if r["value"] is None else str(r["value"])} for r in rs]
+                          for rs in frame[col]]
     frame.to_parquet(out, index=False)
+
+
+def model_features(bundle: TrainedModel, data: CustomerData, as_of: object) -> pd.DataFrame:
+    """Features at as_of with the model's feature set and its RFM scale, for every customer known before it."""
+    cut = as_of_timestamp(as_of)
+    feats = build_features(data, cut, bundle.feature_set, segments=False)
+    return add_segments(feats, data.config.segments, bundle.rfm_scorer())
 
 
 def transactional_population(bundle: TrainedModel, data: CustomerData, as_of: object) -> pd.DataFrame:
     """Features at as_of, with the model's feature set, for customers active within the lookback."""
     cut = as_of_timestamp(as_of)
-    feats = build_features(data, cut, bundle.feature_set, segments=False)
-    scorer = bundle.rfm_scorer()
-    feats = add_segments(feats, data.config.segments, scorer)
+    feats = model_features(bundle, data, cut)
     lookback = bundle.settings.get("lookback_days", 365)
     pop = feats[feats["recency_days"] < lookback].reset_index(drop=True)
     log.info("population at %s: %s customers with a purchase in the last %d days", cut.date(), f"{len(pop):,}",
              lookback)
     return pop
+
+
+NEXT_PURCHASE_MODELS = ("next-purchase", "expected-spend", "next-category")
+
+
+def score_next_purchase(models: dict[str, tuple[TrainedModel, str]], data: CustomerData, as_of: object, *,
+                        top_k: int = 5, keep_regular: bool = False, max_categories: int = 5,
+                        progress: bool = False) -> pd.DataFrame:
+    """One row per customer of next-purchase's population at as_of, from the three models
+    {name: (bundle, version)}:
+
+    customer_id, score (purchase probability in the horizon), decile, segment columns, days_to_next,
+    days_to_next_low, days_to_next_high (days, if they buy within the horizon), expected_spend
+    (currency), top_category, top_category_probability, next_categories (list of {category,
+    probability}, highest first, regular categories left out unless keep_regular), reasons and
+    reason_1..k (purchase probability), category_reasons and category_reason_1..k (top category), and the
+    three model versions.
+    """
+    purchase, version = models["next-purchase"]
+    frames: dict[str, pd.DataFrame] = {}
+
+    def features(bundle: TrainedModel) -> pd.DataFrame:
+        key = bundle.feature_set.version
+        if key not in frames:
+            frames[key] = model_features(bundle, data, as_of)
+        return frames[key]
+
+    pop = transactional_population(purchase, data, as_of)
+    frames[purchase.feature_set.version] = pop
+    out = score_frame(purchase, pop, top_k=top_k, version=version, progress=progress)
+    ids = out["customer_id"]
+
+    spend, spend_version = models["expected-spend"]
+    frame = features(spend).set_index("customer_id").loc[ids].reset_index()
+    out["expected_spend"] = score_frame(spend, frame, top_k=0, progress=progress)["score"].to_numpy()
+
+    category, category_version = models["next-category"]
+    frame = features(category).set_index("customer_id").loc[ids].reset_index()
+    cat = score_frame(category, frame, top_k=top_k, progress=progress, keep_regular=keep_regular,
+                      max_targets=max_categories)
+    out["top_category"] = cat["top_category"].to_numpy()
+    out["top_category_probability"] = cat["score"].to_numpy()
+    out["next_categories"] = cat["next_categories"].to_numpy()
+    if top_k > 0:
+        out["category_reasons"] = cat["reasons"].to_numpy()
+        for j in range(top_k):
+            out[f"category_reason_{j + 1}"] = cat[f"reason_{j + 1}"].to_numpy()
+    out["spend_model_version"] = spend_version
+    out["category_model_version"] = category_version
+    return out

@@ -24,23 +24,35 @@ app.add_typer(score_app, name="score")
 
 
 def _print_result(result, as_json: bool) -> None:  # noqa: ANN001
+    from crmscore.models.evaluation import comparison_columns
+
     if as_json:
         print(json.dumps(result.summary(), default=str))
         return
     console = Console()
+    kind = result.bundle.kind
     table = Table(title=f"{result.task}: {'out-of-time' if result.dataset.mode == 'transactions' else 'held-out'} test ({int(result.metrics['test_rows']):,} customers), grade "
                         f"{result.grade}")
-    cols = ("roc_auc", "pr_auc", "lift_top10", "capture_top10", "brier", "ece")
+    cols = (*comparison_columns(kind), *(("brier", "ece") if kind == "binary" else ()))
     table.add_column("")
     for c in cols:
         table.add_column(c, justify="right")
-    table.add_row("model", *[f"{result.metrics[c]:.4f}" for c in cols])
+    table.add_row("model", *[f"{result.metrics[c]:.4f}" if c in result.metrics else "-" for c in cols])
     for name, m in result.baselines.items():
         table.add_row(f"baseline: {name}", *[f"{m[c]:.4f}" if c in m else "-" for c in cols])
     console.print(table)
-    console.print(f"Brier {result.metrics['brier_uncalibrated']:.4f} -> {result.metrics['brier']:.4f}, "
-                  f"ECE {result.metrics['ece_uncalibrated']:.4f} -> {result.metrics['ece']:.4f} after calibration; "
-                  f"MLflow run {result.run_id}, registered version {result.version} (@challenger)")
+    m = result.metrics
+    if kind == "binary":
+        console.print(f"Brier {m['brier_uncalibrated']:.4f} -> {m['brier']:.4f}, "
+                      f"ECE {m['ece_uncalibrated']:.4f} -> {m['ece']:.4f} after calibration", highlight=False)
+    for comp in result.bundle.companions:
+        console.print(f"{comp}: MAE {m[f'{comp}_mae']:.2f} days on {int(m[f'{comp}_test_rows']):,} buyers (baseline "
+                      f"{m.get(f'{comp}_mae_baseline', float('nan')):.2f}), interval coverage "
+                      f"{m[f'{comp}_interval_coverage']:.0%}", highlight=False)
+    if kind == "regression":
+        console.print(f"total spend: predicted {m['predicted_total']:,.2f}, actual {m['test_total']:,.2f}",
+                      highlight=False)
+    console.print(f"MLflow run {result.run_id}, registered version {result.version} (@challenger)", highlight=False)
 
 
 @train_app.command("churn")
@@ -55,6 +67,39 @@ def train_churn(
 ) -> None:
     """Train churn: transactional (purchases) or feature-table mode, as the config's data says."""
     _train("churn", config, as_of, tune, as_json, horizon_days=horizon_days, lookback_days=lookback_days)
+
+
+AsOfOpt = Annotated[dt.datetime | None, typer.Option(
+    "--as-of", formats=["%Y-%m-%d"], help="Train as if today were this date: only data before it is used.")]
+HorizonOpt = Annotated[int | None, typer.Option(help="Days after a cutoff that the label looks at (default 30).")]
+LookbackOpt = Annotated[int | None, typer.Option(help="Population: a purchase within this many days.")]
+TuneOpt = Annotated[int, typer.Option("--tune", help="Optuna trials (0 = no search); each is an MLflow child run.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object (run id, version, metrics).")]
+
+
+@train_app.command("next-purchase")
+def train_next_purchase(config: ConfigOpt, as_of: AsOfOpt = None, horizon_days: HorizonOpt = None,
+                        lookback_days: LookbackOpt = None, tune: TuneOpt = 0, as_json: JsonOpt = False) -> None:
+    """Train next-purchase: P(an order in the next horizon), with days to the next order (median and interval)."""
+    _train("next-purchase", config, as_of, tune, as_json, horizon_days=horizon_days, lookback_days=lookback_days)
+
+
+@train_app.command("expected-spend")
+def train_expected_spend(config: ConfigOpt, as_of: AsOfOpt = None, horizon_days: HorizonOpt = None,
+                         lookback_days: LookbackOpt = None, tune: TuneOpt = 0, as_json: JsonOpt = False) -> None:
+    """Train expected-spend: the amount spent in the next horizon (LightGBM Tweedie), against BG/NBD + Gamma-Gamma."""
+    _train("expected-spend", config, as_of, tune, as_json, horizon_days=horizon_days, lookback_days=lookback_days)
+
+
+@train_app.command("next-category")
+def train_next_category(
+    config: ConfigOpt, as_of: AsOfOpt = None, horizon_days: HorizonOpt = None, lookback_days: LookbackOpt = None,
+    top_categories: Annotated[int | None, typer.Option(help="How many of the largest categories (default 20).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train next-category: P(buying each top category in the next horizon), against popularity and co-purchase rules."""
+    _train("next-category", config, as_of, 0, as_json, horizon_days=horizon_days, lookback_days=lookback_days,
+           top_categories=top_categories)
 
 
 def _train(task_name: str, config: Path, as_of, tune: int, as_json: bool, **overrides) -> None:  # noqa: ANN001
@@ -91,9 +136,10 @@ def promote(
     registry.configure()
     outcome = registry.promote(model, force=force, reason=reason)
     Console().print(outcome["message"], highlight=False)
-    if "champion_roc_auc" in outcome:
-        Console().print(f"ROC-AUC on the challenger's test ({outcome['test_rows']:,} customers): challenger "
-                        f"{outcome['challenger_roc_auc']:.4f}, champion {outcome['champion_roc_auc']:.4f}",
+    if "champion_value" in outcome:
+        label = registry.METRIC_LABELS.get(outcome["metric"], outcome["metric"])
+        Console().print(f"{label} on the challenger's test ({outcome['test_rows']:,} customers): challenger "
+                        f"{outcome['challenger_value']:.4f}, champion {outcome['champion_value']:.4f}",
                         highlight=False)
 
 
@@ -104,22 +150,28 @@ def models(name: Annotated[str, typer.Argument(help="Registered model name.")] =
 
     registry.configure()
     table = Table(title=f"registered model {name}")
-    for col in ("version", "aliases", "roc_auc", "grade", "test cutoff", "created"):
+    for col in ("version", "aliases", "test metric", "grade", "test cutoff", "created"):
         table.add_column(col)
     for v in registry.describe(name):
         t = v["tags"]
-        table.add_row(str(v["version"]), ", ".join("@" + a for a in v["aliases"]), t.get("roc_auc", ""),
+        metric = t.get("primary_metric", "roc_auc")
+        table.add_row(str(v["version"]), ", ".join("@" + a for a in v["aliases"]), f"{metric} {t.get(metric, '')}",
                       t.get("grade", ""), t.get("test_cutoff", ""), v["created"][:19])
     Console().print(table)
+
+
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output Parquet file.")]
+ScoreAsOfOpt = Annotated[dt.datetime | None, typer.Option(
+    "--as-of", formats=["%Y-%m-%d"], help="Score the population at this date (default: after the last data).")]
+TopKOpt = Annotated[int, typer.Option(min=0, max=50, help="Reasons per customer (0 = none).")]
 
 
 @score_app.command("churn")
 def score_churn(
     config: ConfigOpt,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output Parquet file.")],
-    as_of: Annotated[dt.datetime | None, typer.Option(
-        "--as-of", formats=["%Y-%m-%d"], help="Score the population at this date (default: after the last data).")] = None,
-    top_k: Annotated[int, typer.Option(min=0, max=50, help="Reasons per customer (0 = none).")] = 5,
+    out: OutOpt,
+    as_of: ScoreAsOfOpt = None,
+    top_k: TopKOpt = 5,
     alias: Annotated[str, typer.Option(help="Registry alias or version number to use.")] = "champion",
 ) -> None:
     """Write customer_id, score, decile, segment, lifecycle_stage, model_version and the top-k reasons."""
@@ -148,3 +200,37 @@ def _score(name: str, config: Path, out: Path, as_of, top_k: int, alias: str) ->
     out.parent.mkdir(parents=True, exist_ok=True)
     write_scores(scores, out)
     log.info("wrote %s scores from %s v%s (@%s) to %s", f"{len(scores):,}", name, mv.version, alias, out)
+
+
+@score_app.command("next-purchase")
+def score_next_purchase(
+    config: ConfigOpt,
+    out: OutOpt,
+    as_of: ScoreAsOfOpt = None,
+    top_k: TopKOpt = 5,
+    alias: Annotated[str, typer.Option(help="Registry alias of the three models.")] = "champion",
+    keep_regular: Annotated[bool, typer.Option(
+        "--keep-regular", help="Keep categories the customer buys regularly in next_categories.")] = False,
+    categories: Annotated[int, typer.Option(min=0, help="Categories listed per customer (0 = all).")] = 5,
+) -> None:
+    """Write per customer: score (purchase probability), days_to_next (median, low, high), expected_spend,
+    next_categories (ranked, with probabilities) and the top-k reasons for the purchase and the top category."""
+    from crmscore.cli.common import load_data
+    from crmscore.config import load_config
+    from crmscore.models import registry
+    from crmscore.scoring import NEXT_PURCHASE_MODELS, score_next_purchase, write_scores
+
+    registry.configure()
+    models = {}
+    for name in NEXT_PURCHASE_MODELS:
+        bundle, mv = registry.load_bundle(name, alias)
+        models[name] = (bundle, str(mv.version))
+    data = load_data(load_config(config))
+    as_of = as_of or data.ts_range()[1].normalize() + dt.timedelta(days=1)
+    scores = score_next_purchase(models, data, as_of, top_k=top_k, keep_regular=keep_regular,
+                                 max_categories=categories, progress=True)
+    scores = scores.rename(columns={"rfm_segment": "segment"})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_scores(scores, out)
+    log.info("wrote %s next-purchase scores (models @%s: %s) to %s", f"{len(scores):,}", alias,
+             ", ".join(f"{n} v{v}" for n, (_, v) in models.items()), out)

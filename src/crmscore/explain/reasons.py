@@ -3,6 +3,8 @@
 Example: "No purchase for 92 days, about 3.1 times this customer's usual gap: raises churn risk".
 The sentence comes from the feature declaration (crmscore.features.definitions), so a feature added
 there explains itself without code here; the few templates below only make common reasons read better.
+Other languages (`lang="zh"`): the description from crmscore.features.translations, the sentence
+templates and the effect ("raises churn risk") from the translation files of crmscore.ui.i18n.
 """
 
 from __future__ import annotations
@@ -70,7 +72,59 @@ def _core(feature: Feature | None, name: str, value: Any, row: Mapping[str, Any]
 
 
 def reason_text(feature: Feature | None, name: str, value: Any, contribution: float, row: Mapping[str, Any],
-                reason_up: str, reason_down: str) -> str:
-    """One reason sentence: what the feature says about this customer, then its effect on the score."""
+                reason_up: str, reason_down: str, lang: str = "en") -> str:
+    """One reason sentence: what the feature says about this customer, then its effect on the score.
+
+    lang: 'en' (the declarations' English) or 'zh' (Simplified Chinese)."""
     effect = reason_up if contribution > 0 else reason_down
+    if lang != "en":
+        return _translated_reason(feature, name, value, row, effect, lang)
     return f"{_core(feature, name, value, row)}: {effect}"
+
+
+# -- other languages ------------------------------------------------------------------------------
+def format_value_in(value: Any, unit: str, lang: str) -> str:
+    """format_value in another language: the same numbers, the language's units and quotes."""
+    from crmscore.ui import i18n
+
+    if lang == "en":
+        return format_value(value, unit)
+    if _is_missing(value):
+        return i18n.text(lang, "reason.unknown")
+    if unit == "" or isinstance(value, str):
+        return i18n.text(lang, "reason.quoted", value=value)
+    if unit == "days":
+        v = float(value)
+        return i18n.text(lang, "reason.day" if round(v) == 1 else "reason.days", n=f"{v:.0f}")
+    return format_value(value, unit)
+
+
+def _translated_reason(feature: Feature | None, name: str, value: Any, row: Mapping[str, Any], effect: str,
+                       lang: str) -> str:
+    from crmscore.features.translations import description
+    from crmscore.ui import i18n
+
+    def t(key: str, **kw: Any) -> str:
+        return i18n.text(lang, f"reason.{key}", **kw)
+
+    if feature is None:
+        core = t("unknown_feature", name=name, value=format_value_in(value, "" if isinstance(value, str) else "value",
+                                                                      lang))
+    elif _is_missing(value):
+        core = t("core_missing", desc=description(feature, lang))
+    elif name == "recency_days":
+        core = t("recency", days=format_value_in(value, "days", lang))
+    elif name == "recency_gap_ratio":
+        rec = row.get("recency_days")
+        ratio = f"{float(value):.1f}"
+        core = (t("recency_gap", days=format_value_in(rec, "days", lang), ratio=ratio) if not _is_missing(rec)
+                else t("gap_only", ratio=ratio))
+    elif m := re.fullmatch(r"frequency_(\d+)d", name):
+        core = t("frequency", w=m.group(1), n=f"{float(value):.0f}")
+    elif m := re.fullmatch(r"monetary_(\d+)d", name):
+        core = t("monetary", w=m.group(1), amount=format_value(value, "currency"))
+    elif feature.stage == "table":
+        core = t("table", desc=description(feature, lang), value=format_value_in(value, feature.unit, lang))
+    else:
+        core = t("generic", desc=description(feature, lang), value=format_value_in(value, feature.unit, lang))
+    return t("sentence", core=core, effect=i18n.effect(lang, effect))

@@ -1,11 +1,15 @@
 """Honest baselines, scored on the same out-of-time test rows as the model.
 
-Each returns a score per test row where higher means more likely positive for the task; ranking
-metrics (ROC-AUC, PR-AUC, lift, capture) compare them with the model.
+Binary tasks: a score per test row where higher means more likely positive; ranking metrics (ROC-AUC,
+PR-AUC, lift, capture) compare them with the model. Expected spend: an amount per test row (BG/NBD +
+Gamma-Gamma, recent spend rate). Next category: an (n_rows, n_categories) score matrix (global
+popularity, co-purchase rules, the customer's own history).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import warnings
 
@@ -30,6 +34,27 @@ def _frequency(inp: BaselineInput) -> np.ndarray:
     return inp.test[col].to_numpy(float)
 
 
+PENALIZERS = (0.001, 0.01, 0.1)
+
+
+def _fit_penalized(fitter, *columns):  # noqa: ANN001, ANN202
+    """Fit a lifetimes model with penalizer 0.001, and when it does not converge with 0.01, then 0.1
+    (lifetimes' own advice), so a baseline is reported rather than lost."""
+    from lifetimes.utils import ConvergenceError
+
+    for i, penalizer in enumerate(PENALIZERS):
+        model = fitter(penalizer_coef=penalizer)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # lifetimes prints the optimiser's state on failure
+                return model.fit(*columns, maxiter=300)
+        except ConvergenceError:
+            if i == len(PENALIZERS) - 1:
+                raise
+            log.info("%s did not converge with penalizer %s; retrying with %s", fitter.__name__, penalizer,
+                     PENALIZERS[i + 1])
+    raise AssertionError("unreachable")
+
+
 def bgnbd_summary(df: pd.DataFrame) -> pd.DataFrame:
     """BG/NBD inputs from the point-in-time features, in weeks: repeat orders, time from first to last
     order, and time from first order to the cutoff."""
@@ -51,8 +76,7 @@ def bgnbd_expected_purchases(fit_rows: pd.DataFrame, score_rows: pd.DataFrame, h
     score = bgnbd_summary(score_rows.fillna({"first_purchase_days": 0, "recency_days": 0}))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        bgf = BetaGeoFitter(penalizer_coef=0.001)
-        bgf.fit(fit["frequency"], fit["recency"], fit["T"], maxiter=300)
+        bgf = _fit_penalized(BetaGeoFitter, fit["frequency"], fit["recency"], fit["T"])
         expected = bgf.conditional_expected_number_of_purchases_up_to_time(
             horizon_days / 7.0, score["frequency"], score["recency"], score["T"])
     log.info("BG/NBD fitted: %s", {k: round(float(v), 4) for k, v in bgf.params_.items()})
@@ -66,6 +90,106 @@ def _bgnbd_inactive(inp: BaselineInput) -> np.ndarray:
 
 def _bgnbd_active(inp: BaselineInput) -> np.ndarray:
     return bgnbd_expected_purchases(inp.test, inp.test, inp.settings.horizon_days)
+
+
+def _mean_order_value(df: pd.DataFrame) -> np.ndarray:
+    orders = df["frequency_total"].to_numpy(float)
+    return np.where(orders > 0, df["monetary_total"].to_numpy(float) / np.maximum(orders, 1), np.nan)
+
+
+def gamma_gamma_spend(fit_rows: pd.DataFrame, score_rows: pd.DataFrame) -> np.ndarray:
+    """Gamma-Gamma (lifetimes) expected spend per order: fitted on fit_rows' customers with a repeat order
+    and a positive mean order value (history before their cutoff only); customers without a repeat
+    order get the fitted population mean."""
+    from lifetimes import GammaGammaFitter
+
+    repeat = np.maximum(fit_rows["frequency_total"].to_numpy(float) - 1, 0)
+    value = _mean_order_value(fit_rows)
+    ok = (repeat > 0) & (value > 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ggf = _fit_penalized(GammaGammaFitter, pd.Series(repeat[ok]), pd.Series(value[ok]))
+        s_repeat = np.maximum(score_rows["frequency_total"].to_numpy(float) - 1, 0)
+        s_value = np.nan_to_num(np.maximum(_mean_order_value(score_rows), 0), nan=0.0)
+        expected = ggf.conditional_expected_average_profit(pd.Series(s_repeat), pd.Series(s_value)).to_numpy(float)
+    log.info("Gamma-Gamma fitted: %s", {k: round(float(v), 4) for k, v in ggf.params_.items()})
+    return expected
+
+
+def _bgnbd_gamma_gamma(inp: BaselineInput) -> np.ndarray:
+    # both models are unsupervised: fitted on the test cutoff's own history, nothing after it
+    orders = bgnbd_expected_purchases(inp.test, inp.test, inp.settings.horizon_days)
+    return orders * gamma_gamma_spend(inp.test, inp.test)
+
+
+def _spend_rate(inp: BaselineInput) -> np.ndarray:
+    return np.maximum(inp.test["monetary_90d"].to_numpy(float), 0) * inp.settings.horizon_days / 90.0
+
+
+# -- next category: (n_rows, n_categories) scores -------------------------------------------------
+def _targets(inp: BaselineInput) -> list[str]:
+    return list(inp.settings.categories)  # type: ignore[attr-defined]  (resolved by the task's prepare step)
+
+
+def _label_matrix(df: pd.DataFrame, targets: list[str]) -> np.ndarray:
+    from crmscore.models.bundle import label_column
+
+    return df[[label_column(t) for t in targets]].to_numpy(float)
+
+
+def history_matrix(df: pd.DataFrame, targets: list[str]) -> np.ndarray:
+    """Each customer's share of spend per category over the share window (0 when none), (n, k)."""
+    from crmscore.features.definitions import slug
+
+    cols = [f"category_share_{slug(t)}" for t in targets]
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise ValueError(f"feature columns {missing[:3]} are missing: the feature set lacks these categories")
+    return df[cols].fillna(0).to_numpy(float)
+
+
+def _popularity(inp: BaselineInput) -> np.ndarray:
+    rate = _label_matrix(inp.train, _targets(inp)).mean(0)
+    return np.tile(rate, (len(inp.test), 1))
+
+
+def copurchase_rules(train: pd.DataFrame, targets: list[str]) -> pd.DataFrame:
+    """"Customers who bought A bought B within the horizon": for every pair of categories (A bought in
+    the share window before a training cutoff, B bought in the horizon after it), support = P(A and B),
+    confidence = P(B | A), lift = confidence / P(B), with the number of customers with A."""
+    A = (history_matrix(train, targets) > 0).astype(float)
+    Y = _label_matrix(train, targets)
+    n = max(len(train), 1)
+    both = A.T @ Y
+    has_a = A.sum(0)
+    rate_b = Y.mean(0)
+    conf = np.divide(both, has_a[:, None], out=np.zeros_like(both), where=has_a[:, None] > 0)
+    lift = np.divide(conf, rate_b[None, :], out=np.zeros_like(conf), where=rate_b[None, :] > 0)
+    ia, ib = np.meshgrid(np.arange(len(targets)), np.arange(len(targets)), indexing="ij")
+    return pd.DataFrame({"antecedent": np.asarray(targets, dtype=object)[ia.ravel()],
+                         "consequent": np.asarray(targets, dtype=object)[ib.ravel()],
+                         "customers_with_antecedent": has_a[ia.ravel()], "support": (both / n).ravel(),
+                         "confidence": conf.ravel(), "lift": lift.ravel()})
+
+
+def _copurchase(inp: BaselineInput) -> np.ndarray:
+    """Score of B = the highest confidence of a rule A -> B over the categories A the customer bought
+    (A = B included: buying a category again is a rule too); popularity for customers with no history."""
+    targets = _targets(inp)
+    rules = copurchase_rules(inp.train, targets)
+    k = len(targets)
+    conf = rules["confidence"].to_numpy().reshape(k, k)
+    support_ok = rules["customers_with_antecedent"].to_numpy().reshape(k, k) >= 20  # rules from few customers are noise
+    conf = np.where(support_ok, conf, 0.0)
+    A = history_matrix(inp.test, targets) > 0
+    scores = np.where(A[:, :, None], conf[None, :, :], 0.0).max(1)
+    pop = _label_matrix(inp.train, targets).mean(0)
+    return np.where(A.any(1)[:, None], scores + 1e-6 * pop[None, :], pop[None, :])  # popularity breaks ties
+
+
+def _history(inp: BaselineInput) -> np.ndarray:
+    pop = _label_matrix(inp.train, _targets(inp)).mean(0)
+    return history_matrix(inp.test, _targets(inp)) + 1e-6 * pop[None, :]
 
 
 def _logistic(inp: BaselineInput) -> np.ndarray:
@@ -103,3 +227,11 @@ BGNBD_ACTIVE = Baseline("bgnbd", "BG/NBD expected purchases over the horizon (mo
 RECENCY_ACTIVE = Baseline("recency", "days since the last purchase (shorter = more likely)",
                           lambda inp: -_recency(inp))
 LOGISTIC = Baseline("logistic", "logistic regression on the same features (one-hot categories)", _logistic)
+BGNBD_GAMMA_GAMMA = Baseline("bgnbd_gamma_gamma", "BG/NBD expected orders x Gamma-Gamma expected spend per order",
+                             _bgnbd_gamma_gamma)
+SPEND_RATE = Baseline("spend_rate", "spend in the last 90 days, scaled to the horizon", _spend_rate)
+POPULARITY = Baseline("popularity", "the same ranking for everyone: share of customers buying each category",
+                      _popularity)
+COPURCHASE = Baseline("copurchase", "co-purchase rules: highest confidence of 'bought A, then bought B within the "
+                      "horizon' over the customer's categories", _copurchase)
+HISTORY = Baseline("history", "the customer's own share of spend per category in the last 365 days", _history)

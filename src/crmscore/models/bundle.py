@@ -1,6 +1,13 @@
 """A trained model with everything needed to score and explain customers the way it was trained:
-the estimator, the feature set (or feature-table columns), the RFM scale, decile edges, settings and
-evaluation facts. Saved as a folder; logged to MLflow inside the pyfunc model.
+the estimator, the feature set (or feature-table columns), the RFM scale, decile edges, settings,
+companion models and evaluation facts. Saved as a folder; logged to MLflow inside the pyfunc model.
+
+What `score` returns depends on the kind of model (see crmscore.models.tasks):
+- binary (churn, next-purchase): `score` is the calibrated probability;
+- regression (expected-spend): `score` is the predicted amount (currency);
+- multilabel (next-category): `score` is the top category's probability, `top_category` and
+  `next_categories` the ranked list; reasons explain the top category.
+Companions (next-purchase's days to next purchase) add `<name>`, `<name>_low` and `<name>_high`.
 """
 
 from __future__ import annotations
@@ -14,18 +21,36 @@ import numpy as np
 import pandas as pd
 
 from crmscore.explain.reasons import reason_text
-from crmscore.features.definitions import FeatureSet
-from crmscore.models.estimator import CustomerModel
+from crmscore.features.definitions import FeatureSet, slug
+from crmscore.models.estimator import CustomerModel, Explanation, MultiLabelModel, load_estimator
 from crmscore.segments import SEGMENT_COLUMNS, RFMScorer
 
 Mode = Literal["transactions", "feature_table"]
 
 
 @dataclass
+class CompanionModels:
+    """Quantile models of one companion output (low, median, high), with the bounds predictions are clipped
+    to (days to next purchase: 0 to the horizon)."""
+
+    name: str
+    quantiles: tuple[float, float, float]
+    models: list[CustomerModel]
+    bounds: tuple[float, float | None] = (0.0, None)
+
+    def predict(self, df: pd.DataFrame) -> pd.DataFrame:
+        """Columns `<name>` (median), `<name>_low` and `<name>_high`, ordered low <= median <= high."""
+        q = np.sort(np.column_stack([m.predict(df) for m in self.models]), axis=1)
+        q = np.clip(q, self.bounds[0], self.bounds[1] if self.bounds[1] is not None else np.inf)
+        return pd.DataFrame({self.name: q[:, 1], f"{self.name}_low": q[:, 0], f"{self.name}_high": q[:, 2]},
+                            index=df.index)
+
+
+@dataclass
 class TrainedModel:
     task: str
     mode: Mode
-    model: CustomerModel
+    model: CustomerModel | MultiLabelModel
     feature_set: FeatureSet
     settings: dict[str, Any]
     reason_up: str
@@ -33,17 +58,61 @@ class TrainedModel:
     decile_edges: list[float] = field(default_factory=list)
     rfm: dict[str, Any] | None = None
     info: dict[str, Any] = field(default_factory=dict)  # trained_at, cutoffs, digests, metrics...
+    companions: dict[str, CompanionModels] = field(default_factory=dict)
 
     @property
     def features(self) -> list[str]:
         return self.model.feature_names_
 
+    @property
+    def kind(self) -> str:
+        """'binary', 'regression' or 'multilabel'."""
+        if isinstance(self.model, MultiLabelModel):
+            return "multilabel"
+        return "binary" if self.model.objective == "binary" else "regression"
+
+    @property
+    def targets(self) -> list[str]:
+        """Multilabel models: the target categories, in column order of predict()."""
+        return list(self.model.targets) if isinstance(self.model, MultiLabelModel) else []
+
+    @property
+    def primary_metric(self) -> str:
+        return self.info.get("primary_metric", "roc_auc")
+
     def rfm_scorer(self) -> RFMScorer | None:
         return RFMScorer.from_dict(self.rfm) if self.rfm else None
 
     def predict(self, df: pd.DataFrame) -> np.ndarray:
-        """Calibrated probability per row of a feature frame (columns by name; extra columns ignored)."""
+        """Per row of a feature frame (columns by name; extra columns ignored): the calibrated probability
+        (binary), the predicted amount (regression) or an (n_rows, n_targets) probability matrix (multilabel)."""
         return self.model.predict(df)
+
+    def evaluate(self, test: pd.DataFrame) -> float:
+        """The primary metric on labelled rows (a logged test set): ROC-AUC, normalised Gini or hit rate at 3."""
+        from crmscore.models.evaluation import multilabel_metrics, normalized_gini, ranking_metrics
+
+        pred = self.predict(test)
+        if self.kind == "multilabel":
+            Y = test[[label_column(t) for t in self.targets]].to_numpy(float)
+            return multilabel_metrics(Y, pred)[self.primary_metric]
+        if self.kind == "regression":
+            return normalized_gini(test["label"].to_numpy(float), pred)
+        return ranking_metrics(test["label"].to_numpy(), pred)[self.primary_metric]
+
+    def regular_mask(self, df: pd.DataFrame) -> np.ndarray:
+        """Multilabel: (n_rows, n_targets) True where the customer buys the category regularly: at least
+        `regular_min_orders` orders and at least `regular_share` of spend on it in the last 365 days."""
+        share_min = float(self.settings.get("regular_share", 0.2))
+        orders_min = float(self.settings.get("regular_min_orders", 3))
+        freq_col = next((c for c in ("frequency_365d", "frequency_total") if c in df.columns), None)
+        enough = (df[freq_col].fillna(0).to_numpy(float) >= orders_min) if freq_col else np.zeros(len(df), bool)
+        mask = np.zeros((len(df), len(self.targets)), bool)
+        for j, t in enumerate(self.targets):
+            col = f"category_share_{slug(t)}"
+            if col in df.columns:
+                mask[:, j] = enough & (df[col].fillna(0).to_numpy(float) >= share_min)
+        return mask
 
     def deciles(self, scores: np.ndarray) -> np.ndarray:
         """1 = the highest-scoring tenth of the population the model was tested on, 10 = the lowest."""
@@ -51,32 +120,86 @@ class TrainedModel:
             return np.full(len(scores), 0, dtype=np.int64)
         return (10 - np.searchsorted(np.asarray(self.decile_edges), scores, side="right")).astype(np.int64)
 
-    def score(self, df: pd.DataFrame, *, explain: bool = True, top_k: int = 5) -> pd.DataFrame:
+    def score(self, df: pd.DataFrame, *, explain: bool = True, top_k: int = 5, keep_regular: bool = False,
+              max_targets: int = 5) -> pd.DataFrame:
         """Score and explain a feature frame.
 
-        Returns customer_id, score, decile, the segment columns present in df, and with explain=True
-        `base_value` (log-odds) and `reasons`: per row a list of top_k dicts with feature, value,
-        contribution (log-odds), probability_change and text.
+        Returns customer_id, score, decile, the segment columns present in df, companion columns, and with
+        explain=True `base_value` (raw scale: log-odds, or log amount for Tweedie) and `reasons`: per row a
+        list of top_k dicts with feature, value, contribution (raw scale), probability_change (probability
+        models) or change (regression: in the score's unit, currency) and text.
+        Multilabel models: `score` is the top category's probability, `top_category` the category and
+        `next_categories` a list of up to max_targets (0 = all) {category, probability}, highest first,
+        leaving out categories the customer buys regularly unless keep_regular; reasons explain the top
+        category (None when every category is left out).
         """
+        if self.kind == "multilabel":
+            return self._score_multilabel(df, explain, top_k, keep_regular, max_targets)
         out = pd.DataFrame({"customer_id": df["customer_id"].astype("string").to_numpy()}, index=df.index)
         if explain:
             expl = self.model.explain(df)
-            raw = expl.raw
-            out["score"] = 1.0 / (1.0 + np.exp(-self.model.calibrated_logit(raw)))
+            out["score"] = self.model.transform(expl.raw)
         else:
             out["score"] = self.predict(df)
         out["decile"] = self.deciles(out["score"].to_numpy())
         for col in SEGMENT_COLUMNS:
             if col in df.columns:
                 out[col] = df[col].to_numpy()
+        for comp in self.companions.values():
+            out = out.join(comp.predict(df))
         if explain:
             out["base_value"] = expl.base_value
             out["reasons"] = self.reasons(df, expl, top_k)
         return out.reset_index(drop=True)
 
-    def reasons(self, df: pd.DataFrame, expl: Any, top_k: int) -> list[list[dict[str, Any]]]:
+    def _score_multilabel(self, df: pd.DataFrame, explain: bool, top_k: int, keep_regular: bool,
+                          max_targets: int) -> pd.DataFrame:
+        targets = self.targets
+        P = self.predict(df)
+        ranked = np.where(self.regular_mask(df), -np.inf, P) if not keep_regular else P
+        order = np.argsort(-ranked, axis=1, kind="stable")
+        n_show = len(targets) if max_targets <= 0 else min(max_targets, len(targets))
+        lists, top = [], []
+        for r in range(len(df)):
+            items = [{"category": targets[j], "probability": float(P[r, j])} for j in order[r, :n_show]
+                     if np.isfinite(ranked[r, j])]
+            lists.append(items)
+            top.append(items[0]["category"] if items else None)
+        out = pd.DataFrame({"customer_id": df["customer_id"].astype("string").to_numpy()})
+        out["score"] = [lst[0]["probability"] if lst else np.nan for lst in lists]
+        out["top_category"] = pd.array(top, dtype="string")
+        out["next_categories"] = lists
+        for col in SEGMENT_COLUMNS:
+            if col in df.columns:
+                out[col] = df[col].to_numpy()
+        if explain:
+            reasons: list[list[dict[str, Any]]] = [[] for _ in range(len(df))]
+            base = np.full(len(df), np.nan)
+            tops = np.asarray(top, dtype=object)
+            frame = df.reset_index(drop=True)
+            for t in targets:
+                rows = np.flatnonzero(tops == t)
+                head = self.model.head(t)
+                if not len(rows) or head is None:
+                    continue
+                part = frame.iloc[rows]
+                expl = head.explain(part)
+                text = {k: getattr(self, k).replace("{target}", str(t)) for k in ("reason_up", "reason_down")}
+                for r, rs in zip(rows, self.reasons(part, expl, top_k, model=head, **text)):
+                    reasons[r] = rs
+                base[rows] = expl.base_value
+            out["base_value"] = base
+            out["reasons"] = reasons
+        return out
+
+    def reasons(self, df: pd.DataFrame, expl: Explanation, top_k: int, *, model: CustomerModel | None = None,
+                reason_up: str | None = None, reason_down: str | None = None) -> list[list[dict[str, Any]]]:
+        """Top-k reasons per row of df from its explanation (model: the explained model, default the bundle's)."""
+        model = model or self.model
         idx = expl.top_indices(top_k)
-        change = self.model.probability_change(expl, idx)
+        change = model.output_change(expl, idx)
+        probability = model.objective == "binary"
+        up, down = reason_up or self.reason_up, reason_down or self.reason_down
         names = expl.feature_names
         records = df[names].to_dict("records")
         all_rows = df.to_dict("records") if "recency_days" not in names and "recency_days" in df else records
@@ -92,9 +215,8 @@ class TrainedModel:
                     "feature": name,
                     "value": _plain(value),
                     "contribution": contribution,
-                    "probability_change": float(change[r, j]),
-                    "text": reason_text(self.feature_set.get(name), name, value, contribution, ctx,
-                                        self.reason_up, self.reason_down),
+                    "probability_change" if probability else "change": float(change[r, j]),
+                    "text": reason_text(self.feature_set.get(name), name, value, contribution, ctx, up, down),
                 })
             result.append(reasons)
         return result
@@ -103,9 +225,15 @@ class TrainedModel:
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         self.model.save(path / "estimator")
+        companions = {}
+        for name, comp in self.companions.items():
+            for i, m in enumerate(comp.models):
+                m.save(path / "companions" / f"{name}_{i}")
+            companions[name] = {"quantiles": list(comp.quantiles), "bounds": list(comp.bounds),
+                                "models": len(comp.models)}
         meta = {"task": self.task, "mode": self.mode, "feature_set": self.feature_set.to_dict(),
                 "settings": self.settings, "reason_up": self.reason_up, "reason_down": self.reason_down,
-                "decile_edges": self.decile_edges, "rfm": self.rfm, "info": self.info}
+                "decile_edges": self.decile_edges, "rfm": self.rfm, "info": self.info, "companions": companions}
         (path / "bundle.json").write_text(json.dumps(meta, indent=1, default=str))
         return path
 
@@ -113,9 +241,19 @@ class TrainedModel:
     def load(cls, path: str | Path) -> TrainedModel:
         path = Path(path)
         meta = json.loads((path / "bundle.json").read_text())
-        return cls(meta["task"], meta["mode"], CustomerModel.load(path / "estimator"),
+        companions = {
+            name: CompanionModels(name, tuple(c["quantiles"]),
+                                  [CustomerModel.load(path / "companions" / f"{name}_{i}") for i in range(c["models"])],
+                                  tuple(c["bounds"]))
+            for name, c in meta.get("companions", {}).items()}
+        return cls(meta["task"], meta["mode"], load_estimator(path / "estimator"),
                    FeatureSet.from_dict(meta["feature_set"]), meta["settings"], meta["reason_up"],
-                   meta["reason_down"], meta["decile_edges"], meta["rfm"], meta["info"])
+                   meta["reason_down"], meta["decile_edges"], meta["rfm"], meta["info"], companions)
+
+
+def label_column(target: str) -> str:
+    """The label column of a multilabel target: `label__<slug>`."""
+    return f"label__{slug(target)}"
 
 
 def _plain(value: Any) -> Any:

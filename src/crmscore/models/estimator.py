@@ -24,6 +24,7 @@ import pandas as pd
 log = logging.getLogger(__name__)
 
 Objective = Literal["binary", "tweedie", "regression", "quantile"]
+LOG_LINK = ("tweedie", "poisson", "gamma")  # objectives whose raw score is the log of the prediction
 
 DEFAULT_PARAMS: dict[str, Any] = {
     # Shallow trees keep TreeSHAP cheap (cost grows with trees x leaves x depth^2) at no loss of accuracy on
@@ -168,6 +169,22 @@ class CustomerModel:
         values, base = contrib[:, :-1], contrib[:, -1]
         return Explanation(values, float(base[0]) if len(base) else 0.0, values.sum(1) + base, self.feature_names_)
 
+    def transform(self, raw: np.ndarray) -> np.ndarray:
+        """The prediction from the raw score: calibrated probability (binary), exp(raw) for log-link
+        objectives (Tweedie: expected amount), else the raw score itself."""
+        raw = np.asarray(raw, dtype=float)
+        if self.objective == "binary":
+            return _sigmoid(self.calibrated_logit(raw))
+        if self.objective in LOG_LINK:
+            return np.exp(raw)
+        return raw
+
+    def output_change(self, expl: Explanation, idx: np.ndarray) -> np.ndarray:
+        """Prediction minus the prediction without each chosen contribution, in the prediction's unit
+        (probability for binary tasks, currency for expected spend). idx: (n_rows, k); returns (n_rows, k)."""
+        c = np.take_along_axis(expl.contributions, idx, axis=1)
+        return self.transform(expl.raw)[:, None] - self.transform(expl.raw[:, None] - c)
+
     def probability_change(self, expl: Explanation, idx: np.ndarray) -> np.ndarray:
         """For binary tasks: calibrated probability minus the probability without each chosen contribution.
 
@@ -203,6 +220,123 @@ class CustomerModel:
         model.calibration_ = tuple(meta["calibration"])
         model.best_iteration_ = meta["best_iteration"]
         return model
+
+
+SMALL_DATA_ROWS = 50_000
+
+
+def small_data_threads(rows: int) -> dict[str, Any]:
+    """One LightGBM thread for small training sets fitted many times over (a model per category, quantile
+    companions): on 2 cores a busy second core made a 2-thread fit of 2,000 rows 10x slower (threads spin
+    waiting for each other), while one thread loses little on small data."""
+    return {"num_threads": 1} if rows < SMALL_DATA_ROWS else {}
+
+
+class MultiLabelModel:
+    """One calibrated binary CustomerModel per target (next category), all on the same feature rows.
+
+    targets: target names, the column order of `predict`. Other arguments as CustomerModel's. A target
+    with no positive (or no negative) training row gets no model: its probability is the training rate.
+    """
+
+    objective = "multilabel"
+
+    def __init__(self, targets: list[str], params: dict[str, Any] | None = None, num_boost_round: int = 600,
+                 early_stopping_rounds: int = 50, calibrate: bool = True):
+        self.targets = list(targets)
+        self.params = params or {}
+        self.num_boost_round = num_boost_round
+        self.early_stopping_rounds = early_stopping_rounds
+        self.calibrate = calibrate
+
+    def fit(self, X: pd.DataFrame, Y: pd.DataFrame, X_valid: pd.DataFrame | None = None,
+            Y_valid: pd.DataFrame | None = None) -> MultiLabelModel:
+        """Y / Y_valid: one 0/1 column per target, named as the targets."""
+        self.models_: dict[str, CustomerModel] = {}
+        self.rates_ = {t: float(np.asarray(Y[t], float).mean()) for t in self.targets}
+        params = {**small_data_threads(len(X)), **self.params}
+        for t in self.targets:
+            y = np.asarray(Y[t], float)
+            if 0 < y.sum() < len(y):
+                self.models_[t] = CustomerModel("binary", params, self.num_boost_round,
+                                                self.early_stopping_rounds, self.calibrate).fit(
+                    X, y, X_valid, None if Y_valid is None else Y_valid[t])
+            else:
+                log.warning("target %s has %d positives in %d training rows: predicting its rate", t, int(y.sum()),
+                            len(y))
+        if not self.models_:
+            raise ValueError("no target has both positive and negative training rows")
+        first = next(iter(self.models_.values()))
+        self.feature_names_ = first.feature_names_
+        self.categories_ = first.categories_
+        self.best_iteration_ = int(round(np.mean([m.best_iteration_ for m in self.models_.values()])))
+        return self
+
+    def _check(self) -> None:
+        if not hasattr(self, "models_"):
+            raise RuntimeError("this MultiLabelModel is not fitted yet: call fit() first")
+
+    def _encode(self, X: pd.DataFrame) -> pd.DataFrame:
+        self._check()
+        return next(iter(self.models_.values()))._encode(X)
+
+    def head(self, target: str) -> CustomerModel | None:
+        """The target's binary model (None when the target is predicted by its training rate)."""
+        self._check()
+        return self.models_.get(target)
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """(n_rows, n_targets) calibrated probabilities, columns in target order."""
+        Xe = self._encode(X)
+        out = np.empty((len(X), len(self.targets)))
+        for j, t in enumerate(self.targets):
+            m = self.models_.get(t)
+            if m is None:
+                out[:, j] = self.rates_[t]
+            else:
+                out[:, j] = m.transform(m.booster_.predict(Xe, raw_score=True, num_iteration=m.best_iteration_))
+        return out
+
+    def explain(self, X: pd.DataFrame, target: str | None = None) -> Explanation:
+        """TreeSHAP of one target's model (default: the most frequent target)."""
+        target = target or max(self.models_, key=lambda t: self.rates_[t])
+        head = self.head(target)
+        if head is None:
+            raise ValueError(f"target {target!r} has no model (too few positives in training)")
+        return head.explain(X)
+
+    def save(self, path: str | Path) -> Path:
+        self._check()
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        for i, t in enumerate(self.targets):
+            if t in self.models_:
+                self.models_[t].save(path / f"target_{i:03d}")
+        meta = {"objective": self.objective, "targets": self.targets, "params": self.params,
+                "num_boost_round": self.num_boost_round, "early_stopping_rounds": self.early_stopping_rounds,
+                "calibrate": self.calibrate, "rates": self.rates_, "fitted": [t in self.models_ for t in self.targets]}
+        (path / "model.json").write_text(json.dumps(meta, indent=1))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> MultiLabelModel:
+        path = Path(path)
+        meta = json.loads((path / "model.json").read_text())
+        model = cls(meta["targets"], meta["params"], meta["num_boost_round"], meta["early_stopping_rounds"],
+                    meta["calibrate"])
+        model.rates_ = meta["rates"]
+        model.models_ = {t: CustomerModel.load(path / f"target_{i:03d}")
+                         for i, (t, fitted) in enumerate(zip(meta["targets"], meta["fitted"])) if fitted}
+        first = next(iter(model.models_.values()))
+        model.feature_names_, model.categories_ = first.feature_names_, first.categories_
+        model.best_iteration_ = int(round(np.mean([m.best_iteration_ for m in model.models_.values()])))
+        return model
+
+
+def load_estimator(path: str | Path) -> CustomerModel | MultiLabelModel:
+    """A saved CustomerModel or MultiLabelModel, whichever the folder holds."""
+    meta = json.loads((Path(path) / "model.json").read_text())
+    return (MultiLabelModel if meta["objective"] == "multilabel" else CustomerModel).load(path)
 
 
 def _fit_platt(raw: np.ndarray, y: np.ndarray) -> tuple[float, float]:

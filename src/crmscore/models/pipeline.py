@@ -7,7 +7,9 @@ no training label window overlaps the test window. The newest training cutoff is
 train/validation/test split with a fixed seed, plus cross-validation on train + validation.
 
 Every run: guardrails, a data-usability summary, the model and the task's baselines on the same test
-rows, plots, SHAP summary, MLflow tracking and registration with alias `challenger`.
+rows, plots, SHAP summary, MLflow tracking and registration with alias `challenger`. What is fitted and
+measured follows the task's kind (binary, regression, multilabel; see crmscore.models.tasks), plus any
+companion quantile models.
 """
 
 from __future__ import annotations
@@ -27,9 +29,17 @@ from crmscore.data.loader import CustomerData
 from crmscore.errors import CrmscoreError
 from crmscore.features.build import as_of_timestamp, build_training_set, feature_set_for
 from crmscore.features.definitions import FeatureSet
-from crmscore.models.bundle import TrainedModel
-from crmscore.models.estimator import CustomerModel
-from crmscore.models.evaluation import probability_metrics, quality_grade, ranking_metrics
+from crmscore.models.bundle import CompanionModels, TrainedModel, label_column
+from crmscore.models.estimator import CustomerModel, MultiLabelModel, small_data_threads
+from crmscore.models.evaluation import (
+    mean_roc_auc,
+    multilabel_metrics,
+    normalized_gini,
+    probability_metrics,
+    quality_grade,
+    ranking_metrics,
+    regression_metrics,
+)
 from crmscore.models.tasks import BaselineInput, Task, TaskSettings
 from crmscore.segments import SEGMENT_COLUMNS
 
@@ -55,6 +65,7 @@ class Dataset:
     cutoffs: dict[str, Any] = field(default_factory=dict)
     rfm: dict[str, Any] | None = None
     decisions: dict[str, str] = field(default_factory=dict)
+    settings: TaskSettings | None = None  # the run's settings after the task's prepare step, when it has one
 
 
 @dataclass
@@ -77,22 +88,28 @@ class TrainResult:
 
 # -- datasets ------------------------------------------------------------------------------------
 def transactional_cutoffs(data_start: pd.Timestamp, as_of: pd.Timestamp, s: TaskSettings) -> dict[str, Any]:
-    """Test cutoff and training cutoffs (newest first), each with `lookback_days` of history before it."""
+    """Test, validation and training cutoffs, each with `lookback_days` of history before it.
+
+    test = as_of - horizon; validation = test - horizon; training cutoffs step back every
+    `snapshot_step_days` from validation - horizon. The gap keeps every training label window clear of the
+    validation window (and that of the test), so early stopping and calibration are truly out-of-time even
+    when the same customers appear in every snapshot.
+    """
     test = as_of - pd.Timedelta(days=s.horizon_days)
-    need = s.lookback_days + s.horizon_days
+    valid = test - pd.Timedelta(days=s.horizon_days)
     earliest = data_start.normalize() + pd.Timedelta(days=s.lookback_days)
-    newest_train = test - pd.Timedelta(days=s.horizon_days)
-    train = [newest_train - pd.Timedelta(days=k * s.snapshot_step_days) for k in range(s.snapshots)]
+    newest_train = valid - pd.Timedelta(days=s.horizon_days)
+    train = [newest_train - pd.Timedelta(days=k * s.snapshot_step_days) for k in range(s.snapshots - 1)]
     train = [c for c in train if c >= earliest]
-    if len(train) < 2:
+    if not train:
         have = (as_of - data_start.normalize()).days
-        need_total = s.lookback_days + 2 * s.horizon_days + s.snapshot_step_days
+        need_total = s.lookback_days + 3 * s.horizon_days
         raise GuardrailError(
             f"not enough history: data starts {data_start.date()} and training as of {as_of.date()} leaves "
-            f"{have} days; two training snapshots plus an out-of-time test need lookback ({s.lookback_days}) "
-            f"+ 2 x horizon ({s.horizon_days}) + one step ({s.snapshot_step_days}) = {need_total} days "
-            f"(lookback + horizon alone = {need}). Use a later --as-of, or shorter --lookback-days/--horizon-days.")
-    return {"test": test, "train": sorted(train), "as_of": as_of}
+            f"{have} days; a training snapshot, a validation snapshot and an out-of-time test, each label window "
+            f"clear of the next, need lookback ({s.lookback_days}) + 3 x horizon ({s.horizon_days}) = "
+            f"{need_total} days. Use a later --as-of, or shorter --lookback-days/--horizon-days.")
+    return {"test": test, "train": sorted([*train, valid]), "as_of": as_of}
 
 
 def transactional_dataset(task: Task, data: CustomerData, s: TaskSettings, as_of: Any = None,
@@ -102,7 +119,9 @@ def transactional_dataset(task: Task, data: CustomerData, s: TaskSettings, as_of
     if as_of <= lo:
         raise GuardrailError(f"--as-of {as_of.date()} is before the first transaction ({lo.date()})")
     cut = transactional_cutoffs(lo, as_of, s)
-    fs = feature_set_for(data, cut["train"][0])
+    if task.prepare is not None:
+        s = task.prepare(data, cut["train"][0], s)
+    fs = task.feature_set(data, cut["train"][0], s) if task.feature_set else feature_set_for(data, cut["train"][0])
 
     def label(d: CustomerData, c: pd.Timestamp) -> pd.DataFrame:
         return task.label_fn(d, c, s)
@@ -114,7 +133,7 @@ def transactional_dataset(task: Task, data: CustomerData, s: TaskSettings, as_of
     from crmscore.segments import RFMScorer
 
     rfm = RFMScorer(data.config.segments.rfm_window_days).fit(test).to_dict()
-    return Dataset(train, valid, test, fs.names, fs.categorical, fs, "transactions", cut, rfm)
+    return Dataset(train, valid, test, fs.names, fs.categorical, fs, "transactions", cut, rfm, settings=s)
 
 
 def feature_table_dataset(cfg: ProjectConfig, s: TaskSettings) -> Dataset:
@@ -137,7 +156,7 @@ def feature_table_dataset(cfg: ProjectConfig, s: TaskSettings) -> Dataset:
 # -- guardrails ----------------------------------------------------------------------------------
 def check_guardrails(ds: Dataset, s: TaskSettings) -> None:
     for part, df in (("training", pd.concat([ds.train, ds.valid])), ("test", ds.test)):
-        pos = int(df["label"].sum())
+        pos = int((df["label"] > 0).sum())  # regression: customers with a positive amount
         neg = int(len(df) - pos)
         need_pos = s.min_positives if part == "training" else max(1, s.min_positives // 5)
         need_neg = s.min_negatives if part == "training" else max(1, s.min_negatives // 5)
@@ -155,7 +174,8 @@ def usability_summary(ds: Dataset) -> str:
         if "as_of" in df and len(df):
             cuts = sorted(pd.to_datetime(df["as_of"]).dt.date.unique())
             extra = f", cutoffs {cuts[0]}..{cuts[-1]} ({len(cuts)})"
-        lines.append(f"{part}: {len(df):,} rows, positive rate {df['label'].mean():.1%}{extra}")
+        amount = "" if df["label"].isin([0, 1]).all() else f", mean {df['label'].mean():,.2f}"
+        lines.append(f"{part}: {len(df):,} rows, positive rate {(df['label'] > 0).mean():.1%}{amount}{extra}")
     missing = pd.concat([ds.train, ds.valid])[ds.features].isna().mean().sort_values(ascending=False)
     top = ", ".join(f"{k} {v:.0%}" for k, v in missing.head(5).items() if v > 0)
     lines.append(f"features: {len(ds.features)} ({len(ds.categorical)} categorical); most missing: {top or 'none'}")
@@ -164,8 +184,33 @@ def usability_summary(ds: Dataset) -> str:
 
 # -- training ------------------------------------------------------------------------------------
 def fit_and_evaluate(task: Task, ds: Dataset, s: TaskSettings, params: dict[str, Any] | None = None
-                     ) -> tuple[TrainedModel, dict[str, float], dict[str, dict[str, float]], dict[str, np.ndarray]]:
-    model = CustomerModel(task.objective, {**s.params, **(params or {})}, s.num_boost_round)
+                     ) -> tuple[TrainedModel, dict[str, float], dict[str, dict[str, float]], dict[str, Any]]:
+    """Fit the task's model (and companions) on train, stop early on valid, and measure it and every baseline
+    on the test rows. Returns the bundle, the model's metrics, each baseline's metrics and the test-row
+    predictions (for plots). metrics[f"best_baseline_{primary}"] is the best baseline's primary metric."""
+    fit = {"binary": _fit_binary, "regression": _fit_regression, "multilabel": _fit_multilabel}[task.kind]
+    bundle, metrics, curves = fit(task, ds, s, {**s.params, **(params or {})})
+    bundle.info["primary_metric"] = task.primary_metric
+    base_results, preds = _baselines(task, ds, s, bundle)
+    curves["baselines"] = preds
+    values = [r[task.primary_metric] for r in base_results.values() if np.isfinite(r.get(task.primary_metric, np.nan))]
+    pick = max if task.higher_is_better else min
+    fallback = {"roc_auc": 0.5, "normalized_gini": 0.0}.get(task.primary_metric, float("nan"))
+    metrics[f"best_baseline_{task.primary_metric}"] = float(pick(values)) if values else fallback
+    for comp in task.companions:
+        metrics.update(_fit_companion(comp, ds, s, bundle))
+    return bundle, metrics, base_results, curves
+
+
+def _bundle(task: Task, ds: Dataset, s: TaskSettings, model: Any, pred: np.ndarray | None) -> TrainedModel:
+    edges = [float(x) for x in np.quantile(pred, np.linspace(0.1, 0.9, 9))] if pred is not None else []
+    return TrainedModel(task.name, ds.mode, model, ds.feature_set, s.model_dump(), task.reason_up, task.reason_down,
+                        edges, ds.rfm, {})
+
+
+def _fit_binary(task: Task, ds: Dataset, s: TaskSettings, params: dict[str, Any]
+                ) -> tuple[TrainedModel, dict[str, float], dict[str, Any]]:
+    model = CustomerModel(task.objective, params, s.num_boost_round)
     model.fit(ds.train[ds.features], ds.train["label"], ds.valid[ds.features], ds.valid["label"])
     y = ds.test["label"].to_numpy()
     raw = model.decision_function(ds.test[ds.features])
@@ -176,23 +221,104 @@ def fit_and_evaluate(task: Task, ds: Dataset, s: TaskSettings, params: dict[str,
     metrics.update({"brier_uncalibrated": before["brier"], "ece_uncalibrated": before["ece"],
                     "log_loss_uncalibrated": before["log_loss"], "best_iteration": float(model.best_iteration_),
                     "test_rows": float(len(y)), "test_positive_rate": float(y.mean())})
-    scores = {"model": p}
+    return _bundle(task, ds, s, model, p), metrics, {"scores": {"model": p}, "uncalibrated": uncal}
+
+
+def _fit_regression(task: Task, ds: Dataset, s: TaskSettings, params: dict[str, Any]
+                    ) -> tuple[TrainedModel, dict[str, float], dict[str, Any]]:
+    model = CustomerModel(task.objective, params, s.num_boost_round)
+    model.fit(ds.train[ds.features], ds.train["label"], ds.valid[ds.features], ds.valid["label"])
+    y = ds.test["label"].to_numpy(float)
+    pred = model.predict(ds.test[ds.features])
+    metrics = regression_metrics(y, pred)
+    metrics.update({"best_iteration": float(model.best_iteration_), "test_rows": float(len(y)),
+                    "test_positive_rate": float((y > 0).mean()), "test_mean": float(y.mean()),
+                    "test_total": float(y.sum()), "predicted_total": float(pred.sum())})
+    return _bundle(task, ds, s, model, pred), metrics, {"scores": {"model": pred}}
+
+
+def _targets(s: TaskSettings) -> list[str]:
+    targets = list(getattr(s, "categories", None) or [])
+    if not targets:
+        raise GuardrailError("no target categories: the data has no categories before the first training cutoff")
+    return targets
+
+
+def label_matrix(df: pd.DataFrame, targets: list[str]) -> pd.DataFrame:
+    """The multilabel label columns of df, renamed to the targets."""
+    return df[[label_column(t) for t in targets]].set_axis(targets, axis=1)
+
+
+def _fit_multilabel(task: Task, ds: Dataset, s: TaskSettings, params: dict[str, Any]
+                    ) -> tuple[TrainedModel, dict[str, float], dict[str, Any]]:
+    targets = _targets(s)
+    model = MultiLabelModel(targets, params, s.num_boost_round)
+    model.fit(ds.train[ds.features], label_matrix(ds.train, targets), ds.valid[ds.features],
+              label_matrix(ds.valid, targets))
+    Y = label_matrix(ds.test, targets).to_numpy(float)
+    S = model.predict(ds.test[ds.features])
+    bundle = _bundle(task, ds, s, model, None)
+    regular = bundle.regular_mask(ds.test)
+    metrics = multilabel_metrics(Y, S)
+    metrics.update({f"xsell_{k}": v for k, v in multilabel_metrics(Y, S, exclude=regular).items()})
+    metrics.update({"mean_roc_auc": mean_roc_auc(Y, S), "best_iteration": float(model.best_iteration_),
+                    "test_rows": float(len(Y)), "test_positive_rate": float((Y.sum(1) > 0).mean()),
+                    "targets": float(len(targets))})
+    return bundle, metrics, {"scores": {"model": S}, "regular": regular}
+
+
+def _baselines(task: Task, ds: Dataset, s: TaskSettings, bundle: TrainedModel
+               ) -> tuple[dict[str, dict[str, float]], dict[str, np.ndarray]]:
+    """Every baseline of the task on the same test rows, measured like the model. A failed baseline is
+    reported (metrics NaN and the error), never hidden."""
     base_results: dict[str, dict[str, float]] = {}
+    preds: dict[str, np.ndarray] = {}
     binp = BaselineInput(pd.concat([ds.train, ds.valid], ignore_index=True), ds.test, s, ds.categorical, ds.features)
     for b in (task.baselines if ds.mode == "transactions" else task.table_baselines):
         try:
             sc = np.asarray(b.score(binp), float)
-            base_results[b.name] = ranking_metrics(y, sc)
-            scores[b.name] = sc
+            if task.kind == "multilabel":
+                Y = label_matrix(ds.test, bundle.targets).to_numpy(float)
+                regular = bundle.regular_mask(ds.test)
+                result = multilabel_metrics(Y, sc)
+                result.update({f"xsell_{k}": v for k, v in multilabel_metrics(Y, sc, exclude=regular).items()})
+                result["mean_roc_auc"] = mean_roc_auc(Y, sc)
+            elif task.kind == "regression":
+                result = regression_metrics(ds.test["label"].to_numpy(float), sc)
+            else:
+                result = ranking_metrics(ds.test["label"].to_numpy(), sc)
+            base_results[b.name] = result
+            preds[b.name] = sc
         except Exception as exc:  # a failed baseline is reported, never hidden
             log.warning("baseline %s failed: %s", b.name, exc)
-            base_results[b.name] = {"roc_auc": float("nan"), "error": str(exc)[:200]}  # type: ignore[dict-item]
-    best = max((r["roc_auc"] for r in base_results.values() if np.isfinite(r["roc_auc"])), default=0.5)
-    metrics["best_baseline_roc_auc"] = float(best)
-    edges = [float(x) for x in np.quantile(p, np.linspace(0.1, 0.9, 9))]
-    bundle = TrainedModel(task.name, ds.mode, model, ds.feature_set, s.model_dump(), task.reason_up, task.reason_down,
-                          edges, ds.rfm, {})
-    return bundle, metrics, base_results, {"scores": scores, "uncalibrated": uncal}
+            base_results[b.name] = {task.primary_metric: float("nan"), "error": str(exc)[:200]}  # type: ignore[dict-item]
+    return base_results, preds
+
+
+def _fit_companion(comp: Any, ds: Dataset, s: TaskSettings, bundle: TrainedModel) -> dict[str, float]:
+    """Quantile models of a companion target on the rows where it is known; MAE of the median and the
+    interval's coverage on the test rows, next to the companion's baseline."""
+    def rows(df: pd.DataFrame) -> pd.DataFrame:
+        return df[df[comp.target].notna()]
+
+    train, valid, test = rows(ds.train), rows(ds.valid), rows(ds.test)
+    upper = float(getattr(s, comp.upper_setting)) if comp.upper_setting else None
+    models = []
+    for q in comp.quantiles:
+        m = CustomerModel("quantile", {**small_data_threads(len(train)), **s.params, "alpha": q}, s.num_boost_round)
+        models.append(m.fit(train[ds.features], train[comp.target], valid[ds.features], valid[comp.target]))
+    bundle.companions[comp.name] = CompanionModels(comp.name, tuple(comp.quantiles), models, (comp.lower, upper))
+    out: dict[str, float] = {f"{comp.name}_test_rows": float(len(test))}
+    if not len(test):
+        return out
+    pred = bundle.companions[comp.name].predict(test[ds.features])
+    y = test[comp.target].to_numpy(float)
+    out[f"{comp.name}_mae"] = float(np.mean(np.abs(pred[comp.name].to_numpy() - y)))
+    inside = (y >= pred[f"{comp.name}_low"].to_numpy()) & (y <= pred[f"{comp.name}_high"].to_numpy())
+    out[f"{comp.name}_interval_coverage"] = float(inside.mean())
+    if comp.baseline is not None:
+        out[f"{comp.name}_mae_baseline"] = float(np.mean(np.abs(comp.baseline(test, s) - y)))
+    return out
 
 
 def cross_validate(task: Task, ds: Dataset, s: TaskSettings, rounds: int) -> dict[str, float]:
@@ -215,7 +341,11 @@ def tune(task: Task, ds: Dataset, s: TaskSettings, trials: int) -> dict[str, Any
     import optuna
     from sklearn.metrics import roc_auc_score
 
+    if task.kind == "multilabel":
+        raise CrmscoreError(f"--tune is not available for {task.name} (one model per category); set LightGBM "
+                            f"parameters with tasks.{task.name}.params instead")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    measure, metric = ((roc_auc_score, "roc_auc") if task.kind == "binary" else (normalized_gini, "normalized_gini"))
 
     def objective(trial: optuna.Trial) -> float:
         params = {"num_leaves": trial.suggest_int("num_leaves", 7, 31),
@@ -226,15 +356,15 @@ def tune(task: Task, ds: Dataset, s: TaskSettings, trials: int) -> dict[str, Any
                   "lambda_l2": trial.suggest_float("lambda_l2", 1e-3, 10, log=True)}
         m = CustomerModel(task.objective, {**s.params, **params}, s.num_boost_round, calibrate=False)
         m.fit(ds.train[ds.features], ds.train["label"], ds.valid[ds.features], ds.valid["label"])
-        auc = float(roc_auc_score(ds.valid["label"], m.decision_function(ds.valid[ds.features])))
+        value = float(measure(ds.valid["label"], m.decision_function(ds.valid[ds.features])))
         with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True):
             mlflow.log_params(params)
-            mlflow.log_metric("valid_roc_auc", auc)
-        return auc
+            mlflow.log_metric(f"valid_{metric}", value)
+        return value
 
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=s.seed))
     study.optimize(objective, n_trials=trials, show_progress_bar=False)
-    log.info("tuning: best validation ROC-AUC %.4f with %s", study.best_value, study.best_params)
+    log.info("tuning: best validation %s %.4f with %s", metric, study.best_value, study.best_params)
     return study.best_params
 
 
@@ -246,6 +376,11 @@ def train_task(task: Task, cfg: ProjectConfig, s: TaskSettings, *, as_of: Any = 
     from crmscore.models import registry
 
     if cfg.data.features is not None and cfg.data.transactions is None:
+        if task.transactions_only:
+            from crmscore.errors import ConfigError
+
+            raise ConfigError(f"{task.name} needs purchases (data.transactions); this config has only a ready "
+                              f"feature table")
         ds = feature_table_dataset(cfg, s)
     else:
         if data is None:
@@ -253,6 +388,7 @@ def train_task(task: Task, cfg: ProjectConfig, s: TaskSettings, *, as_of: Any = 
 
             data = load_customer_data(cfg)
         ds = transactional_dataset(task, data, s, as_of, progress)
+        s = ds.settings or s
     check_guardrails(ds, s)
     summary = usability_summary(ds)
     for line in summary.splitlines():
@@ -265,7 +401,9 @@ def train_task(task: Task, cfg: ProjectConfig, s: TaskSettings, *, as_of: Any = 
         bundle, metrics, base, curves = fit_and_evaluate(task, ds, s, params)
         if ds.mode == "feature_table":
             metrics.update(cross_validate(task, ds, s, bundle.model.best_iteration_))
-        grade = quality_grade(metrics["roc_auc"], metrics["best_baseline_roc_auc"])
+        primary = task.primary_metric
+        sign = 1.0 if task.higher_is_better else -1.0
+        grade = quality_grade(sign * metrics[primary], sign * metrics[f"best_baseline_{primary}"])
         bundle.info.update({"trained_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                             "cutoffs": {k: str(v) for k, v in ds.cutoffs.items()}, "grade": grade,
                             "metrics": metrics, "baselines": base, "config": cfg.name,
@@ -275,6 +413,6 @@ def train_task(task: Task, cfg: ProjectConfig, s: TaskSettings, *, as_of: Any = 
             registry.log_training_run(result, cfg, s, summary, Path(tmp))
             if register:
                 result.version = registry.log_and_register(result, Path(tmp))
-    log.info("%s: ROC-AUC %.4f (best baseline %.4f) grade %s; run %s, version %s", task.name, metrics["roc_auc"],
-             metrics["best_baseline_roc_auc"], grade, result.run_id, result.version)
+    log.info("%s: %s %.4f (best baseline %.4f) grade %s; run %s, version %s", task.name, primary, metrics[primary],
+             metrics[f"best_baseline_{primary}"], grade, result.run_id, result.version)
     return result

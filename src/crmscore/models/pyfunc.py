@@ -1,8 +1,14 @@
 """The MLflow pyfunc flavour of a crmscore model.
 
-Input: a feature frame (one row per customer, the model's feature columns). Output: `score` (calibrated
-probability) and `decile`; with params {"explain": true}, also `base_value` and one `shap__<feature>`
-column per feature (contributions in log-odds, summing with base_value to the raw score).
+Input: a feature frame (one row per customer, the model's feature columns). Output by kind of model:
+- binary (churn, next-purchase): `score` (calibrated probability) and `decile`;
+- regression (expected-spend): `score` (predicted amount, currency) and `decile`;
+- multilabel (next-category): `score` (the top category's probability), `top_category`, and one
+  `p__<category>` column per category (every category, regular ones included).
+Companions add `<name>`, `<name>_low`, `<name>_high` (next-purchase: days_to_next).
+With params {"explain": true}, binary and regression models also return `base_value` and one
+`shap__<feature>` column per feature (contributions in the raw scale: log-odds, or the log of the
+amount for Tweedie, summing with base_value to the raw score).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
+from crmscore.features.definitions import slug
 from crmscore.models.bundle import TrainedModel
 
 
@@ -24,13 +31,23 @@ class CrmscorePyfunc(mlflow.pyfunc.PythonModel):
         params = params or {}
         b = self.bundle
         out = pd.DataFrame(index=model_input.index)
+        if b.kind == "multilabel":
+            P = b.predict(model_input)
+            top = P.argmax(1)
+            out["score"] = P[np.arange(len(P)), top]
+            out["top_category"] = np.asarray(b.targets, dtype=object)[top]
+            for j, t in enumerate(b.targets):
+                out[f"p__{slug(t)}"] = P[:, j]
+            return out
         if params.get("explain"):
             expl = b.model.explain(model_input)
-            out["score"] = 1 / (1 + np.exp(-b.model.calibrated_logit(expl.raw)))
+            out["score"] = b.model.transform(expl.raw)
             out["base_value"] = expl.base_value
             for j, name in enumerate(expl.feature_names):
                 out[f"shap__{name}"] = expl.contributions[:, j]
         else:
             out["score"] = b.predict(model_input)
         out["decile"] = b.deciles(out["score"].to_numpy())
+        for comp in b.companions.values():
+            out = out.join(comp.predict(model_input))
         return out

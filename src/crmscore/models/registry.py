@@ -33,6 +33,9 @@ CHALLENGER, CHAMPION = "challenger", "champion"
 PIP_REQUIREMENTS = ["lightgbm>=4.5,<5", "pandas>=2.2", "numpy>=1.26", "scikit-learn>=1.5", "crmscore"]
 
 
+METRIC_LABELS = {"roc_auc": "ROC-AUC", "normalized_gini": "normalised Gini", "hit_rate_at_3": "hit rate at 3"}
+
+
 class RegistryError(CrmscoreError):
     """A model, alias or run is not where it was asked for."""
 
@@ -84,7 +87,13 @@ def log_training_run(result: TrainResult, cfg: ProjectConfig, s: TaskSettings, s
     """Params, metrics side by side with baselines, datasets, plots and the test set of the active run."""
     import mlflow.data
 
-    from crmscore.models.evaluation import save_plots, save_shap_summary
+    from crmscore.models.evaluation import (
+        comparison_columns,
+        save_plots,
+        save_ranking_plot,
+        save_regression_plots,
+        save_shap_summary,
+    )
 
     ds, bundle = result.dataset, result.bundle
     mlflow.set_tags({"task": result.task, "mode": ds.mode, "grade": result.grade, "config": cfg.name,
@@ -94,14 +103,16 @@ def log_training_run(result: TrainResult, cfg: ProjectConfig, s: TaskSettings, s
               **{f"cutoff_{k}": str(v)[:200] for k, v in ds.cutoffs.items()},
               **{k: v for k, v in s.model_dump().items() if k != "params"},
               **{f"lgbm_{k}": v for k, v in bundle.model.params.items()}}
+    if "categories" in params:
+        params["categories"] = ", ".join(params["categories"] or [])[:500]
     mlflow.log_params(params)
     mlflow.log_metrics({k: v for k, v in result.metrics.items() if np.isfinite(v)})
-    rows = [{"name": "model", **{k: result.metrics.get(k) for k in ("roc_auc", "pr_auc", "lift_top10", "capture_top10")}}]
+    cols = comparison_columns(bundle.kind)
+    rows = [{"name": "model", **{k: result.metrics.get(k) for k in cols}}]
     for name, m in result.baselines.items():
         mlflow.log_metrics({f"{k}_baseline_{name}": v for k, v in m.items()
                             if isinstance(v, float) and np.isfinite(v)})
-        rows.append({"name": f"baseline: {name}", **{k: m.get(k) for k in ("roc_auc", "pr_auc", "lift_top10",
-                                                                              "capture_top10")}})
+        rows.append({"name": f"baseline: {name}", **{k: m.get(k) for k in cols}})
     mlflow.log_table(pd.DataFrame(rows), "evaluation/comparison.json")
     for part, df in (("training", pd.concat([ds.train, ds.valid])), ("testing", ds.test)):
         frame = df[[*ds.features, "label"]]
@@ -110,17 +121,38 @@ def log_training_run(result: TrainResult, cfg: ProjectConfig, s: TaskSettings, s
     y = ds.test["label"].to_numpy()
     curves_dir = tmp / "plots"
     curves = result.curves
-    save_plots(y, curves["scores"], {"uncalibrated": curves["uncalibrated"], "calibrated": curves["scores"]["model"]},
-               curves_dir, f"{result.task} (out-of-time test)" if ds.mode == "transactions" else result.task)
+    title = f"{result.task} (out-of-time test)" if ds.mode == "transactions" else result.task
+    scores = {**curves["scores"], **curves.get("baselines", {})}
+    if bundle.kind == "binary":
+        save_plots(y, scores, {"uncalibrated": curves["uncalibrated"], "calibrated": curves["scores"]["model"]},
+                   curves_dir, title)
+    elif bundle.kind == "regression":
+        save_regression_plots(y, scores, curves_dir, title)
+    else:
+        save_ranking_plot({"model": result.metrics, **result.baselines}, curves_dir, title)
+        from crmscore.models.baselines import copurchase_rules
+
+        train = pd.concat([ds.train, ds.valid], ignore_index=True)
+        rules = copurchase_rules(train, bundle.targets).sort_values("lift", ascending=False)
+        mlflow.log_table(rules.round(6), "evaluation/copurchase_rules.json")
     sample = ds.test.sample(min(len(ds.test), s.explain_sample), random_state=s.seed)
     expl = bundle.model.explain(sample[ds.features])
     enc = bundle.model._encode(sample[ds.features])
     values = np.column_stack([enc[c].cat.codes.to_numpy() if c in bundle.model.categories_ else enc[c].to_numpy()
                               for c in ds.features]).astype(float)
     save_shap_summary(expl.contributions, values, ds.features, curves_dir / "shap_summary.png")
+    for name, comp in bundle.companions.items():  # companions: gain importance of the median model
+        gain = comp.models[1].booster_.feature_importance("gain")
+        mlflow.log_dict(dict(sorted(zip(ds.features, (gain / max(gain.sum(), 1e-12)).round(6).tolist()),
+                                    key=lambda kv: -kv[1])), f"evaluation/{name}_importance.json")
     mlflow.log_artifacts(str(curves_dir), "plots")
-    importance = dict(sorted(zip(ds.features, np.abs(expl.contributions).mean(0).round(6).tolist()),
-                             key=lambda kv: -kv[1]))
+    if bundle.kind == "multilabel":  # mean |SHAP| over every category's model
+        mag = [np.abs(bundle.model.head(t).explain(sample[ds.features]).contributions).mean(0)
+               for t in bundle.targets if bundle.model.head(t) is not None]
+        mean_abs = np.mean(mag, axis=0)
+    else:
+        mean_abs = np.abs(expl.contributions).mean(0)
+    importance = dict(sorted(zip(ds.features, mean_abs.round(6).tolist()), key=lambda kv: -kv[1]))
     bundle.info["global_importance"] = importance
     mlflow.log_dict(importance, "evaluation/global_importance.json")
     mlflow.log_text(summary, "evaluation/data_usability.txt")
@@ -129,6 +161,9 @@ def log_training_run(result: TrainResult, cfg: ProjectConfig, s: TaskSettings, s
     test_path = tmp / "test_set.parquet"
     ds.test.to_parquet(test_path, index=False)
     mlflow.log_artifact(str(test_path), "evaluation")
+    from crmscore.ui.report import write_evaluation_report
+
+    mlflow.log_artifact(str(write_evaluation_report(result, tmp / "report.html")), "evaluation")
     bundle.info["run_id"] = result.run_id
 
 
@@ -146,10 +181,14 @@ def log_and_register(result: TrainResult, tmp: Path, alias: str = CHALLENGER) ->
     signature = infer_signature(example, out.predict(None, example), params={"explain": False})
     info = mlflow.pyfunc.log_model(name="model", python_model=CrmscorePyfunc(), artifacts={"bundle": str(bdir)},
                                    signature=signature, input_example=example, pip_requirements=PIP_REQUIREMENTS)
-    mv = mlflow.register_model(info.model_uri, result.task, tags={
-        "run_id": result.run_id or "", "grade": result.grade, "roc_auc": f"{result.metrics['roc_auc']:.4f}",
-        "test_cutoff": str(ds.cutoffs.get("test", ds.cutoffs.get("split", ""))),
-        "feature_set_version": ds.feature_set.version})
+    primary = bundle.primary_metric
+    tags = {"run_id": result.run_id or "", "grade": result.grade, "primary_metric": primary,
+            "test_cutoff": str(ds.cutoffs.get("test", ds.cutoffs.get("split", ""))),
+            "feature_set_version": ds.feature_set.version}
+    for key in {primary, "roc_auc"}:
+        if key in result.metrics:
+            tags[key] = f"{result.metrics[key]:.4f}"
+    mv = mlflow.register_model(info.model_uri, result.task, tags=tags)
     client = MlflowClient()
     client.set_registered_model_alias(result.task, alias, mv.version)
     log.info("registered %s version %s as @%s", result.task, mv.version, alias)
@@ -168,9 +207,18 @@ def resolve_version(name: str, ref: str) -> Any:
         return client.get_model_version(name, ref) if ref.isdigit() else client.get_model_version_by_alias(name, ref)
     except mlflow.exceptions.MlflowException as exc:
         hint = (f"run `crmscore promote {name}` first, or ask for @challenger" if ref == CHAMPION
-                else f"train it first with `crmscore train {name.split('-')[0]} --config ...`")
+                else f"train it first with `crmscore train {_train_command(name)} --config ...`")
         raise RegistryError(f"model {name!r} has no {'version' if ref.isdigit() else 'alias'} {ref!r} in the "
                             f"registry at {mlflow.get_tracking_uri()}: {hint}") from exc
+
+
+def _train_command(name: str) -> str:
+    from crmscore.models.tasks import get_task
+
+    try:
+        return get_task(name).name
+    except CrmscoreError:
+        return name.split("-")[0]
 
 
 def load_bundle(name: str, ref: str = CHAMPION) -> tuple[TrainedModel, Any]:
@@ -191,11 +239,12 @@ def _test_set(bundle: TrainedModel) -> pd.DataFrame:
 def promote(name: str, *, force: bool = False, reason: str | None = None) -> dict[str, Any]:
     """Point @champion at @challenger when it beats the champion on the challenger's out-of-time test.
 
-    Both models score the same test rows (the challenger's, logged with its run); the primary metric is
-    ROC-AUC. With force=True a reason is required and recorded on the version.
+    Both models score the same test rows (the challenger's, logged with its run) and are compared on the
+    task's primary metric (ROC-AUC for churn and next-purchase, normalised Gini for expected-spend, hit
+    rate at 3 for next-category; higher is better). With force=True a reason is required and recorded
+    on the version. The outcome has `metric`, `challenger_value`, `champion_value` and `test_rows` (and
+    `challenger_roc_auc` / `champion_roc_auc` when the metric is ROC-AUC).
     """
-    from sklearn.metrics import roc_auc_score
-
     if force and not reason:
         raise PromotionRefused("--force needs --reason \"...\": forced promotions are recorded with their reason")
     client = MlflowClient()
@@ -217,14 +266,21 @@ def promote(name: str, *, force: bool = False, reason: str | None = None) -> dic
             raise PromotionRefused(f"champion version {champion_mv.version} needs features the challenger's test set "
                                    f"lacks ({missing[:5]}): retrain the champion's feature set or promote with "
                                    f"--force --reason")
-        y = test["label"].to_numpy()
-        auc_new = float(roc_auc_score(y, challenger.predict(test)))
-        auc_old = float(roc_auc_score(y, champion.predict(test)))
-        outcome.update(challenger_roc_auc=auc_new, champion_roc_auc=auc_old, test_rows=len(test))
-        if auc_new <= auc_old and not force:
+        metric = challenger.primary_metric
+        if champion.kind != challenger.kind or champion.targets != challenger.targets:
+            raise PromotionRefused(f"champion version {champion_mv.version} predicts something else than the "
+                                   f"challenger ({champion.kind} {champion.targets[:3]} vs {challenger.kind} "
+                                   f"{challenger.targets[:3]}): promote with --force --reason")
+        new = float(challenger.evaluate(test))
+        old = float(champion.evaluate(test))
+        outcome.update(metric=metric, challenger_value=new, champion_value=old, test_rows=len(test))
+        if metric == "roc_auc":
+            outcome.update(challenger_roc_auc=new, champion_roc_auc=old)
+        label = METRIC_LABELS.get(metric, metric)
+        if new <= old and not force:
             raise PromotionRefused(
-                f"challenger {name} v{cv.version} (ROC-AUC {auc_new:.4f}) does not beat champion v{champion_mv.version} "
-                f"({auc_old:.4f}) on the challenger's out-of-time test ({len(test):,} customers); @champion stays on "
+                f"challenger {name} v{cv.version} ({label} {new:.4f}) does not beat champion v{champion_mv.version} "
+                f"({old:.4f}) on the challenger's out-of-time test ({len(test):,} customers); @champion stays on "
                 f"v{champion_mv.version}. Use --force --reason \"...\" to promote anyway.")
     client.set_registered_model_alias(name, CHAMPION, cv.version)
     client.set_model_version_tag(name, cv.version, "promoted_to_champion", pd.Timestamp.now("UTC").isoformat())

@@ -1,5 +1,14 @@
 """A task is a small declaration: its label and population, settings, baselines and how its reasons read.
 The training pipeline (crmscore.models.pipeline) runs every task the same way.
+
+Three kinds of task share that pipeline:
+- `binary`: one calibrated probability per customer (churn, next-purchase); primary metric ROC-AUC.
+- `regression`: one amount per customer (expected spend), LightGBM with a regression objective such as
+  Tweedie; primary metric the normalised Gini.
+- `multilabel`: one calibrated probability per target (next category), a binary model per target;
+  primary metric hit rate at 3. The label frame has `label` (any target bought) and one
+  `label__<target>` column per target.
+A task may also declare companions: quantile models fitted on the same rows (days to next purchase).
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from crmscore.data.loader import CustomerData
+from crmscore.features.definitions import FeatureSet
 
 
 class TaskSettings(BaseModel):
@@ -34,6 +44,9 @@ class TaskSettings(BaseModel):
     explain_sample: int = Field(default=2000, gt=0, description="Test rows used for the SHAP summary.")
 
 
+Kind = Literal["binary", "regression", "multilabel"]
+
+
 @dataclass
 class BaselineInput:
     """What a baseline sees: the training rows and the test rows (features and labels)."""
@@ -47,7 +60,11 @@ class BaselineInput:
 
 @dataclass(frozen=True)
 class Baseline:
-    """An honest reference score, computed on the same test rows. Higher score = more likely positive."""
+    """An honest reference score, computed on the same test rows.
+
+    Binary tasks: higher score = more likely positive. Regression: the predicted amount. Multilabel: an
+    (n_rows, n_targets) matrix, higher = more likely, columns in the task's target order.
+    """
 
     name: str
     description: str
@@ -55,6 +72,27 @@ class Baseline:
 
 
 LabelFn = Callable[[CustomerData, pd.Timestamp, TaskSettings], pd.DataFrame]
+PrepareFn = Callable[[CustomerData, pd.Timestamp, TaskSettings], TaskSettings]
+FeatureSetFn = Callable[[CustomerData, pd.Timestamp, TaskSettings], FeatureSet]
+
+
+@dataclass(frozen=True)
+class Companion:
+    """A quantile model fitted next to the task's model on the same snapshots (days to next purchase).
+
+    name: output column prefix (`<name>`, `<name>_low`, `<name>_high`); target: a column of the label
+    frame, missing where it does not apply; fitted and evaluated (MAE of the median) on rows where it is
+    known. quantiles: (low, median, high). lower / upper_setting: predictions are clipped to
+    [lower, the setting's value]. baseline: (test rows, settings) -> a reference prediction for the MAE.
+    """
+
+    name: str
+    target: str
+    description: str
+    quantiles: tuple[float, float, float] = (0.1, 0.5, 0.9)
+    lower: float = 0.0
+    upper_setting: str | None = None
+    baseline: Callable[[pd.DataFrame, TaskSettings], np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -62,10 +100,21 @@ class Task:
     """A prediction task.
 
     name: the registered model name and MLflow experiment ('churn').
-    label_fn: (data, cutoff, settings) -> frame of customer_id and `label` (0/1) for the task's
-        population at that cutoff, the label computed from the horizon after the cutoff.
+    label_fn: (data, cutoff, settings) -> frame of customer_id and `label` (0/1; an amount for regression)
+        for the task's population at that cutoff, computed from the horizon after the cutoff; other
+        columns (label__<target>, a companion's target) pass through.
     baselines / table_baselines: references for transactional data and for ready feature tables.
-    reason_up / reason_down: how a reason's effect reads ("raises churn risk").
+    reason_up / reason_down: how a reason's effect reads ("raises churn risk"); for multilabel tasks
+        `{target}` is replaced by the target ("makes buying {target} more likely").
+    kind / objective: what is predicted (see the module docstring) and the LightGBM objective.
+    primary_metric / higher_is_better: what promotion and the grade compare.
+    settings_model: the task's settings class (TaskSettings or a subclass with extra settings).
+    prepare: fixes data-dependent settings once per run, from data before the earliest training cutoff
+        (next-category's target categories), before any label is computed.
+    feature_set: the feature set of the run (default: the configured one), from data before the earliest
+        training cutoff and the prepared settings.
+    transactions_only: the task needs raw purchases (not a ready feature table).
+    companions: quantile models fitted alongside (see Companion).
     """
 
     name: str
@@ -75,20 +124,27 @@ class Task:
     table_baselines: tuple[Baseline, ...]
     reason_up: str
     reason_down: str
-    objective: Literal["binary"] = "binary"
+    objective: str = "binary"
     primary_metric: str = "roc_auc"
     defaults: dict[str, Any] = field(default_factory=dict)
+    kind: Kind = "binary"
+    higher_is_better: bool = True
+    settings_model: type[TaskSettings] = TaskSettings
+    prepare: PrepareFn | None = None
+    feature_set: FeatureSetFn | None = None
+    companions: tuple[Companion, ...] = ()
+    transactions_only: bool = False
 
     def settings(self, section: dict[str, Any] | None = None, **overrides: Any) -> TaskSettings:
         """Defaults < the task's defaults < config section < CLI overrides (None means not given)."""
-        known = set(TaskSettings.model_fields)
+        known = set(self.settings_model.model_fields)
         merged = {**self.defaults, **(section or {}), **{k: v for k, v in overrides.items() if v is not None}}
         unknown = sorted(set(merged) - known)
         if unknown:
             from crmscore.errors import ConfigError
 
             raise ConfigError(f"tasks.{self.name}: unknown setting(s) {unknown}; known: {sorted(known)}")
-        return TaskSettings(**merged)
+        return self.settings_model(**merged)
 
 
 _TASKS: dict[str, Task] = {}
@@ -100,7 +156,7 @@ def register_task(task: Task) -> Task:
 
 
 def get_task(name: str) -> Task:
-    from crmscore.models import churn  # noqa: F401  (tasks register themselves on import)
+    from crmscore.models import churn, next_purchase  # noqa: F401  (tasks register themselves on import)
 
     if name not in _TASKS:
         from crmscore.errors import ConfigError

@@ -1,8 +1,11 @@
-"""What the service does, without HTTP: score customers by id or with features, describe models, reload.
+"""What the service does, without HTTP: score customers by id or with features, describe models, reload,
+and what the operations page shows (one customer explained with a waterfall, a model's global drivers
+and score distribution, segment counts and transitions).
 The BentoML class (crmscore.serving.service) is a thin shell around one ScoringEngine per worker."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -13,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from crmscore.config import SegmentsConfig
+from crmscore.explain.reasons import reason_text
 from crmscore.segments import RFMScorer
 from crmscore.serving.predlog import PredictionLog
 from crmscore.serving.runtime import FeatureError, LoadedModel, discover_specs, load_models
@@ -59,6 +63,7 @@ class ScoringEngine:
         self._marker = self.home / "reload.marker"
         self._marker_seen = self._marker_mtime()
         self._next_marker_check = 0.0
+        self._overviews: dict[tuple, dict[str, Any]] = {}
         self.load()
 
     # -- models ------------------------------------------------------------------------------------
@@ -122,7 +127,7 @@ class ScoringEngine:
 
     # -- scoring -----------------------------------------------------------------------------------
     def score(self, model_name: str, customers: list[dict[str, Any]], explain: bool, top_k: int,
-              request_id: str) -> list[dict[str, Any]]:
+              request_id: str, lang: str = "en") -> list[dict[str, Any]]:
         if not customers:
             raise RequestError("customers is empty: send at least one {\"customer_id\": ...}")
         if len(customers) > self.settings.max_batch:
@@ -130,15 +135,16 @@ class ScoringEngine:
                                f"split the batch", 413)
         if not 0 <= top_k <= 50:
             raise RequestError(f"top_k must be between 0 and 50, got {top_k}")
+        check_lang(lang)
         self.maybe_reload()
         name = model_name.replace("lookalike/", "lookalike-", 1)
         model = self.get_model(name)
-        results = self._score_with(model, customers, explain, top_k)
+        results = self._score_with(model, customers, explain, top_k, lang)
         self.predlog.append(request_id, results)
         return results
 
     def _score_with(self, model: LoadedModel, customers: list[dict[str, Any]], explain: bool,
-                    top_k: int) -> list[dict[str, Any]]:
+                    top_k: int, lang: str = "en") -> list[dict[str, Any]]:
         base = {"model": model.name, "version": model.version, "alias": model.alias}
         results: list[dict[str, Any]] = [None] * len(customers)  # type: ignore[list-item]
         rows, values, where, segs = [], [], [], []
@@ -163,7 +169,9 @@ class ScoringEngine:
             values.append(feats)
             where.append((i, cid))
             segs.append(seg)
-        if rows:
+        if rows and not model.fast:
+            self._score_general(model, base, results, values, where, segs, explain, top_k)
+        elif rows:
             scores, contrib = model.score_rows(np.vstack(rows), explain and top_k > 0)
             deciles = model.bundle.deciles(scores)
             for j, (i, cid) in enumerate(where):
@@ -171,19 +179,219 @@ class ScoringEngine:
                        "segment": segs[j][0], "lifecycle_stage": segs[j][1]}
                 if contrib is not None:
                     out["base_value"], out["reasons"] = model.reasons(contrib[j], values[j], top_k)
+                    if lang != "en":
+                        translate_reasons(model, out["reasons"], values[j], lang)
                 results[i] = out
         return results
 
-    def customer(self, customer_id: str, request_id: str, top_k: int = 5) -> dict[str, Any]:
+    @staticmethod
+    def _score_general(model: LoadedModel, base: dict[str, Any], results: list, values: list, where: list,
+                       segs: list, explain: bool, top_k: int) -> None:
+        """Models beyond plain binary: TrainedModel.score on a small frame; model-specific outputs go to `details`."""
+        import pandas as pd
+
+        frame = pd.DataFrame([{n: v.get(n) for n in model.names} for v in values])
+        for name in model.names:
+            if name not in model.bundle.model.categories_:
+                frame[name] = pd.to_numeric(frame[name], errors="coerce").astype(float)
+        frame.insert(0, "customer_id", [cid for _, cid in where])
+        scored = model.bundle.score(frame, explain=explain and top_k > 0, top_k=max(top_k, 1))
+        standard = {"customer_id", "score", "decile", "band", "base_value", "reasons", "rfm_r", "rfm_f", "rfm_m",
+                    "rfm_score", "rfm_segment", "lifecycle_stage", "segment"}
+        for j, (i, cid) in enumerate(where):
+            row = scored.iloc[j].to_dict()
+            out = {**base, "customer_id": cid, "score": _num(row.get("score")),
+                   "decile": int(row["decile"]) if row.get("decile") is not None else None,
+                   "band": row.get("band"), "segment": segs[j][0], "lifecycle_stage": segs[j][1]}
+            if explain and top_k > 0 and row.get("reasons") is not None:
+                out["base_value"] = _num(row.get("base_value"))
+                out["reasons"] = list(row["reasons"])[:top_k]
+            details = {k: v for k, v in row.items() if k not in standard}
+            if details:
+                out["details"] = json.loads(json.dumps(details, default=_plain_value))
+            results[i] = out
+
+    def customer(self, customer_id: str, request_id: str, top_k: int = 5, lang: str = "en") -> dict[str, Any]:
+        check_lang(lang)
         feats = self.store.get(customer_id)
         if feats is None:
             raise RequestError(f"unknown customer_id {customer_id!r}: not in the published feature snapshot", 404)
         self.maybe_reload()
         scores = []
         for model in self.models.values():
-            scores.extend(self._score_with(model, [{"customer_id": customer_id}], True, top_k))
+            scores.extend(self._score_with(model, [{"customer_id": customer_id}], True, top_k, lang))
         self.predlog.append(request_id, scores)
         profile = {k: feats.get(k) for k in ("rfm_segment", "rfm_score", "lifecycle_stage", "recency_days",
                                              "frequency_365d", "monetary_365d") if k in feats}
         return {"customer_id": customer_id, "profile": profile, "scores": scores,
                 "as_of": self.store.meta().get("as_of")}
+
+    # -- operations page -----------------------------------------------------------------------------
+    def customer_view(self, customer_id: str, request_id: str, lang: str = "en", top_k: int = 6) -> dict[str, Any]:
+        """One customer for the operations page: profile, every model's score with its reasons and a waterfall
+        (base value -> the top-k contributions -> the rest -> the score, on the score's scale), and the
+        purchase timeline. Logged in the prediction log like any served prediction."""
+        check_lang(lang)
+        feats = self.store.get(customer_id)
+        if feats is None:
+            raise RequestError(f"unknown customer_id {customer_id!r}: not in the published feature snapshot", 404)
+        self.maybe_reload()
+        base = {"customer_id": customer_id}
+        scores = []
+        for model in list(self.models.values()):
+            out: dict[str, Any] = {**base, "model": model.name, "version": model.version, "alias": model.alias,
+                                   "kind": model.bundle.kind, "segment": feats.get("rfm_segment"),
+                                   "lifecycle_stage": feats.get("lifecycle_stage")}
+            try:
+                x = model.row(feats, strict=False)
+                score, contrib = model.score_rows(x[None, :], True)
+                out["score"] = float(score[0])
+                out["decile"] = int(model.bundle.deciles(score)[0])
+                out["base_value"], out["reasons"] = model.reasons(contrib[0], feats, top_k)
+                if lang != "en":
+                    translate_reasons(model, out["reasons"], feats, lang)
+                out["waterfall"] = waterfall(model, contrib[0], [r["feature"] for r in out["reasons"]])
+            except Exception as exc:  # noqa: BLE001  (one model failing must not hide the others)
+                log.warning("customer view: %s could not score a customer: %s", model.name, exc)
+                out["error"] = str(exc)
+            scores.append(out)
+        self.predlog.append(request_id, [{k: v for k, v in r.items() if k != "waterfall"} for r in scores])
+        profile = {k: feats.get(k) for k in ("rfm_segment", "rfm_score", "lifecycle_stage", "recency_days",
+                                             "frequency_365d", "monetary_365d", "gap_mean_days") if k in feats}
+        return {"customer_id": customer_id, "profile": profile, "features": feats, "scores": scores,
+                "timeline": self.store.get_timeline(customer_id), "as_of": self.store.meta().get("as_of")}
+
+    def model_overview(self, name: str, sample: int = 300, scored: int = 10_000) -> dict[str, Any]:
+        """A model for the operations page: its description, test metrics against every baseline, global drivers
+        (mean |SHAP| on the test set when the run logged it, else on the sample), SHAP values of `sample`
+        customers of the published snapshot for a beeswarm, and the score distribution by RFM segment and
+        lifecycle stage over up to `scored` customers. Cached per model version and snapshot."""
+        self.maybe_reload()
+        model = self.get_model(name)
+        meta = self.store.meta()
+        key = (name, model.version, model.loaded_at, meta.get("published_at"), sample, scored)
+        if key in self._overviews:
+            return self._overviews[key]
+        from crmscore.ui.charts import value_ranks
+
+        info = model.bundle.info
+        lookback = model.bundle.settings.get("lookback_days") if model.bundle.mode == "transactions" else None
+        rows, feats = [], []
+        for _cid, f in self.store.sample_rows(scored):
+            if lookback and not (f.get("recency_days") is not None and f["recency_days"] < lookback):
+                continue  # outside the model's population (no purchase in its lookback window)
+            try:
+                rows.append(model.row(f, strict=False))
+                feats.append(f)
+            except Exception:  # noqa: BLE001  (a customer the model cannot read is left out of the overview)
+                continue
+        out: dict[str, Any] = {"model": model.describe(), "kind": model.bundle.kind,
+                               "metrics": metrics_table(info), "scored": len(rows), "as_of": meta.get("as_of"),
+                               "run_id": info.get("run_id"), "population": lookback}
+        importance = info.get("global_importance")
+        out["importance_source"] = "test set" if importance else "published snapshot"
+        if rows:
+            X = np.vstack(rows)
+            scores, _ = model.score_rows(X, False)
+            out["by_segment"] = _distribution(scores, [f.get("rfm_segment") for f in feats])
+            out["by_stage"] = _distribution(scores, [f.get("lifecycle_stage") for f in feats])
+            idx = np.unique(np.linspace(0, len(X) - 1, min(sample, len(X))).astype(int))
+            _, contrib = model.score_rows(X[idx], True)
+            C = contrib[:, :-1]
+            if not importance:
+                importance = dict(zip(model.names, np.abs(C).mean(0).round(6).tolist()))
+            top = [n for n, _ in sorted(importance.items(), key=lambda kv: -kv[1]) if n in model.index][:10]
+            out["beeswarm"] = [{"feature": n, "shap": C[:, model.index[n]].tolist(),
+                                "value": value_ranks(X[idx, model.index[n]])} for n in top]
+            out["sampled"] = len(idx)
+        else:
+            out["by_segment"], out["by_stage"], out["beeswarm"], out["sampled"] = [], [], [], 0
+        out["importance"] = [{"feature": n, "value": float(v)}
+                             for n, v in sorted((importance or {}).items(), key=lambda kv: -kv[1])][:15]
+        if len(self._overviews) > 16:
+            self._overviews.clear()
+        self._overviews[key] = out
+        return out
+
+    def segments_overview(self) -> dict[str, Any]:
+        """Counts per RFM segment and lifecycle stage, now and in the previous snapshot, and the transitions."""
+        meta = self.store.meta()
+        return {"as_of": meta.get("as_of"), "customers": meta.get("customers"), **(meta.get("segments") or {})}
+
+
+def check_lang(lang: str) -> None:
+    from crmscore.ui.i18n import LANGUAGES
+
+    if lang not in LANGUAGES:
+        raise RequestError(f"lang must be one of {', '.join(LANGUAGES)}, got {lang!r}")
+
+
+def translate_reasons(model: LoadedModel, reasons: list[dict[str, Any]], values: dict[str, Any], lang: str) -> None:
+    """Replace each reason's text by the same sentence in lang."""
+    fs = model.bundle.feature_set
+    for r in reasons:
+        r["text"] = reason_text(fs.get(r["feature"]), r["feature"], r["value"], r["contribution"], values,
+                                model.bundle.reason_up, model.bundle.reason_down, lang=lang)
+
+
+def _transform(model: LoadedModel, raw: float) -> float:
+    est = model.bundle.model
+    if hasattr(est, "transform"):
+        return float(est.transform(np.array([raw]))[0])
+    return float(1 / (1 + np.exp(-raw)))
+
+
+def waterfall(model: LoadedModel, contrib_row: np.ndarray, features: list[str]) -> dict[str, Any]:
+    """The path from the base value to the score on the score's scale (probability for binary models): each
+    listed feature's contribution added in turn, then the rest together. Steps add up to the score exactly."""
+    c = np.asarray(contrib_row[:-1], float)
+    raw = float(contrib_row[-1])
+    start = prev = _transform(model, raw)
+    steps = []
+    for name in features:
+        i = model.index[name]
+        raw += float(c[i])
+        now = _transform(model, raw)
+        steps.append({"feature": name, "contribution": float(c[i]), "start": prev, "end": now})
+        prev = now
+    final = _transform(model, float(np.sum(contrib_row)))
+    return {"base": start, "steps": steps, "other": {"count": len(c) - len(features), "start": prev, "end": final},
+            "final": final}
+
+
+def metrics_table(info: dict[str, Any]) -> dict[str, Any]:
+    """Test metrics of the model and each baseline, side by side: {"columns": [...], "rows": [[metric, ...]]}."""
+    metrics = info.get("metrics") or {}
+    baselines = info.get("baselines") or {}
+    wanted = [k for k in ("roc_auc", "pr_auc", "lift_top10", "capture_top10", "brier", "ece", "normalized_gini",
+                          "spearman", "hit_rate_at_3", "ndcg") if k in metrics]
+    rows = [[k, metrics.get(k), *[(b.get(k) if isinstance(b, dict) else None) for b in baselines.values()]]
+            for k in wanted]
+    return {"columns": ["model", *baselines], "rows": rows, "grade": info.get("grade")}
+
+
+def _distribution(scores: np.ndarray, groups: list[Any]) -> list[dict[str, Any]]:
+    out = []
+    labels = np.array([g if g is not None else "unknown" for g in groups], dtype=object)
+    for g in sorted(set(labels.tolist())):
+        s = scores[labels == g]
+        q = np.quantile(s, [0.1, 0.25, 0.5, 0.75, 0.9])
+        out.append({"group": g, "n": int(len(s)), "mean": float(s.mean()), "p10": float(q[0]), "p25": float(q[1]),
+                    "p50": float(q[2]), "p75": float(q[3]), "p90": float(q[4])})
+    return out
+
+
+def _num(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return None if f != f else f
+
+
+def _plain_value(v: Any) -> Any:
+    if hasattr(v, "tolist"):
+        return v.tolist()
+    if hasattr(v, "item"):
+        return v.item()
+    return str(v)

@@ -1,13 +1,24 @@
-"""Publishing the feature snapshot the service scores customers by id from."""
+"""Publishing the feature snapshot the service scores customers by id from.
+
+Besides the features, a publish writes what the operations page shows: each customer's purchase
+timeline (purchase days of the last 12 months) and the segments of this snapshot and the previous one,
+with counts and transitions in the snapshot's meta. The previous snapshot is the last one published
+with an earlier cutoff; on the first publish (or a re-publish of the same cutoff with nothing earlier
+kept) it is recomputed from the data `compare_days` (30) before the cutoff.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
+from collections.abc import Iterable
 from typing import Any
 
+import pandas as pd
+
 from crmscore.data.loader import CustomerData
-from crmscore.features.build import build_features, feature_set_for
+from crmscore.features.build import DUCKDB, as_of_timestamp, build_features, feature_set_for
 from crmscore.features.definitions import FeatureSet
 from crmscore.segments import RFMScorer
 from crmscore.serving.store import RedisStore, SqliteStore
@@ -43,16 +54,83 @@ def merged(base: FeatureSet, others: list[FeatureSet]) -> FeatureSet:
     return FeatureSet(tuple(feats), base.vocabulary, base.windows, base.evening_hour)
 
 
-def publish_snapshot(data: CustomerData, as_of: Any, settings: Settings) -> tuple[int, str]:
+def publish_snapshot(data: CustomerData, as_of: Any, settings: Settings, *, compare_days: int = 30) -> tuple[int, str]:
     as_of = as_of or data.ts_range()[1].normalize() + dt.timedelta(days=1)
     fs = merged(feature_set_for(data, as_of), served_feature_sets(settings))
     frame = build_features(data, as_of, fs)
     rfm = RFMScorer(data.config.segments.rfm_window_days).fit(frame)  # the scale the snapshot's segments use
     meta = {"as_of": str(as_of), "rfm": rfm.to_dict(), "published_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "customers": len(frame), "config": data.config.name}
-    targets = [SqliteStore(settings.home / "online_store.sqlite")]
+    sqlite = SqliteStore(settings.home / "online_store.sqlite")
+    current = frame[["customer_id", "rfm_segment", "lifecycle_stage"]].astype({"customer_id": str})
+    previous, prev_as_of, source = previous_segments(sqlite, data, as_of, fs, compare_days)
+    meta["segments"] = segment_summary(current, previous, str(as_of), prev_as_of, source)
+    timelines = list(purchase_timelines(data, as_of)) if "lines" in data.tables else None
+    meta["timeline_days"] = TIMELINE_DAYS if timelines is not None else 0
+    targets: list[SqliteStore | RedisStore] = [sqlite]
     if settings.redis_url:
         targets.append(RedisStore(settings.redis_url))
     for t in targets:
-        t.publish(frame, meta)
+        t.publish(frame, meta, timelines=timelines, segments={"current": current, "previous": previous})
     return len(frame), ", ".join(str(getattr(t, "path", settings.redis_url)) for t in targets)
+
+
+# -- for the operations page -------------------------------------------------------------------------
+TIMELINE_DAYS = 365
+
+
+def purchase_timelines(data: CustomerData, as_of: Any, days: int = TIMELINE_DAYS) -> Iterable[tuple[str, str]]:
+    """(customer id, JSON) per customer with a purchase in the `days` before as_of: {"days": [[date,
+    orders, amount], ...]} (one entry per purchase day, oldest first; amount net of refunds), "from", "to"."""
+    cut = as_of_timestamp(as_of)
+    start = cut - pd.Timedelta(days=days)
+    df = data.con.execute(
+        f"SELECT customer_id, CAST(ts AS DATE) AS day, COUNT(DISTINCT order_key) AS orders, SUM(amount) AS amount "
+        f"FROM lines WHERE ts < {DUCKDB.timestamp(cut)} AND ts >= {DUCKDB.timestamp(start)} "
+        f"GROUP BY 1, 2 ORDER BY 1, 2").df()
+    frm, to = str(start.date()), str((cut - pd.Timedelta(days=1)).date())
+    for cid, part in df.groupby("customer_id", sort=False):
+        entries = [[str(pd.Timestamp(d).date()), int(o), round(float(a), 2)]
+                   for d, o, a in zip(part["day"], part["orders"], part["amount"])]
+        yield str(cid), json.dumps({"from": frm, "to": to, "days": entries}, separators=(",", ":"))
+
+
+def previous_segments(store: SqliteStore, data: CustomerData, as_of: Any, fs: FeatureSet, compare_days: int
+                      ) -> tuple[pd.DataFrame | None, str | None, str | None]:
+    """The segments to compare this snapshot with: (frame, its as_of, "previous_publish" | "recomputed")."""
+    cut = as_of_timestamp(as_of)
+    meta = store.meta()
+    for which, key in (("current", "as_of"), ("previous", None)):
+        when = meta.get("as_of") if key else (meta.get("segments") or {}).get("previous_as_of")
+        if when and pd.Timestamp(when) < cut:
+            seg = store.segment_snapshot(which)
+            if seg is not None and len(seg):
+                return seg, str(pd.Timestamp(when)), "previous_publish"
+    earlier = cut - pd.Timedelta(days=compare_days)
+    if earlier <= data.ts_range()[0]:
+        return None, None, None
+    try:
+        old = build_features(data, earlier, fs)
+    except Exception as exc:  # noqa: BLE001  (the comparison is a convenience; the publish goes on)
+        log.warning("could not compute the segments of %s for the comparison: %s", earlier.date(), exc)
+        return None, None, None
+    return old[["customer_id", "rfm_segment", "lifecycle_stage"]].astype({"customer_id": str}), str(earlier), "recomputed"
+
+
+def segment_summary(current: pd.DataFrame, previous: pd.DataFrame | None, as_of: str, prev_as_of: str | None,
+                    source: str | None) -> dict[str, Any]:
+    """Counts per RFM segment and lifecycle stage (now and before) and the transitions between the two,
+    as [from, to, customers] (from None: not a customer before; to None: gone)."""
+    out: dict[str, Any] = {"as_of": as_of, "previous_as_of": prev_as_of, "previous_source": source}
+    for col, key in (("rfm_segment", "rfm"), ("lifecycle_stage", "lifecycle")):
+        out[key] = {str(k): int(v) for k, v in current[col].value_counts().items()}
+        if previous is None:
+            out[f"{key}_previous"], out[f"{key}_transitions"] = None, None
+            continue
+        out[f"{key}_previous"] = {str(k): int(v) for k, v in previous[col].value_counts().items()}
+        both = current[["customer_id", col]].merge(previous[["customer_id", col]], on="customer_id", how="outer",
+                                                   suffixes=("_to", "_from"))
+        counts = both.groupby([f"{col}_from", f"{col}_to"], dropna=False).size()
+        out[f"{key}_transitions"] = [[None if pd.isna(a) else str(a), None if pd.isna(b) else str(b), int(n)]
+                                     for (a, b), n in counts.items()]
+    return out

@@ -41,8 +41,12 @@ class LoadedModel:
         self.index = {n: i for i, n in enumerate(self.names)}
         self.codes: dict[int, dict[str, int]] = {
             self.index[c]: {level: code for code, level in enumerate(levels)} for c, levels in m.categories_.items()}
-        self.booster = m.booster_
-        self.iterations = m.best_iteration_
+        # the numpy fast path serves plain binary models; others (spend, categories, companions such as
+        # days to next purchase, lookalike ensembles) are scored through TrainedModel.score on a small frame
+        self.fast = (getattr(self.bundle, "kind", "binary") == "binary" and hasattr(m, "booster_")
+                     and not getattr(self.bundle, "companions", None))
+        self.booster = getattr(m, "booster_", None)
+        self.iterations = getattr(m, "best_iteration_", None)
 
     def describe(self) -> dict[str, Any]:
         info = self.bundle.info

@@ -21,7 +21,10 @@ class Reason(BaseModel):
     feature: str = Field(description="Feature name.")
     value: Any = Field(description="The customer's value of the feature.")
     contribution: float = Field(description="SHAP contribution in log-odds (raw model scale).")
-    probability_change: float = Field(description="How much this reason moves the probability.")
+    probability_change: float | None = Field(default=None, description="How much this reason moves the "
+                                                                        "probability (probability models).")
+    change: float | None = Field(default=None, description="How much this reason moves the score, in its unit "
+                                                           "(regression models, e.g. currency).")
     text: str = Field(description="The reason in plain language.")
 
 
@@ -37,6 +40,9 @@ class CustomerScore(BaseModel):
     lifecycle_stage: str | None = None
     base_value: float | None = Field(default=None, description="Model's expected log-odds (SHAP base value).")
     reasons: list[Reason] | None = None
+    details: dict[str, Any] | None = Field(
+        default=None, description="Model-specific outputs: days_to_next (median, low, high) for next-purchase, "
+                                  "top_category and next_categories for next-category, percentile for lookalike.")
     error: str | None = Field(default=None, description="Why this customer could not be scored.")
 
 

@@ -108,6 +108,7 @@ class ScoringService:
         customers: Annotated[list[CustomerIn], Field(description="At most 1,000 customers: by id, or with features.")],
         explain: Annotated[bool, Field(description="Add the top-k reasons to each score.")] = True,
         top_k: Annotated[int, Field(description="Reasons per customer (0-50).")] = 5,
+        lang: Annotated[str, Field(description="Language of the reason texts: en | zh.", examples=["zh"])] = "en",
         ctx: bentoml.Context = None,  # type: ignore[assignment]
     ) -> ScoreResponse:
         """Score customers by id (from the published feature snapshot) or with their features. A customer that
@@ -115,7 +116,8 @@ class ScoringService:
         request_id = ctx.request.scope.get("state", {}).get("request_id") or uuid.uuid4().hex
         start = time.perf_counter()
         try:
-            results = self.engine.score(model, [c.model_dump() for c in customers], explain, top_k, request_id)
+            results = self.engine.score(model, [c.model_dump() for c in customers], explain, top_k, request_id,
+                                        lang=lang)
         except RequestError as exc:
             self.requests.labels("score", model, str(exc.status)).inc()
             ctx.response.status_code = exc.status  # BentoML copies the context's status onto the response
@@ -125,12 +127,12 @@ class ScoringService:
         return ScoreResponse(request_id=request_id, model=model, results=results)  # type: ignore[arg-type]
 
     @api.get("/v1/customers/{customer_id}")
-    def customer(self, customer_id: str, request: Request, top_k: int = 5) -> JSONResponse:
+    def customer(self, customer_id: str, request: Request, top_k: int = 5, lang: str = "en") -> JSONResponse:
         """Every loaded model's score, segment and reasons for one customer."""
         request_id = request.scope.get("state", {}).get("request_id", "")
         start = time.perf_counter()
         try:
-            body = self.engine.customer(customer_id, request_id, top_k)
+            body = self.engine.customer(customer_id, request_id, top_k, lang=lang)
         except RequestError as exc:
             self.requests.labels("customer", "all", str(exc.status)).inc()
             return _error(exc.status, str(exc), request_id)
@@ -162,3 +164,7 @@ def _plain(v: Any) -> Any:
 
 
 ScoringService.add_asgi_middleware(AuthAndRequestId)
+
+from crmscore.ui.routes import router as ui_router  # noqa: E402  (the operations page, /ui)
+
+api.include_router(ui_router)

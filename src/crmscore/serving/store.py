@@ -3,6 +3,10 @@
 `crmscore features publish --config C --as-of T` writes the snapshot to an embedded SQLite file
 (default `.crmscore/online_store.sqlite`, no server) and, when CRMSCORE_REDIS_URL is set, to Redis for a
 fleet of service replicas. A row is the customer's features and segment columns as JSON.
+
+Next to the features, for the operations page: each customer's purchase timeline (purchase days of the
+last 12 months, as JSON) and the segments of the current and the previous snapshot (SQLite only; the
+counts and the transitions between the two go into the snapshot's meta, which Redis holds too).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import pandas as pd
 log = logging.getLogger(__name__)
 REDIS_PREFIX = "crmscore:features:"
 REDIS_META = "crmscore:features:__meta__"
+REDIS_TIMELINE = "crmscore:timeline:"
+SEGMENT_TABLES = {"current": "segments_current", "previous": "segments_previous"}
 
 
 def _clean(value: Any) -> Any:
@@ -59,18 +65,36 @@ class SqliteStore:
             self._local.con = con
         return con
 
-    def publish(self, frame: pd.DataFrame, meta: dict[str, Any]) -> int:
+    def publish(self, frame: pd.DataFrame, meta: dict[str, Any], *,
+                timelines: Iterable[tuple[str, str]] | None = None,
+                segments: dict[str, pd.DataFrame | None] | None = None) -> int:
+        """Replace the snapshot. timelines: (customer id, JSON) pairs; segments: {"current": frame,
+        "previous": frame or None} of customer_id, rfm_segment, lifecycle_stage. All in one transaction."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         con = sqlite3.connect(self.path)
         try:
             con.execute("PRAGMA journal_mode=WAL")
             con.execute("CREATE TABLE IF NOT EXISTS features (customer_id TEXT PRIMARY KEY, data TEXT NOT NULL)")
             con.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+            if timelines is not None:
+                con.execute("CREATE TABLE IF NOT EXISTS timelines (customer_id TEXT PRIMARY KEY, data TEXT NOT NULL)")
+            for table in SEGMENT_TABLES.values():
+                if segments is not None:
+                    con.execute(f"CREATE TABLE IF NOT EXISTS {table} (customer_id TEXT PRIMARY KEY, "
+                                f"rfm_segment TEXT, lifecycle_stage TEXT)")
             with con:  # one transaction: readers never see half a snapshot
                 con.execute("DELETE FROM features")
                 con.executemany("INSERT INTO features VALUES (?, ?)", rows_as_json(frame))
                 con.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
                                 [(k, json.dumps(v, default=str)) for k, v in meta.items()])
+                if timelines is not None:
+                    con.execute("DELETE FROM timelines")
+                    con.executemany("INSERT INTO timelines VALUES (?, ?)", timelines)
+                for which, seg in (segments or {}).items():
+                    table = SEGMENT_TABLES[which]
+                    con.execute(f"DELETE FROM {table}")
+                    if seg is not None:
+                        con.executemany(f"INSERT INTO {table} VALUES (?, ?, ?)", _segment_rows(seg))
             return len(frame)
         finally:
             con.close()
@@ -92,6 +116,32 @@ class SqliteStore:
         except sqlite3.OperationalError:
             return []
 
+    def get_timeline(self, customer_id: str) -> dict[str, Any] | None:
+        """The customer's purchase timeline ({"days": [[date, orders, amount], ...], ...}), or None."""
+        try:
+            row = self._con().execute("SELECT data FROM timelines WHERE customer_id = ?", (customer_id,)).fetchone()
+        except sqlite3.OperationalError:  # published before timelines existed
+            return None
+        return json.loads(row[0]) if row else None
+
+    def sample_rows(self, n: int) -> list[tuple[str, dict[str, Any]]]:
+        """Up to n customers' features, spread evenly over the snapshot (deterministic)."""
+        try:
+            con = self._con()
+            total = con.execute("SELECT count(*) FROM features").fetchone()[0]
+            step = max(1, -(-total // max(n, 1)))
+            rows = con.execute("SELECT customer_id, data FROM features WHERE rowid % ? = 0 LIMIT ?", (step, n)).fetchall()
+        except sqlite3.OperationalError:
+            return []
+        return [(cid, json.loads(data)) for cid, data in rows]
+
+    def segment_snapshot(self, which: str = "current") -> pd.DataFrame | None:
+        """customer_id, rfm_segment, lifecycle_stage of the current or previous snapshot (None if not kept)."""
+        try:
+            return pd.read_sql_query(f"SELECT * FROM {SEGMENT_TABLES[which]}", self._con())
+        except (sqlite3.OperationalError, pd.errors.DatabaseError):
+            return None
+
 
 class RedisStore:
     """The same snapshot in Redis (one string key per customer), for several service replicas."""
@@ -101,13 +151,20 @@ class RedisStore:
 
         self.client = redis.Redis.from_url(url, socket_timeout=2)
 
-    def publish(self, frame: pd.DataFrame, meta: dict[str, Any]) -> int:
+    def publish(self, frame: pd.DataFrame, meta: dict[str, Any], *,
+                timelines: Iterable[tuple[str, str]] | None = None,
+                segments: dict[str, pd.DataFrame | None] | None = None) -> int:
+        """segments are kept in SQLite only (the counts and transitions travel in meta)."""
         pipe = self.client.pipeline(transaction=False)
         n = 0
         for cid, data in rows_as_json(frame):
             pipe.set(REDIS_PREFIX + cid, data)
             n += 1
             if n % 5000 == 0:
+                pipe.execute()
+        for i, (cid, data) in enumerate(timelines or ()):
+            pipe.set(REDIS_TIMELINE + cid, data)
+            if i % 5000 == 4999:
                 pipe.execute()
         pipe.set(REDIS_META, json.dumps(meta, default=str))
         pipe.execute()
@@ -124,6 +181,23 @@ class RedisStore:
     def sample_ids(self, n: int = 5) -> list[str]:
         keys = [k.decode() for k in self.client.scan_iter(REDIS_PREFIX + "*", count=100)][: n + 1]
         return [k[len(REDIS_PREFIX):] for k in keys if k != REDIS_META][:n]
+
+    def get_timeline(self, customer_id: str) -> dict[str, Any] | None:
+        raw = self.client.get(REDIS_TIMELINE + customer_id)
+        return json.loads(raw) if raw else None
+
+    def sample_rows(self, n: int) -> list[tuple[str, dict[str, Any]]]:
+        ids = self.sample_ids(n)
+        values = self.client.mget([REDIS_PREFIX + i for i in ids]) if ids else []
+        return [(i, json.loads(v)) for i, v in zip(ids, values) if v]
+
+    def segment_snapshot(self, which: str = "current") -> pd.DataFrame | None:
+        return None
+
+
+def _segment_rows(seg: pd.DataFrame) -> Iterable[tuple[str, Any, Any]]:
+    for cid, rfm, stage in seg[["customer_id", "rfm_segment", "lifecycle_stage"]].itertuples(index=False):
+        yield str(cid), _clean(rfm), _clean(stage)
 
 
 def open_store(home: Path, redis_url: str | None) -> SqliteStore | RedisStore:

@@ -1,0 +1,152 @@
+"""Next purchase: when, how much, and which category next. Three tasks on the shared training framework.
+
+Population at a cutoff (all three): customers with a purchase in the `lookback_days` before it (default
+365). Labels come from the `horizon_days` after it (default 30):
+
+- `next-purchase` (binary): 1 when the customer places an order in the horizon. Companion: days from
+  the cutoff to that first order (`days_to_next`, median and 10-90% interval from quantile models fitted
+  on the customers who did buy, so read it as "if they buy within the horizon").
+- `expected-spend` (regression, LightGBM Tweedie): the amount spent in the horizon, refunds netted and
+  floored at 0; zero for most customers.
+- `next-category` (multilabel): for each of the `top_categories` largest categories by spend before
+  the earliest training cutoff (default 20, or the configured `categories`), 1 when the customer buys
+  it in the horizon (a positive amount). The feature set gets a spend-share feature for each of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from crmscore.data.loader import CustomerData
+from crmscore.features.build import discover_vocabulary
+from crmscore.features.definitions import FeatureSet, declare
+from crmscore.models import baselines
+from crmscore.models.bundle import label_column
+from crmscore.models.labels import active_population, future_activity, future_categories, top_categories
+from crmscore.models.tasks import Companion, Task, TaskSettings, register_task
+
+DEFAULTS = {"horizon_days": 30}
+
+
+class NextCategorySettings(TaskSettings):
+    """next-category's settings: which categories, and what "buys regularly" means for the cross-sell list."""
+
+    top_categories: int = Field(default=20, ge=1, description="How many of the largest categories (by spend).")
+    categories: list[str] | None = Field(default=None, description="The categories to predict; default: the "
+                                                                   "top_categories largest before the first cutoff.")
+    regular_share: float = Field(default=0.2, ge=0, le=1, description="A category the customer spent at least this "
+                                                                      "share on in the last 365 days ...")
+    regular_min_orders: int = Field(default=3, ge=0, description="... over at least this many orders is bought "
+                                                                 "regularly: left out of the cross-sell list.")
+
+
+def purchase_labels(data: CustomerData, as_of: pd.Timestamp, settings: TaskSettings) -> pd.DataFrame:
+    """label: an order in the horizon (0/1); days_to_next: days from the cutoff to it (missing without one)."""
+    pop = active_population(data, as_of, settings.lookback_days)
+    future = future_activity(data, as_of, settings.horizon_days).set_index("customer_id")
+    first = pop["customer_id"].map(future["first_days"]).astype("float64")
+    pop["label"] = first.notna().astype(np.int64)
+    pop["days_to_next"] = first
+    return pop
+
+
+def spend_labels(data: CustomerData, as_of: pd.Timestamp, settings: TaskSettings) -> pd.DataFrame:
+    """label: spend in the horizon (currency, refunds netted, floored at 0; 0 without an order)."""
+    pop = active_population(data, as_of, settings.lookback_days)
+    future = future_activity(data, as_of, settings.horizon_days).set_index("customer_id")
+    spend = pop["customer_id"].map(future["spend"]).astype("float64").fillna(0.0)
+    pop["label"] = spend.clip(lower=0.0)
+    return pop
+
+
+def category_labels(data: CustomerData, as_of: pd.Timestamp, settings: TaskSettings) -> pd.DataFrame:
+    """label__<category>: bought it in the horizon (0/1), one column per target; label: bought any of them."""
+    pop = active_population(data, as_of, settings.lookback_days)
+    bought = future_categories(data, as_of, settings.horizon_days)
+    targets = list(settings.categories or [])  # type: ignore[attr-defined]
+    for t in targets:
+        who = set(bought.loc[bought["category"] == t, "customer_id"])
+        pop[label_column(t)] = pop["customer_id"].isin(who).astype(np.int64)
+    cols = [label_column(t) for t in targets]
+    pop["label"] = (pop[cols].sum(axis=1) > 0).astype(np.int64) if cols else 0
+    return pop
+
+
+def choose_categories(data: CustomerData, first_cutoff: pd.Timestamp, settings: TaskSettings) -> TaskSettings:
+    """Fix the target categories from data before the earliest training cutoff (unless configured)."""
+    s: NextCategorySettings = settings  # type: ignore[assignment]
+    if s.categories:
+        return s
+    cats = top_categories(data, first_cutoff, s.top_categories)
+    return s.model_copy(update={"categories": cats})
+
+
+def category_feature_set(data: CustomerData, first_cutoff: pd.Timestamp, settings: TaskSettings) -> FeatureSet:
+    """The configured feature set, with a spend-share feature for every target category as well."""
+    cfg = data.config.features
+    vocab = discover_vocabulary(data, first_cutoff)
+    cats = tuple(dict.fromkeys([*vocab.categories, *(settings.categories or [])]))  # type: ignore[attr-defined]
+    vocab = dataclasses.replace(vocab, categories=cats)
+    feats = [f for f in declare(cfg.windows, vocab, cfg.evening_hour)
+             if all(data.has(*req.split(".")) for req in f.requires)]
+    return FeatureSet(tuple(feats), vocab, tuple(cfg.windows), cfg.evening_hour)
+
+
+def usual_gap_days(test: pd.DataFrame, settings: TaskSettings) -> np.ndarray:
+    """Days-to-next baseline: the usual gap minus the days since the last purchase, within [0, horizon];
+    half the horizon for customers with one order."""
+    gap = test["gap_mean_days"].to_numpy(float) - test["recency_days"].to_numpy(float)
+    return np.clip(np.where(np.isnan(gap), settings.horizon_days / 2, gap), 0, settings.horizon_days)
+
+
+NEXT_PURCHASE = register_task(Task(
+    name="next-purchase",
+    description="P(at least one purchase in the next horizon_days) for customers active in the last lookback_days",
+    label_fn=purchase_labels,
+    baselines=(baselines.RECENCY_ACTIVE, baselines.FREQUENCY, baselines.BGNBD_ACTIVE),
+    table_baselines=(),
+    reason_up="makes a purchase more likely",
+    reason_down="makes a purchase less likely",
+    defaults=DEFAULTS,
+    companions=(Companion("days_to_next", "days_to_next", "days from the cutoff to the next order, for customers "
+                          "who order within the horizon", upper_setting="horizon_days", baseline=usual_gap_days),),
+    transactions_only=True,
+))
+
+EXPECTED_SPEND = register_task(Task(
+    name="expected-spend",
+    description="Spend in the next horizon_days (currency, 0 without an order) for customers active in the last "
+                "lookback_days",
+    label_fn=spend_labels,
+    baselines=(baselines.BGNBD_GAMMA_GAMMA, baselines.SPEND_RATE),
+    table_baselines=(),
+    reason_up="raises expected spend",
+    reason_down="lowers expected spend",
+    kind="regression",
+    objective="tweedie",
+    primary_metric="normalized_gini",
+    defaults=DEFAULTS,
+    transactions_only=True,
+))
+
+NEXT_CATEGORY = register_task(Task(
+    name="next-category",
+    description="P(buying each of the top categories in the next horizon_days) for customers active in the last "
+                "lookback_days",
+    label_fn=category_labels,
+    baselines=(baselines.POPULARITY, baselines.COPURCHASE, baselines.HISTORY),
+    table_baselines=(),
+    reason_up="makes buying {target} more likely",
+    reason_down="makes buying {target} less likely",
+    kind="multilabel",
+    primary_metric="hit_rate_at_3",
+    defaults=DEFAULTS,
+    settings_model=NextCategorySettings,
+    prepare=choose_categories,
+    feature_set=category_feature_set,
+    transactions_only=True,
+))
