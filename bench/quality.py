@@ -15,6 +15,18 @@ Sections (see SECTIONS; add one with the @section decorator):
 - churn-completejourney: Complete Journey transactions, trained as of 2017-10-01, 2017-11-15 and
   2018-01-01 (test cutoff = as_of - horizon); bar: model ROC-AUC above every baseline (recency, rfm,
   bgnbd) at each test cutoff. A baseline that failed to compute counts as not beaten.
+- next-purchase-completejourney / expected-spend-completejourney / next-category-completejourney:
+  Complete Journey transactions, trained as of the same three dates (horizon 30 days, so the test
+  cutoffs are 30 days before them); bars at each test cutoff: purchase probability ROC-AUC above every
+  baseline (recency, frequency, bgnbd); expected spend normalised Gini above BG/NBD + Gamma-Gamma
+  (spend_rate shown); next-category hit rate at 3 above popularity and co-purchase rules (the
+  customer's own history shown). Days-to-next MAE, Spearman, decile MAPE, NDCG... are in the notes.
+- lookalike-synthetic / lookalike-completejourney / lookalike-telco: `crmscore train lookalike` with 25%
+  of the seed hidden, each bar the mean of three hidden splits. Synthetic demo data (generated, 5,000
+  customers), seed = the latent segment young_family from truth.parquet: recall of hidden members in the
+  top 10% >= 0.6. Complete Journey as of 2017-07-01, seed = top decile of 2017 H1 spend on PRODUCE with
+  its category share excluded: recall at 10% above the seed-centroid baseline. Telco feature table, seed
+  file = the churned subscribers: recall at 20% above the centroid baseline.
 
 A dataset missing from ../shared/data is skipped with a message (a machine outside the team has none).
 Exit status: 0 when no bar failed, 1 when one did, 2 on a usage error.
@@ -166,10 +178,165 @@ def churn_completejourney(ctx: Context, cfgs: list[Any]) -> list[Bar]:
     return bars
 
 
-# Next-purchase and lookalike bars go here, e.g.
-#   @section("next-purchase-completejourney", "Next purchase, Complete Journey", "next-purchase",
-#            "completejourney", "training/configs/completejourney.yaml")
-#   def next_purchase_cj(ctx, cfgs): r = ctx.train("next-purchase", cfgs[0], as_of=...); return [Bar(...)]
+# ----------------------------------------------------------------------------- next purchase
+
+NP_AS_OF = CJ_AS_OF  # the churn bars' training dates: test cutoffs 30 days (the horizon) before each
+
+
+def _beats(task: str, r: Any, metric: str, must_beat: tuple[str, ...], as_of: str, note: str = "") -> Bar:
+    """A bar: the model's metric above each named baseline's (a baseline that did not compute counts as
+    not beaten); every baseline is shown."""
+    value = float(r.metrics[metric])
+    refs = {name: float(m.get(metric, math.nan)) for name, m in r.baselines.items()}
+    failed = [f"{n} ({'did not compute' if not math.isfinite(refs.get(n, math.nan)) else f'{refs[n]:.4f}'})"
+              for n in must_beat if not (math.isfinite(refs.get(n, math.nan)) and value > refs[n])]
+    note = f"as_of {as_of}" + (f"; {note}" if note else "") + ("; not beaten: " + ", ".join(failed) if failed else "")
+    return Bar(task, "completejourney", str(r.dataset.cutoffs["test"])[:10], metric,
+               "> " + (" and ".join(must_beat) if len(must_beat) < len(refs) else "every baseline"),
+               FAIL if failed else PASS, value, refs, int(r.metrics.get("test_rows", 0)), note)
+
+
+def _cj_bars(ctx: Context, cfgs: list[Any], task: str, metric: str, must_beat: tuple[str, ...] | None,
+             note: Callable[[dict[str, float]], str]) -> list[Bar]:
+    """Train `task` as of each NP_AS_OF date (data loaded once) and check `metric` against the baselines in
+    must_beat (None: every baseline); note(metrics) adds the other numbers."""
+    from crmscore.data.loader import load_customer_data
+
+    (cfg,) = cfgs
+    data = load_customer_data(cfg)
+    bars = []
+    for as_of in NP_AS_OF:
+        r = ctx.train(task, cfg, as_of=as_of, data=data)
+        bars.append(_beats(task, r, metric, must_beat or tuple(r.baselines), as_of, note(r.metrics)))
+    return bars
+
+
+@section("next-purchase-completejourney", "Next purchase probability (+ days to next), Complete Journey", "next-purchase",
+         "completejourney", "training/configs/completejourney.yaml")
+def next_purchase_completejourney(ctx: Context, cfgs: list[Any]) -> list[Bar]:
+    return _cj_bars(ctx, cfgs, "next-purchase", "roc_auc", None, lambda m: (
+        f"days to next: MAE {m['days_to_next_mae']:.2f} on {int(m['days_to_next_test_rows'])} buyers (usual-gap "
+        f"baseline {m['days_to_next_mae_baseline']:.2f}), 80% interval covers {m['days_to_next_interval_coverage']:.0%}"))
+
+
+@section("expected-spend-completejourney", "Expected spend in the horizon, Complete Journey", "expected-spend",
+         "completejourney", "training/configs/completejourney.yaml")
+def expected_spend_completejourney(ctx: Context, cfgs: list[Any]) -> list[Bar]:
+    return _cj_bars(ctx, cfgs, "expected-spend", "normalized_gini", ("bgnbd_gamma_gamma",), lambda m: (
+        f"Spearman {m['spearman']:.3f}, decile MAPE {m['decile_mape']:.3f}, total spend error "
+        f"{m['total_spend_error']:+.1%}"))
+
+
+@section("next-category-completejourney", "Next category (cross-sell), Complete Journey", "next-category",
+         "completejourney", "training/configs/completejourney.yaml")
+def next_category_completejourney(ctx: Context, cfgs: list[Any]) -> list[Bar]:
+    return _cj_bars(ctx, cfgs, "next-category", "hit_rate_at_3", ("popularity", "copurchase"), lambda m: (
+        f"{int(m['rows'])} buyers of {int(m['targets'])} categories; hit rate @1 {m['hit_rate_at_1']:.3f}, "
+        f"@5 {m['hit_rate_at_5']:.3f}, NDCG {m['ndcg']:.3f}, mean ROC-AUC {m['mean_roc_auc']:.3f}; cross-sell "
+        f"view (regular categories left out) hit rate @3 {m['xsell_hit_rate_at_3']:.3f}"))
+
+
+# ----------------------------------------------------------------------------- lookalike
+# Each bar trains as `crmscore train lookalike` does (crmscore.models.lookalike.train_lookalike, logged to MLflow,
+# not registered): a quarter of the seed is hidden, and the model's recall of the hidden members at the top of the
+# ranking is compared with cosine similarity to the seed's centroid. With ~50 hidden members one split moves
+# recall by several points, so each bar is the mean over LOOKALIKE_SPLITS hidden splits (settings.seed).
+
+LOOKALIKE_MIN_RECALL = 0.6
+LOOKALIKE_SPLITS = (17, 18, 19)
+# The issue asks for one department; chosen before any run: fresh produce. Measured once over five other splits
+# (recall@10%, model vs centroid): PRODUCE 0.58 vs 0.50 (ahead on all five), DELI 0.53 vs 0.47 (tied on one),
+# MEAT 0.68 vs 0.48, DRUG GM 0.72 vs 0.55, GROCERY 0.98 vs 0.89.
+LOOKALIKE_DEPARTMENT = "PRODUCE"
+
+
+def _lookalike_runs(cfg: Any, name: str, **kwargs: Any) -> list[Any]:
+    from crmscore.models.lookalike import LookalikeSettings, train_lookalike
+
+    exclude = kwargs.pop("exclude", None)
+    return [train_lookalike(cfg, name, LookalikeSettings.from_config(cfg, exclude=exclude, seed=split),
+                            register=False, **kwargs) for split in LOOKALIKE_SPLITS]
+
+
+def _lookalike_bar(dataset: str, runs: list[Any], metric: str, requirement: str, rule: Callable[[float, float], bool],
+                   note: str) -> Bar:
+    """The mean over the splits of the model's metric and of each baseline's; rule(model, centroid) decides."""
+    model = sum(r.metrics[metric] for r in runs) / len(runs)
+    refs = {name: sum(r.baselines[name][metric] for r in runs) / len(runs) for name in runs[0].baselines}
+    m = runs[0].metrics
+    per_split = ", ".join(f"{r.metrics[metric]:.3f}/{r.baselines['centroid'][metric]:.3f}" for r in runs)
+    at10 = [(r.metrics["recall_top10"], r.baselines["centroid"]["recall_top10"]) for r in runs]
+    needed = [r.metrics.get("seed_size_needed") for r in runs]
+    note += (f"; {metric} model/centroid per split: {per_split}; recall@10% {sum(a for a, _ in at10) / len(runs):.3f} "
+             f"(centroid {sum(c for _, c in at10) / len(runs):.3f}); seed size from which the model beats the "
+             f"centroid: {', '.join(str(int(n)) if n else 'none tried' for n in needed)}")
+    test = f"{len(runs)} splits, {int(m['seed_hidden'])} of {int(m['seed_size'])} seed hidden"
+    return Bar("lookalike", dataset, test, metric, requirement, PASS if rule(model, refs["centroid"]) else FAIL, model,
+               refs, int(m["candidates"]), note)
+
+
+@section("lookalike-synthetic", "Lookalike, synthetic latent segment young_family", "lookalike", "synthetic")
+def lookalike_synthetic(ctx: Context, cfgs: list[Any]) -> list[Bar]:
+    import pandas as pd
+    import yaml
+
+    from crmscore import synthetic
+    from crmscore.config import load_config
+
+    folder = ctx.tmp / "synthetic"
+    synthetic.write(synthetic.generate(customers=5000, seed=42), folder)  # the demo's data
+    raw = yaml.safe_load((ctx.root / "training/configs/synthetic.yaml").read_text())
+    for source in raw["data"].values():
+        source["path"] = str(folder / Path(source["path"]).name)
+    raw["validation"]["quarantine_dir"] = str(ctx.tmp / "quarantine" / "synthetic")
+    (ctx.tmp / "synthetic.yaml").write_text(yaml.safe_dump(raw))
+    cfg = load_config(ctx.tmp / "synthetic.yaml")
+    truth = pd.read_parquet(folder / "truth.parquet")
+    seed = ctx.tmp / "young_families.txt"
+    seed.write_text("\n".join(truth.loc[truth["latent_segment"] == "young_family", "customer_id"].astype(str)))
+    runs = _lookalike_runs(cfg, "young-families", seed_file=seed)
+    return [_lookalike_bar("synthetic", runs, "recall_top10", f">= {LOOKALIKE_MIN_RECALL}",
+                           lambda model, centroid: model >= LOOKALIKE_MIN_RECALL,
+                           "seed file: the latent segment's customers from truth.parquet (5,000 customers, seed 42)")]
+
+
+@section("lookalike-completejourney", "Lookalike, Complete Journey department spenders", "lookalike",
+         "completejourney", "training/configs/completejourney.yaml")
+def lookalike_completejourney(ctx: Context, cfgs: list[Any]) -> list[Bar]:
+    from crmscore.data.loader import load_customer_data
+    from crmscore.features.definitions import slug
+
+    (cfg,) = cfgs
+    data = load_customer_data(cfg)
+    dept = LOOKALIKE_DEPARTMENT
+    # households with a purchase in 2017 H1 (the population at 2017-07-01), ranked by H1 spend on the department
+    top = data.con.execute(
+        "WITH h1 AS (SELECT customer_id, SUM(CASE WHEN category = ? THEN amount ELSE 0 END) AS spend FROM lines "
+        "WHERE ts < TIMESTAMP '2017-07-01' GROUP BY 1) SELECT customer_id FROM h1 ORDER BY spend DESC, customer_id "
+        "LIMIT (SELECT CAST(ROUND(COUNT(*) / 10) AS BIGINT) FROM h1)", [dept]).fetchall()
+    seed = ctx.tmp / f"top_decile_{slug(dept)}.txt"
+    seed.write_text("\n".join(str(row[0]) for row in top))
+    runs = _lookalike_runs(cfg, f"top-{slug(dept)}", seed_file=seed, as_of="2017-07-01",
+                           exclude=[f"category_share_{slug(dept)}"], data=data)
+    return [_lookalike_bar("completejourney", runs, "recall_top10", "> centroid", lambda m, c: m > c,
+                           f"seed: top decile of 2017 H1 spend on {dept}, as of 2017-07-01, excluded "
+                           f"{', '.join(runs[0].excluded)}")]
+
+
+@section("lookalike-telco", "Lookalike, IBM Telco feature table, seed = churned subscribers", "lookalike", "telco",
+         "training/configs/telco.yaml")
+def lookalike_telco(ctx: Context, cfgs: list[Any]) -> list[Bar]:
+    import pandas as pd
+
+    (cfg,) = cfgs
+    ft = cfg.data.features
+    raw = pd.read_parquet(cfg.resolve(ft.path))
+    seed = ctx.tmp / "telco_churned.csv"
+    churned = raw.loc[raw[ft.label].astype(str) == str(ft.positive), [ft.id]]
+    churned.rename(columns={ft.id: "customer_id"}).to_csv(seed, index=False)
+    runs = _lookalike_runs(cfg, "telco-churned", seed_file=seed)
+    return [_lookalike_bar("telco", runs, "recall_top20", "> centroid", lambda m, c: m > c,
+                           "seed file: the churned subscribers (the Churn column is not a feature)")]
 
 
 # ----------------------------------------------------------------------------- running and printing
