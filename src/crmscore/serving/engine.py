@@ -177,6 +177,13 @@ class ScoringEngine:
             for j, (i, cid) in enumerate(where):
                 out = {**base, "customer_id": cid, "score": float(scores[j]), "decile": int(deciles[j]),
                        "segment": segs[j][0], "lifecycle_stage": segs[j][1]}
+                if model.bundle.task == "lookalike":
+                    from crmscore.models.lookalike import describe_customer
+
+                    extra = describe_customer(model.bundle, cid, float(scores[j]))
+                    out["band"] = extra["band"]
+                    out["details"] = {"percentile": extra["percentile"], "in_seed": extra["in_seed"],
+                                      "audience": extra["audience"]}
                 if contrib is not None:
                     out["base_value"], out["reasons"] = model.reasons(contrib[j], values[j], top_k)
                     if lang != "en":
