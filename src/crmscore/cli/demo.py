@@ -118,6 +118,8 @@ def _serve_and_score(data, as_of, customer_id: str, out: Path) -> None:  # noqa:
     console.print(f"HTTP {status}", highlight=False)
     console.print_json(json.dumps(answer))
     (out / "served_answer.json").write_text(json.dumps(answer, indent=1))
+    console.print(f"\nOperations page: `crmscore keys create ops` (prints a key), `crmscore serve`, then open "
+                  f"http://127.0.0.1:3000/ui/customers/{customer_id} (add ?lang=zh for Chinese)", highlight=False)
 
 
 def _champion_exists(name: str) -> bool:
