@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -35,7 +34,8 @@ def serve(
         env["CRMSCORE_WORKERS"] = str(workers)
     cmd = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--host", host, "--port", str(port)]
     log.info("starting %s on http://%s:%d", SERVICE, host, port)
-    raise typer.Exit(subprocess.call(cmd, env=env))
+    # replace this process: a SIGTERM to `crmscore serve` then reaches `bentoml serve` (no orphaned workers)
+    os.execve(sys.executable, cmd, env)
 
 
 @keys_app.command("create")

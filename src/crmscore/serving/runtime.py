@@ -95,7 +95,7 @@ class LoadedModel:
 
     def score_rows(self, X: np.ndarray, explain: bool) -> tuple[np.ndarray, np.ndarray | None]:
         """Calibrated scores and (explain) SHAP contributions incl. the base value column."""
-        threads = 1 if len(X) < 64 else 2  # one thread for small requests: stable latency under load
+        threads = 1  # workers = cores: more LightGBM threads oversubscribe them (bench/serving.py measured it)
         if explain:
             contrib = self.booster.predict(X, pred_contrib=True, num_iteration=self.iterations, num_threads=threads)
             raw = contrib.sum(1)
