@@ -214,6 +214,9 @@ def test_real_bentoml_server_over_http(served, engine, tmp_path):
             "model": "churn", "customers": [{"customer_id": ids[0]}, {"customer_id": "no-such-customer"},
                                             {"customer_id": ids[1]}], "explain": True, "top_k": 3})
         assert status == 200 and headers["x-request-id"] == body["request_id"]
+        from crmscore.serving.schemas import ScoreResponse
+
+        ScoreResponse.model_validate(body)  # the documented response shape
         acknowledged.append(body["request_id"])
         ok, unknown, ok2 = body["results"]
         assert 0 <= ok["score"] <= 1 and len(ok["reasons"]) == 3 and ok["reasons"][0]["text"].endswith("churn risk")
