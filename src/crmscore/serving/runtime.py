@@ -184,19 +184,12 @@ def load_models(specs: list[tuple[str, str]]) -> tuple[dict[str, LoadedModel], l
                 save_to_bentoml_store(lm)
             except Exception as exc:  # noqa: BLE001  (the copy is a convenience; serving goes on)
                 log.warning("could not copy %s to the BentoML model store: %s", name, exc)
-        except RegistryError as exc:
-            if _answered(exc):
-                warnings.append(str(exc))
-                continue
-            reason = f"{type(exc.__cause__).__name__}: {str(exc.__cause__)[:160]}"
-            try:
-                lm = load_from_bentoml_store(name, reason)
-                log.warning("registry unreachable for %s; serving %s", name, lm.source)
-            except Exception as exc2:  # noqa: BLE001
-                warnings.append(f"{name}: registry unreachable ({reason}) and no copy in the BentoML store ({exc2})")
-                continue
         except Exception as exc:  # noqa: BLE001  (registry down: use the last imported copy)
-            reason = f"{type(exc).__name__}: {str(exc)[:160]}"
+            if isinstance(exc, RegistryError) and _answered(exc):
+                warnings.append(str(exc))  # the registry answered: no such model or alias
+                continue
+            cause = exc.__cause__ if isinstance(exc, RegistryError) and exc.__cause__ else exc
+            reason = f"{type(cause).__name__}: {str(cause)[:160]}"
             try:
                 lm = load_from_bentoml_store(name, reason)
                 log.warning("registry unreachable for %s; serving %s", name, lm.source)
