@@ -7,7 +7,6 @@ PostgreSQL and sets it), else SQLite. The server listens on 127.0.0.1 and is sto
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,20 +16,15 @@ import pytest
 
 from crmscore.config import load_config
 from crmscore.data import load_customer_data
+from crmscore.serving.launcher import free_port
 
 pytestmark = pytest.mark.integration
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
 def mlflow_server(tmp_path):
     backend = os.environ.get("CRMSCORE_TEST_POSTGRES_URI") or f"sqlite:///{tmp_path / 'server.db'}"
-    port = _free_port()
+    port = free_port()
     log = open(tmp_path / "server.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
                              "--backend-store-uri", backend, "--artifacts-destination", str(tmp_path / "artifacts"),

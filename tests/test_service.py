@@ -161,7 +161,9 @@ def test_redis_online_store(served, tmp_path):
         pytest.skip("redis-server is not installed (.ci/run installs Debian's redis-server)")
     from crmscore.serving.store import RedisStore, SqliteStore
 
-    port = _free_port()
+    from crmscore.serving.launcher import free_port
+
+    port = free_port()
     proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -187,12 +189,6 @@ def test_redis_online_store(served, tmp_path):
 
 
 # -- a real server -------------------------------------------------------------------------------
-def _free_port() -> int:
-    from crmscore.serving.launcher import free_port
-
-    return free_port()
-
-
 def Server(env: dict, log: Path):  # noqa: N802  (reads like the class it returns)
     from crmscore.serving.launcher import LocalServer
 

@@ -54,7 +54,7 @@ def demo(
     demo_data(customers=customers, seed=seed, out=data_dir, start=dt.datetime(2023, 1, 1),
               end=dt.datetime(2025, 1, 1))
     data = load_data(cfg)
-    as_of = data.ts_range()[1].normalize() + dt.timedelta(days=1)
+    as_of = data.default_as_of()
     features = build_features(data, as_of)
     out.mkdir(parents=True, exist_ok=True)
     features.to_parquet(out / "features.parquet", index=False)

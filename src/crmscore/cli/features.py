@@ -55,7 +55,7 @@ def list_features(
         from crmscore.features import feature_set_for
 
         data = load_data(config)
-        feats = list(feature_set_for(data, as_of or data.ts_range()[1] + dt.timedelta(days=1)).features)
+        feats = list(feature_set_for(data, as_of or data.default_as_of()).features)
     else:
         example = Vocabulary(("<category>",), ("<channel>",), ("<event_type>",), (("<attribute>", "text"),))
         feats = declare([30, 90, 180, 365], example)

@@ -193,7 +193,7 @@ def _score(name: str, config: Path, out: Path, as_of, top_k: int, alias: str) ->
         frame = load_feature_table(cfg, require_label=False).frame
     else:
         data = load_data(cfg)
-        as_of = as_of or data.ts_range()[1].normalize() + dt.timedelta(days=1)
+        as_of = as_of or data.default_as_of()
         frame = transactional_population(bundle, data, as_of)
     scores = score_frame(bundle, frame, top_k=top_k, version=str(mv.version), progress=True)
     scores = scores.rename(columns={"rfm_segment": "segment"})
@@ -226,7 +226,7 @@ def score_next_purchase(
         bundle, mv = registry.load_bundle(name, alias)
         models[name] = (bundle, str(mv.version))
     data = load_data(load_config(config))
-    as_of = as_of or data.ts_range()[1].normalize() + dt.timedelta(days=1)
+    as_of = as_of or data.default_as_of()
     scores = score_next_purchase(models, data, as_of, top_k=top_k, keep_regular=keep_regular,
                                  max_categories=categories, progress=True)
     scores = scores.rename(columns={"rfm_segment": "segment"})

@@ -88,6 +88,10 @@ class CustomerData:
         lo, hi = self.con.execute("SELECT min(ts), max(ts) FROM transactions").fetchone()
         return pd.Timestamp(lo), pd.Timestamp(hi)
 
+    def default_as_of(self) -> pd.Timestamp:
+        """The cutoff used when none is given: midnight after the last transaction's day ("today")."""
+        return self.ts_range()[1].normalize() + pd.Timedelta(days=1)
+
     @property
     def bad_tables(self) -> list[TableReport]:
         limit = self.config.validation.max_bad_share

@@ -55,7 +55,7 @@ def merged(base: FeatureSet, others: list[FeatureSet]) -> FeatureSet:
 
 
 def publish_snapshot(data: CustomerData, as_of: Any, settings: Settings, *, compare_days: int = 30) -> tuple[int, str]:
-    as_of = as_of or data.ts_range()[1].normalize() + dt.timedelta(days=1)
+    as_of = as_of or data.default_as_of()
     fs = merged(feature_set_for(data, as_of), served_feature_sets(settings))
     frame = build_features(data, as_of, fs)
     rfm = RFMScorer(data.config.segments.rfm_window_days).fit(frame)  # the scale the snapshot's segments use
