@@ -118,6 +118,40 @@ def test_prediction_log_keeps_what_was_scored(engine, served):
     assert len(rows) == 3 and all(r["model"] == "churn" and r["version"] == "1" and 0 <= r["score"] <= 1 for r in rows)
 
 
+def test_small_requests_arriving_together_are_scored_as_one_batch(engine, served):
+    """The service's adaptive batching: requests submitted in the same turn of the event loop are scored in one
+    batch; each gets exactly what it would get alone, a bad request fails alone, every good one is logged."""
+    import asyncio
+
+    from crmscore.serving.batching import RequestBatcher
+    from crmscore.serving.engine import RequestError, ScoreJob
+    from crmscore.serving.predlog import read_log
+
+    ids = _buyer_ids(engine, 5)
+    jobs = [ScoreJob("churn", [{"customer_id": c}], True, 3, f"batch-{c}") for c in ids]
+    jobs.insert(2, ScoreJob("churn-typo", [{"customer_id": ids[0]}], True, 3, "batch-bad-model"))
+    jobs.append(ScoreJob("churn", [{"customer_id": ids[1]}, {"customer_id": "nobody"}], False, 0, "batch-mixed"))
+    batches = []
+
+    async def submit_all():
+        batcher = RequestBatcher(engine.score_many, on_batch=lambda n, rows: batches.append((n, rows)))
+        return await asyncio.gather(*(batcher.submit(j) for j in jobs), return_exceptions=True)
+
+    outcomes = asyncio.run(submit_all())
+    assert batches == [(7, 8)]  # one batch: 7 requests, 8 customers
+    bad = outcomes[2]
+    assert isinstance(bad, RequestError) and bad.status == 404 and "churn-typo" in str(bad)
+    for job, out in zip(jobs, outcomes):
+        if job.request_id.startswith("batch-C"):
+            alone = engine.score("churn", job.customers, True, 3, "alone")
+            assert out == alone  # same score, decile, segment and reasons as scored alone
+    mixed = outcomes[-1]
+    assert jobs[1].customers == [{"customer_id": ids[1]}] and mixed[0]["score"] == pytest.approx(outcomes[1][0]["score"])
+    assert "unknown customer_id" in mixed[1]["error"] and "reasons" not in mixed[0]
+    logged = {r["request_id"] for r in read_log(Path(served["env"]["CRMSCORE_HOME"]) / "predictions.sqlite")}
+    assert {j.request_id for j in jobs if j.model == "churn"} <= logged and "batch-bad-model" not in logged
+
+
 def test_service_class_as_python_object(served):
     from crmscore.serving.service import ScoringService
 
@@ -225,6 +259,21 @@ def test_real_bentoml_server_over_http(served, engine, tmp_path):
         assert status == 413 and "at most 1,000" in body["error"]
         status, _, body = server.call("POST", "/v1/score", {"model": "nope", "customers": [{"customer_id": "x"}]})
         assert status == 404 and "loaded models: churn" in body["error"]
+        # a burst of concurrent one-customer requests (batched inside the service): each answer is its own
+        import concurrent.futures
+
+        burst = [(f"burst-{i}", ids[i % 3]) for i in range(24)]
+        with concurrent.futures.ThreadPoolExecutor(12) as pool:
+            answers = list(pool.map(lambda rc: server.call("POST", "/v1/score", {
+                "model": "churn", "customers": [{"customer_id": rc[1]}], "top_k": 2}, headers={"X-Request-ID": rc[0]}),
+                burst))
+        expected = {c: r["score"] for c, r in zip(ids, engine.score("churn", [{"customer_id": c} for c in ids],
+                                                                     False, 0, "expected"))}
+        for (rid, cid), (status, headers, body) in zip(burst, answers):
+            assert status == 200 and headers["x-request-id"] == rid and body["request_id"] == rid
+            (res,) = body["results"]
+            assert res["customer_id"] == cid and res["score"] == pytest.approx(expected[cid]) and len(res["reasons"]) == 2
+        acknowledged.extend(rid for rid, _ in burst)
         status, _, body = server.call("GET", f"/v1/customers/{ids[2]}")
         assert status == 200 and body["scores"][0]["model"] == "churn" and body["scores"][0]["reasons"]
         acknowledged.append(body["request_id"])
@@ -233,6 +282,7 @@ def test_real_bentoml_server_over_http(served, engine, tmp_path):
         assert status == 200 and body["models"][0]["version"] == "1"
         metrics = urllib.request.urlopen(server.url + "/metrics", timeout=5).read().decode()
         assert 'crmscore_requests_total{endpoint="score",model="churn",status="200"}' in metrics
+        assert "crmscore_batch_requests_count" in metrics
     finally:
         server.stop()
     # a restart keeps every acknowledged prediction

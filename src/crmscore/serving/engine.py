@@ -10,6 +10,7 @@ import logging
 import os
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,18 @@ from crmscore.serving.store import open_store
 from crmscore.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScoreJob:
+    """One scoring request: the fields of POST /v1/score, and the request id it is logged under."""
+
+    model: str
+    customers: list[dict[str, Any]]
+    explain: bool
+    top_k: int
+    request_id: str
+    lang: str = "en"
 
 
 class RequestError(Exception):
@@ -128,26 +141,64 @@ class ScoringEngine:
     # -- scoring -----------------------------------------------------------------------------------
     def score(self, model_name: str, customers: list[dict[str, Any]], explain: bool, top_k: int,
               request_id: str, lang: str = "en") -> list[dict[str, Any]]:
-        if not customers:
-            raise RequestError("customers is empty: send at least one {\"customer_id\": ...}")
-        if len(customers) > self.settings.max_batch:
-            raise RequestError(f"{len(customers):,} customers in one request; at most {self.settings.max_batch:,}: "
-                               f"split the batch", 413)
-        if not 0 <= top_k <= 50:
-            raise RequestError(f"top_k must be between 0 and 50, got {top_k}")
-        check_lang(lang)
+        return self.score_job(ScoreJob(model_name, customers, explain, top_k, request_id, lang))
+
+    def score_job(self, job: ScoreJob) -> list[dict[str, Any]]:
+        out = self.score_many([job])[0]
+        if isinstance(out, Exception):
+            raise out
+        return out
+
+    def score_many(self, jobs: list[ScoreJob]) -> list[list[dict[str, Any]] | Exception]:
+        """Several requests at once (the service coalesces the small requests that arrive together): each job
+        is checked on its own (a bad request gets its RequestError, the others are scored), jobs for the same
+        model and options are scored as one batch, and every job's predictions go to the log in one
+        transaction. Results come back in the order of the jobs; a job that failed gets its exception (a
+        RequestError for bad input)."""
         self.maybe_reload()
-        name = model_name.replace("lookalike/", "lookalike-", 1)
-        model = self.get_model(name)
-        results = self._score_with(model, customers, explain, top_k, lang)
-        self.predlog.append(request_id, results)
-        return results
+        outs: list[list[dict[str, Any]] | Exception] = [None] * len(jobs)  # type: ignore[list-item]
+        groups: dict[tuple, tuple[LoadedModel, list[int]]] = {}
+        for n, job in enumerate(jobs):
+            try:
+                model = self._check(job)
+            except RequestError as exc:
+                outs[n] = exc
+                continue
+            groups.setdefault((id(model), job.explain, job.top_k, job.lang), (model, []))[1].append(n)
+        for (_, explain, top_k, lang), (model, members) in groups.items():
+            customers = [c for n in members for c in jobs[n].customers]
+            try:
+                results = self._score_with(model, customers, explain, top_k, lang)
+            except Exception as exc:  # noqa: BLE001  (a bug must not sink the other models' requests)
+                log.exception("scoring with %s failed", model.name)
+                for n in members:
+                    outs[n] = exc
+                continue
+            start = 0
+            for n in members:
+                outs[n] = results[start:start + len(jobs[n].customers)]
+                start += len(jobs[n].customers)
+        self.predlog.append_many((job.request_id, out) for job, out in zip(jobs, outs) if isinstance(out, list))
+        return outs
+
+    def _check(self, job: ScoreJob) -> LoadedModel:
+        if not job.customers:
+            raise RequestError("customers is empty: send at least one {\"customer_id\": ...}")
+        if len(job.customers) > self.settings.max_batch:
+            raise RequestError(f"{len(job.customers):,} customers in one request; at most "
+                               f"{self.settings.max_batch:,}: split the batch", 413)
+        if not 0 <= job.top_k <= 50:
+            raise RequestError(f"top_k must be between 0 and 50, got {job.top_k}")
+        check_lang(job.lang)
+        return self.get_model(job.model.replace("lookalike/", "lookalike-", 1))
 
     def _score_with(self, model: LoadedModel, customers: list[dict[str, Any]], explain: bool,
                     top_k: int, lang: str = "en") -> list[dict[str, Any]]:
         base = {"model": model.name, "version": model.version, "alias": model.alias}
         results: list[dict[str, Any]] = [None] * len(customers)  # type: ignore[list-item]
         rows, values, where, segs = [], [], [], []
+        by_id = [str(c["customer_id"]) for c in customers if c.get("features") is None]
+        found = self.store.get_many(by_id) if by_id else {}
         for i, c in enumerate(customers):
             cid = str(c["customer_id"])
             try:
@@ -156,7 +207,7 @@ class ScoringEngine:
                     x = model.row(feats, strict=True)
                     seg = model.segments_for(feats, self.segments_cfg, self.rfm)
                 else:
-                    feats = self.store.get(cid)
+                    feats = found.get(cid)
                     if feats is None:
                         raise FeatureError(f"unknown customer_id {cid!r}: not in the published feature snapshot "
                                            f"(run `crmscore features publish`, or send its features)")

@@ -46,14 +46,17 @@ class LocalServer:
         tail = log.read_text()[-3000:] if log else "(no log)"
         raise RuntimeError(f"crmscore serve did not become ready on {self.url}: {tail}")
 
-    def call(self, method: str, path: str, body: Any = None, key: str | None = "") -> tuple[int, dict, Any]:
-        """(status, headers, JSON body). key: '' uses the server's key, None sends none."""
+    def call(self, method: str, path: str, body: Any = None, key: str | None = "",
+             headers: dict[str, str] | None = None) -> tuple[int, dict, Any]:
+        """(status, headers, JSON body). key: '' uses the server's key, None sends none; headers: extra ones."""
         key = self.api_key if key == "" else key
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.url + path, data=data, method=method)
         req.add_header("Content-Type", "application/json")
         if key:
             req.add_header("Authorization", f"Bearer {key}")
+        for name, value in (headers or {}).items():
+            req.add_header(name, value)
         try:
             with urllib.request.urlopen(req, timeout=30) as resp:
                 return resp.status, {k.lower(): v for k, v in resp.headers.items()}, json.loads(resp.read() or b"null")

@@ -34,11 +34,17 @@ class PredictionLog:
         self._con.execute(SCHEMA)
 
     def append(self, request_id: str, rows: Iterable[dict[str, Any]]) -> None:
+        self.append_many([(request_id, rows)])
+
+    def append_many(self, requests: Iterable[tuple[str, Iterable[dict[str, Any]]]]) -> None:
+        """Several requests' predictions in one transaction: (request id, result rows) pairs."""
         now = time.time()
         values = [(request_id, now, r.get("customer_id"), r["model"], r.get("version"), r.get("alias"),
                    r.get("score"), r.get("error"),
                    json.dumps([x["feature"] for x in r.get("reasons") or []]) if r.get("reasons") else None)
-                  for r in rows]
+                  for request_id, rows in requests for r in rows]
+        if not values:
+            return
         with self._lock:
             self._con.execute("BEGIN IMMEDIATE")
             self._con.executemany("INSERT INTO predictions (request_id, ts, customer_id, model, version, alias, "

@@ -103,6 +103,18 @@ class SqliteStore:
         row = self._con().execute("SELECT data FROM features WHERE customer_id = ?", (customer_id,)).fetchone()
         return json.loads(row[0]) if row else None
 
+    def get_many(self, customer_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The customers found, in one query per 500 ids."""
+        out: dict[str, dict[str, Any]] = {}
+        con = self._con()
+        for i in range(0, len(customer_ids), 500):
+            part = customer_ids[i:i + 500]
+            marks = ",".join("?" * len(part))
+            for cid, data in con.execute(f"SELECT customer_id, data FROM features WHERE customer_id IN ({marks})",
+                                         part):
+                out[cid] = json.loads(data)
+        return out
+
     def meta(self) -> dict[str, Any]:
         try:
             rows = self._con().execute("SELECT key, value FROM meta").fetchall()
@@ -173,6 +185,11 @@ class RedisStore:
     def get(self, customer_id: str) -> dict[str, Any] | None:
         raw = self.client.get(REDIS_PREFIX + customer_id)
         return json.loads(raw) if raw else None
+
+    def get_many(self, customer_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The customers found, in one MGET."""
+        values = self.client.mget([REDIS_PREFIX + c for c in customer_ids]) if customer_ids else []
+        return {c: json.loads(v) for c, v in zip(customer_ids, values) if v}
 
     def meta(self) -> dict[str, Any]:
         raw = self.client.get(REDIS_META)

@@ -1,0 +1,71 @@
+"""Adaptive batching of small scoring requests on the service's event loop.
+
+Requests that arrive together (in the same turn of the event loop) are scored as one batch: one feature
+lookup, one LightGBM call for predict and SHAP, one prediction-log transaction. Under load many requests
+arrive while a batch is being scored, so batches grow with the load; a lone request waits for no one (it is
+scored on the next turn of the loop, a few microseconds later). Each request keeps its own answer and its
+own errors: a bad request fails alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from crmscore.serving.engine import ScoreJob
+
+Outcome = list[dict[str, Any]] | Exception
+
+
+class RequestBatcher:
+    """Collects ScoreJobs and scores them with `score_many` (jobs -> one outcome each) on the event loop,
+    at most `max_rows` customers a batch (a batch of 64 explained rows takes about 20 ms on this hardware,
+    the longest the loop is held). `on_batch(jobs, rows)` is called for every batch (metrics)."""
+
+    def __init__(self, score_many: Callable[[list[ScoreJob]], list[Outcome]], max_rows: int = 64,
+                 on_batch: Callable[[int, int], None] | None = None) -> None:
+        self._score_many = score_many
+        self._max_rows = max_rows
+        self._on_batch = on_batch
+        self._pending: list[tuple[ScoreJob, asyncio.Future]] = []
+        self._scheduled = False
+
+    def submit(self, job: ScoreJob) -> asyncio.Future:
+        """A future with the job's outcome: its results, or its exception (raised by `await`)."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._pending.append((job, future))
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush)
+        return future
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        take = rows = 0
+        for job, _ in self._pending:
+            if take and rows + len(job.customers) > self._max_rows:
+                break
+            take += 1
+            rows += len(job.customers)
+        batch, self._pending = self._pending[:take], self._pending[take:]
+        if self._pending:  # the rest on the next turn, so the loop serves other connections in between
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+        live = [(job, fut) for job, fut in batch if not fut.cancelled()]  # a client that gave up
+        if not live:
+            return
+        try:
+            outcomes = self._score_many([job for job, _ in live])
+        except Exception as exc:  # noqa: BLE001  (e.g. the prediction log cannot be written: every job fails)
+            outcomes = [exc] * len(live)
+        if self._on_batch is not None:
+            self._on_batch(len(live), sum(len(job.customers) for job, _ in live))
+        for (_, fut), outcome in zip(live, outcomes):
+            if fut.cancelled():
+                continue
+            if isinstance(outcome, Exception):
+                fut.set_exception(outcome)
+            else:
+                fut.set_result(outcome)
