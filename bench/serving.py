@@ -17,8 +17,8 @@ Steps (everything in a temporary folder, removed at the end unless --keep or --d
    (feature lookup, predict, explain, reasons, prediction log; no HTTP, no JSON), in one process (one
    thread, back to back: latency and rate), then in W processes at once (W = the service's workers; the
    machine's in-process rate, the reference for throughput).
-5. The floor: bench/floor_service.py (one @bentoml.api returning a constant dict, same body, same route,
-   same workers and settings) under `bentoml serve`, loaded with the same cells as the service.
+5. The floor: bench/floor_service.py (one async @bentoml.api returning a constant JSON body, same request
+   body, same route, same workers and settings) under `bentoml serve`, loaded with the same cells as the service.
 6. The service: `crmscore serve --port P --workers W` (127.0.0.1 only).
 The references and the service are measured interleaved (per request size: the compute, then floor and
 service cell by cell, both servers up), so they see the same background load on a shared machine; the
@@ -521,23 +521,29 @@ class Server:
         log(f"stopped {self.name}")
 
 
-def engine_metrics(port: int) -> tuple[float, float]:
-    """(seconds, count) of the service's own crmscore_request_seconds histogram for POST /v1/score: the time
-    ScoringEngine.score takes inside the service (wall)."""
+def engine_metrics(port: int) -> tuple[float, float, float, float]:
+    """From the service's /metrics: (seconds, count) of its crmscore_request_seconds histogram for POST
+    /v1/score (wall time in the score handler: waiting for its batch, scoring), and (requests, batches) of
+    crmscore_batch_requests (small requests scored together)."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
             text = r.read().decode()
     except (urllib.error.URLError, OSError):
-        return float("nan"), float("nan")
-    total = count = 0.0
+        return (float("nan"),) * 4  # type: ignore[return-value]
+    total = count = batched = batches = 0.0
     for line in text.splitlines():
-        if 'endpoint="score"' not in line:
+        value = line.rsplit(" ", 1)[-1]
+        if line.startswith("crmscore_batch_requests_sum"):
+            batched += float(value)
+        elif line.startswith("crmscore_batch_requests_count"):
+            batches += float(value)
+        elif 'endpoint="score"' not in line:
             continue
-        if line.startswith("crmscore_request_seconds_sum{"):
-            total += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("crmscore_request_seconds_sum{"):
+            total += float(value)
         elif line.startswith("crmscore_request_seconds_count{"):
-            count += float(line.rsplit(" ", 1)[1])
-    return total, count
+            count += float(value)
+    return total, count, batched, batches
 
 
 def post(port: int, body: str, key: str) -> tuple[int, bytes]:
@@ -640,6 +646,7 @@ def cell(server: Server, gen, bodies: Path, key: str, conns: int, seconds: float
     if m0 is not None:
         m1 = engine_metrics(server.port)
         r["engine_ms"] = (m1[0] - m0[0]) / (m1[1] - m0[1]) * 1e3 if m1[1] > m0[1] else float("nan")
+        r["batch_mean"] = (m1[2] - m0[2]) / (m1[3] - m0[3]) if m1[3] > m0[3] else float("nan")
     log(f"{label} c={conns:<2}: {r['requests']:6d} requests {r['rps']:8.1f} req/s  p50 {r['p50_ms']:7.2f} ms  "
         f"p99 {r['p99_ms']:7.2f} ms  errors {r['errors']}  others' CPU {r['others_cores']:.2f} cores")
     return r
@@ -738,7 +745,7 @@ def report(args, info, model, single, multi, floor, svc, gen_name, ready, sample
     W = workers
     print()
     print(f"crmscore serving benchmark: {os.cpu_count()} CPUs, {W} service worker(s), {args.duration:g} s per cell, "
-          f"load generator: {gen_name}; floor API {'async def' if args.floor_async else 'def (sync)'}")
+          f"load generator: {gen_name}")
     print(f"setup: {info['customers']:,} synthetic customers; churn v{info['version']} ROC-AUC {info['roc_auc']:.3f} "
           f"(grade {info['grade']}); " + ", ".join(f"{k} {v:.0f} s" for k, v in info["seconds"].items()))
     print(f"start to ready: floor {ready['floor']:.1f} s, service {ready['service']:.1f} s; service answer for "
@@ -787,9 +794,10 @@ def report(args, info, model, single, multi, floor, svc, gen_name, ready, sample
             cc = single[size]["cpu_ms_per_req"]
             diag.append([f"{size} customer(s)", str(c), f"{fc:.2f}", f"{cc:.2f}", f"{sc:.2f}", f"{sc - fc - cc:+.2f}",
                          f"{cc / sc:.0%}", f"{r.get('engine_ms', float('nan')):.2f}", f"{single[size]['mean_ms']:.2f}",
+                         f"{r.get('batch_mean', float('nan')):.1f}",
                          f"{100 * r['client_cpu_s'] / r['seconds']:.0f}%",
                          f"{f['others_cores']:.2f} / {r['others_cores']:.2f}"])
-    print("over HTTP: POST /v1/score by id, explain: true, top_k 5; floor = constant-dict BentoML endpoint "
+    print("over HTTP: POST /v1/score by id, explain: true, top_k 5; floor = constant-JSON BentoML endpoint "
           "(same body), svc = crmscore serve (latencies in ms)")
     print(fmt_table(rows, ["request", "conns", "floor req/s", "floor p50", "floor p99", "svc n", "svc req/s",
                            "svc rows/s", "svc p50", "svc p99", "svc max", "errors", "svc p50-(floor+compute)",
@@ -799,11 +807,12 @@ def report(args, info, model, single, multi, floor, svc, gen_name, ready, sample
     print()
     print("where the CPU goes (ms of CPU per request; independent of other people's load, unlike wall times)")
     print(fmt_table(diag, ["request", "conns", "floor CPU", "compute CPU", "svc CPU", "svc-(floor+compute)",
-                           "CPU-bound svc/in-proc", "svc engine mean", "in-proc mean", "client CPU",
+                           "CPU-bound svc/in-proc", "svc handler mean", "in-proc mean", "requests a batch", "client CPU",
                            "others' cores fl / svc"]))
     print("(svc CPU = CPU of the server's whole process tree over the cell / requests; CPU-bound svc/in-proc = "
           "compute CPU / svc CPU, the share of the in-process rate the service reaches when the cores are its own; "
-          "svc engine mean = wall time of ScoringEngine.score inside the service, from its /metrics histogram; "
+          "svc handler mean = wall time in the score handler inside the service (waiting for its batch, scoring), "
+          "from its /metrics histogram; requests a batch = small requests scored together (adaptive batching); "
           "client CPU = the load generator's CPU, share of one core; others' cores = CPU used by other processes "
           "on this shared machine during the floor / service cell)")
     print()
@@ -842,8 +851,6 @@ def main() -> int:
     ap.add_argument("--dir", type=Path, help="work in DIR (kept; a finished setup there is reused)")
     ap.add_argument("--profile", type=Path, help="also py-spy the service's workers (1 customer, 32 conns) into DIR")
     ap.add_argument("--httpx", action="store_true", help="use the asyncio/httpx client even if wrk is installed")
-    ap.add_argument("--floor-async", action="store_true",
-                    help="floor with an `async def` API (use when the service's score is async)")
     args = ap.parse_args()
 
     if args.dir:
@@ -876,8 +883,7 @@ def main() -> int:
 
         ready = {}
         port = free_port()
-        floor_env = {**env, "BENCH_FLOOR_WORKERS": str(args.workers),
-                     "BENCH_FLOOR_ASYNC": "1" if args.floor_async else ""}
+        floor_env = {**env, "BENCH_FLOOR_WORKERS": str(args.workers)}
         fl = Server("floor", [sys.executable, "-m", "bentoml", "serve", "floor_service:Floor", "--working-dir",
                               str(BENCH), "--host", "127.0.0.1", "--port", str(port)], floor_env, port,
                     work / "floor.log", cwd=BENCH)
