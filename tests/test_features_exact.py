@@ -107,3 +107,54 @@ def test_events_tenure_and_attributes(fixture_features):
     assert math.isnan(c["recency_days"]) and c["frequency_365d"] == 0 and c["monetary_365d"] == 0
     assert c["tenure_days"] == pytest.approx(31.0)
     assert c["lifecycle_stage"] == "prospect" and c["rfm_segment"] == "prospect"
+
+
+def test_category_purchase_history(tmp_path):
+    """Per-category recency, order counts and order share (next-category's feature set), by hand."""
+    from crmscore.features import feature_set_for
+    from crmscore.features.definitions import FeatureSet, declare_category_history
+
+    tx = pd.DataFrame([
+        # x1: Mon 2023-12-11 12:00 -> 20.5 days; a wine refund alone is not a wine purchase
+        ("X", "2023-12-11 12:00:00", -8.0, "x1", "wine"),
+        ("X", "2023-12-11 12:00:00", 4.0, "x1", "dairy"),
+        # x4: 2023-12-02 00:00 -> exactly 30 days: outside the 30-day window, inside the 90-day one
+        ("X", "2023-12-02 00:00:00", 6.0, "x4", "dairy"),
+        # x2: 2023-10-02 00:00 -> 91 days; two wine lines in one order are one order with wine
+        ("X", "2023-10-02 00:00:00", 12.0, "x2", "wine"),
+        ("X", "2023-10-02 00:00:00", 3.0, "x2", "wine"),
+        # x3: 2022-11-01 -> 426 days: counts for recency (all history), not for the 365-day window
+        ("X", "2022-11-01 00:00:00", 5.0, "x3", "wine"),
+        # on the cutoff itself: ignored
+        ("X", "2024-01-01 00:00:00", 50.0, "x5", "meat"),
+    ], columns=["customer_id", "ts", "amount", "order_id", "category"])
+    customers = pd.DataFrame({"customer_id": ["X", "Y"], "signup_ts": ["2022-01-01", "2023-06-01"]})
+    cfg = load_config(write_config(tmp_path, write_frames(tmp_path, {"transactions": tx, "customers": customers})))
+    data = load_customer_data(cfg)
+    base = feature_set_for(data, AS_OF)
+    history = declare_category_history(["wine", "dairy", "meat"], [30, 90, 365])
+    fs = FeatureSet((*base.features, *history), base.vocabulary, base.windows, base.evening_hour)
+    df = build_features(data, AS_OF, fs).set_index("customer_id")
+    x = df.loc["X"]
+    assert x["frequency_365d"] == 3  # x1, x4, x2: the denominator of the order shares
+    assert x["category_recency_wine"] == pytest.approx(91.0)
+    assert (x["category_orders_30d_wine"], x["category_orders_90d_wine"], x["category_orders_365d_wine"]) == (0, 0, 1)
+    assert x["category_order_share_wine"] == pytest.approx(1 / 3)
+    assert x["category_recency_dairy"] == pytest.approx(20.5)
+    dairy = [x[f"category_orders_{w}d_dairy"] for w in (30, 90, 365)]
+    assert dairy == [1, 2, 2]
+    assert x["category_order_share_dairy"] == pytest.approx(2 / 3)
+    # meat was bought only on the cutoff: never before it
+    assert math.isnan(x["category_recency_meat"])
+    assert (x["category_orders_365d_meat"], x["category_order_share_meat"]) == (0, 0.0)
+    # a customer known only by sign-up: no purchase, no recency, no orders, no share
+    y = df.loc["Y"]
+    assert math.isnan(y["category_recency_wine"]) and y["category_orders_365d_wine"] == 0
+    assert math.isnan(y["category_order_share_wine"])
+    assert fs.get("category_recency_wine").description == "days since wine was last bought"
+    # the operations page explains them in Chinese too
+    from crmscore.features.translations import translated
+
+    assert all(translated(f, "zh") for f in history)
+    assert translated(fs.get("category_orders_90d_wine"), "zh") == "近90天含wine的订单数"
+    assert translated(fs.get("category_order_share_dairy"), "zh") == "近365天含dairy的订单占比"

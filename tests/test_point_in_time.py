@@ -1,7 +1,8 @@
 """Point-in-time correctness: nothing on or after `as_of` may change any feature or segment.
 
 Property: for random small histories, the feature table built from all the data equals the one built
-from the same data with every transaction, event and customer sign-up on or after `as_of` removed.
+from the same data with every transaction, event and customer sign-up on or after `as_of` removed (the
+default feature set plus next-category's per-category purchase history).
 Rows exactly at `as_of` midnight (and one second before it) are generated on purpose, order ids are
 shared across the cutoff, and timestamps are written either naive (local wall time of the config's
 timezone) or as UTC instants with an offset, so the boundary is checked in both forms.
@@ -21,6 +22,7 @@ from hypothesis import strategies as st
 from crmscore.config import load_config
 from crmscore.data import load_customer_data
 from crmscore.features import build_features, feature_set_for
+from crmscore.features.definitions import FeatureSet, declare_category_history
 from crmscore.segments import SEGMENT_COLUMNS
 
 from conftest import write_config, write_frames
@@ -135,7 +137,11 @@ def _build(folder: Path, h: dict, with_after: bool) -> tuple[pd.DataFrame, str]:
     cfg = load_config(write_config(folder, write_frames(folder, frames, h["fmt"]), timezone=tz))
     data = load_customer_data(cfg)
     assert all(rep.rows_bad == 0 for rep in data.reports.values()), data.reports
-    return build_features(data, AS_OF), feature_set_for(data, AS_OF).version
+    fs = feature_set_for(data, AS_OF)
+    # next-category's per-category purchase history, for every category including one bought only after as_of
+    history = declare_category_history([c for c in CATEGORIES if c] + ["toys"], list(fs.windows))
+    fs = FeatureSet((*fs.features, *history), fs.vocabulary, fs.windows, fs.evening_hour)
+    return build_features(data, AS_OF, fs), fs.version
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

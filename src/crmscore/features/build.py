@@ -114,6 +114,13 @@ def feature_sql(data: CustomerData, as_of: AsOf, fs: FeatureSet, dialect: Dialec
             f"GROUP BY customer_id, category)")
         ctes.append(f"s_categories AS (SELECT customer_id, {_aggs(by_stage['categories'])} FROM c GROUP BY customer_id)")
         stage_ctes["categories"] = "s_categories"
+    if by_stage.get("category_orders"):
+        # one row per customer, category and order with a purchase of it (a positive line), at the order's age
+        ctes.append("oc AS (SELECT DISTINCT l.customer_id, l.category, l.order_key, o1.age_days FROM l "
+                    "JOIN o1 ON l.customer_id = o1.customer_id AND l.order_key = o1.order_key WHERE l.amount > 0)")
+        ctes.append(f"s_category_orders AS (SELECT customer_id, {_aggs(by_stage['category_orders'])} FROM oc "
+                    f"GROUP BY customer_id)")
+        stage_ctes["category_orders"] = "s_category_orders"
     if by_stage.get("stores"):
         ctes.append(f"st AS (SELECT customer_id, store_id, COUNT(*) AS n FROM o WHERE age_days < {w_share} "
                     f"AND store_id IS NOT NULL GROUP BY customer_id, store_id)")

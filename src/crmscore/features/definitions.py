@@ -2,13 +2,14 @@
 SQL that computes it.
 
 The description is what operations staff read as the reason behind a score, so it is written for them
-("days since the last purchase"), not for engineers. The SQL is an aggregate over one of four stages
+("days since the last purchase"), not for engineers. The SQL is an aggregate over one of the stages
 (see crmscore.features.build): `orders` (one row per order, with `age_days` = days from the order to
-`as_of`), `categories` (spend per customer and category), `stores` (orders per customer and store),
-`events`, or `derived` (an expression over features already computed). Only portable SQL is used here
-(CASE, SUM, COUNT, AVG, STDDEV_SAMP, NULLIF, COALESCE); the few dialect-specific pieces (day
-arithmetic, weekday, hour) live in crmscore.features.build's `Dialect`, so the same declarations can run
-on another engine (Spark SQL) later.
+`as_of`), `categories` (spend per customer and category), `category_orders` (one row per customer,
+category and order with a purchase of it, with the order's `age_days`), `stores` (orders per customer and
+store), `events`, `customers`, or `derived` (an expression over features already computed). Only
+portable SQL is used here (CASE, SUM, COUNT, AVG, STDDEV_SAMP, NULLIF, COALESCE); the few
+dialect-specific pieces (day arithmetic, weekday, hour) live in crmscore.features.build's `Dialect`, so
+the same declarations can run on another engine (Spark SQL) later.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
-Stage = Literal["orders", "categories", "stores", "events", "customers", "derived"]
+Stage = Literal["orders", "categories", "category_orders", "stores", "events", "customers", "derived"]
 DType = Literal["float", "int", "category"]
 
 
@@ -181,6 +182,34 @@ def declare(windows: list[int], vocab: Vocabulary, evening_hour: int = 17) -> li
                          "attributes", ("customers.customer_id",)))
     if 90 not in windows:  # trends need the 90-day window
         f = [x for x in f if x.group != "trend"]
+    return f
+
+
+def declare_category_history(categories: list[str] | tuple[str, ...], windows: list[int]) -> list[Feature]:
+    """Each category's purchase rhythm: days since it was last bought, orders that included it in each of
+    `windows` (days), and the share of the orders of the longest window that included it.
+
+    A category is bought in an order with a positive line of it (a refund is not a purchase). The share
+    divides by `frequency_<longest>d`, so the longest window must be one of the feature set's windows.
+    Not part of the default set (`declare`): the next-category task adds these for its target categories.
+    """
+    longest = max(windows)
+    f: list[Feature] = []
+    for cat in categories:
+        s, lit = slug(cat), _lit(cat)
+        f.append(Feature(f"category_recency_{s}", "float", "category_orders",
+                         f"MIN(CASE WHEN category = {lit} THEN age_days END)",
+                         f"days since {cat} was last bought", "days", None, "category_history",
+                         ("lines.category",)))
+        for w in sorted(windows):
+            f.append(Feature(f"category_orders_{w}d_{s}", "int", "category_orders",
+                             f"SUM(CASE WHEN category = {lit} AND age_days < {w} THEN 1 ELSE 0 END)",
+                             f"orders with {cat} in the last {w} days", "orders", w, "category_history",
+                             ("lines.category",)))
+        f.append(Feature(f"category_order_share_{s}", "float", "derived",
+                         f"category_orders_{longest}d_{s} * 1.0 / NULLIF(frequency_{longest}d, 0)",
+                         f"share of orders with {cat} in the last {longest} days", "share", longest,
+                         "category_history", ("lines.category",)))
     return f
 
 
