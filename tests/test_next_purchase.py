@@ -125,6 +125,27 @@ def test_next_category_recovers_the_synthetic_affinities(trained, synthetic_dir)
     assert P[pet_food, j].mean() > 3 * P[~pet_food, j].mean()
 
 
+def test_next_category_features_carry_each_targets_purchase_history(trained):
+    from crmscore.features import feature_set_for
+    from crmscore.features.definitions import slug
+    from crmscore.models.next_purchase import category_feature_set
+
+    data, out = trained
+    ds = out["next-category"][0]
+    for t in ds.settings.categories:
+        for name in ("category_share", "category_recency", "category_orders_30d", "category_orders_90d",
+                     "category_orders_365d", "category_order_share"):
+            assert f"{name}_{slug(t)}" in ds.features, (name, t)
+    # only next-category's set has them: the other tasks' (and the default) set is unchanged
+    for name in ("next-purchase", "expected-spend"):
+        assert not any(f.startswith("category_recency_") for f in out[name][0].features)
+    first = min(ds.train["as_of"])
+    assert not any(f.group == "category_history" for f in feature_set_for(data, first).features)
+    # history_windows [] leaves them out
+    off = category_feature_set(data, first, ds.settings.model_copy(update={"history_windows": []}))
+    assert not any(f.group == "category_history" for f in off.features)
+
+
 def test_next_purchase_and_spend_beat_their_baselines(trained):
     _, out = trained
     _, purchase, m, base, _ = out["next-purchase"]

@@ -10,7 +10,9 @@ Population at a cutoff (all three): customers with a purchase in the `lookback_d
   floored at 0; zero for most customers.
 - `next-category` (multilabel): for each of the `top_categories` largest categories by spend before
   the earliest training cutoff (default 20, or the configured `categories`), 1 when the customer buys
-  it in the horizon (a positive amount). The feature set gets a spend-share feature for each of them.
+  it in the horizon (a positive amount). The feature set gets, for each of them, a spend-share feature
+  and its purchase history (days since it was last bought, orders with it in 30, 90 and 365 days, share
+  of orders with it; setting `history_windows`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pydantic import Field
 
 from crmscore.data.loader import CustomerData
 from crmscore.features.build import discover_vocabulary
-from crmscore.features.definitions import FeatureSet, declare
+from crmscore.features.definitions import FeatureSet, declare, declare_category_history
 from crmscore.models import baselines
 from crmscore.models.bundle import label_column
 from crmscore.models.labels import active_population, future_activity, future_categories, top_categories
@@ -42,6 +44,9 @@ class NextCategorySettings(TaskSettings):
                                                                       "share on in the last 365 days ...")
     regular_min_orders: int = Field(default=3, ge=0, description="... over at least this many orders is bought "
                                                                  "regularly: left out of the cross-sell list.")
+    history_windows: list[int] = Field(default=[30, 90], description="Windows (days) of the per-category order "
+                                       "counts, besides the feature set's longest window; [] leaves out the "
+                                       "per-category purchase history (days since bought, orders, order share).")
 
 
 def purchase_labels(data: CustomerData, as_of: pd.Timestamp, settings: TaskSettings) -> pd.DataFrame:
@@ -86,12 +91,17 @@ def choose_categories(data: CustomerData, first_cutoff: pd.Timestamp, settings: 
 
 
 def category_feature_set(data: CustomerData, first_cutoff: pd.Timestamp, settings: TaskSettings) -> FeatureSet:
-    """The configured feature set, with a spend-share feature for every target category as well."""
+    """The configured feature set, with a spend-share feature for every target category as well, and each
+    target's purchase history: days since it was last bought, orders with it in each of `history_windows`
+    and the feature set's longest window, and its share of that window's orders."""
+    s: NextCategorySettings = settings  # type: ignore[assignment]
     cfg = data.config.features
     vocab = discover_vocabulary(data, first_cutoff)
-    cats = tuple(dict.fromkeys([*vocab.categories, *(settings.categories or [])]))  # type: ignore[attr-defined]
+    cats = tuple(dict.fromkeys([*vocab.categories, *(s.categories or [])]))
     vocab = dataclasses.replace(vocab, categories=cats)
-    feats = [f for f in declare(cfg.windows, vocab, cfg.evening_hour)
+    history = (declare_category_history(list(s.categories or []), sorted({*s.history_windows, max(cfg.windows)}))
+               if s.history_windows else [])
+    feats = [f for f in [*declare(cfg.windows, vocab, cfg.evening_hour), *history]
              if all(data.has(*req.split(".")) for req in f.requires)]
     return FeatureSet(tuple(feats), vocab, tuple(cfg.windows), cfg.evening_hour)
 
