@@ -235,7 +235,7 @@ def _cli(*args, env):
                           env={**os.environ, **env}, timeout=600)
 
 
-def test_cli_train_promote_score_end_to_end(synthetic_config, mlflow_tmp):
+def test_cli_train_promote_score_end_to_end(synthetic_config, mlflow_tmp, monkeypatch):
     cfg = yaml.safe_load(synthetic_config.read_text())
     cfg["tasks"] = {name: {**FAST, "num_boost_round": 200} for name in ("next-purchase", "expected-spend",
                                                                        "next-category")}
@@ -265,3 +265,39 @@ def test_cli_train_promote_score_end_to_end(synthetic_config, mlflow_tmp):
     assert set(scores["next_categories"].iloc[0][0]) == {"category", "probability"}
     proc = _cli("models", "expected-spend", env={**env, "COLUMNS": "200"})
     assert proc.returncode == 0 and "normalized_gini" in proc.stdout
+
+    # served: the operations page's customer view of every kind of model, and a cross-sell action rule
+    from crmscore.serving.engine import ScoringEngine
+    from crmscore.serving.publish import publish_snapshot
+    from crmscore.settings import get_settings
+    from crmscore.ui.actions import parse_rules
+
+    monkeypatch.setenv("CRMSCORE_HOME", str(mlflow_tmp / "home"))
+    publish_snapshot(load_customer_data(load_config(config)), pd.Timestamp("2025-01-01"), get_settings())
+    engine = ScoringEngine(get_settings())
+    assert set(engine.models) == {"next-purchase", "expected-spend", "next-category"}
+    batch = scores.set_index("customer_id")
+    cid = str(batch["expected_spend"].idxmax())
+    view = engine.customer_view(cid, "req-view")
+    by_model = {s["model"]: s for s in view["scores"]}
+    assert all(s.get("error") is None and s["reasons"] for s in by_model.values()), by_model
+    spend = by_model["expected-spend"]  # in currency, as the batch scores it; the waterfall ends on it
+    assert spend["score"] == pytest.approx(batch.loc[cid, "expected_spend"], rel=1e-6) and spend["score"] > 1
+    assert spend["waterfall"]["final"] == pytest.approx(spend["score"], rel=1e-6)
+    assert by_model["next-purchase"]["score"] == pytest.approx(batch.loc[cid, "score"], rel=1e-6)
+    category = by_model["next-category"]
+    assert category["details"]["top_category"] == batch.loc[cid, "top_category"] and "waterfall" not in category
+    assert category["score"] == pytest.approx(batch.loc[cid, "top_category_probability"], rel=1e-6)
+    rules = parse_rules(yaml.safe_dump({"rules": [{"id": "xsell", "action": {"en": "offer it"}, "when": {
+        "scores": {"next-category": {"top_category": category["details"]["top_category"]}}}}]}))
+    assert [a["id"] for a in rules.suggest(view["profile"], view["scores"], view["features"])] == ["xsell"]
+    from types import SimpleNamespace
+
+    from crmscore.ui import i18n
+    from crmscore.ui.routes import customer_context
+
+    page = SimpleNamespace(lang="zh", t=lambda key, **values: i18n.text("zh", key, **values))
+    cards = {c["model"]: c for c in customer_context(view, engine, page)["scores"]}
+    assert cards["next-category"]["next_categories"].startswith(category["details"]["top_category"])
+    assert "waterfall" not in cards["next-category"] and "<svg" in cards["expected-spend"]["waterfall"]
+    assert cards["next-category"]["value"].endswith("%") and not cards["expected-spend"]["value"].endswith("%")

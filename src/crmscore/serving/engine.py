@@ -301,14 +301,16 @@ class ScoringEngine:
                                    "kind": model.bundle.kind, "segment": feats.get("rfm_segment"),
                                    "lifecycle_stage": feats.get("lifecycle_stage")}
             try:
-                x = model.row(feats, strict=False)
-                score, contrib = model.score_rows(x[None, :], True)
-                out["score"] = float(score[0])
-                out["decile"] = int(model.bundle.deciles(score)[0])
-                out["base_value"], out["reasons"] = model.reasons(contrib[0], feats, top_k)
-                if lang != "en":
-                    translate_reasons(model, out["reasons"], feats, lang)
-                out["waterfall"] = waterfall(model, contrib[0], [r["feature"] for r in out["reasons"]])
+                # the score, reasons and details as /v1/score gives them (spend in currency, the top category's
+                # probability and the ranked list for next-category); the waterfall from the model's own booster
+                (res,) = self._score_with(model, [{"customer_id": customer_id}], True, top_k, lang)
+                if res.get("error"):
+                    raise RuntimeError(res["error"])
+                out.update({k: res[k] for k in ("score", "decile", "band", "base_value", "reasons", "details")
+                            if res.get(k) is not None})
+                if model.booster is not None:  # one booster (not next-category's per-category heads)
+                    _, contrib = model.score_rows(model.row(feats, strict=False)[None, :], True)
+                    out["waterfall"] = waterfall(model, contrib[0], [r["feature"] for r in out.get("reasons", [])])
             except Exception as exc:  # noqa: BLE001  (one model failing must not hide the others)
                 log.warning("customer view: %s could not score a customer: %s", model.name, exc)
                 out["error"] = str(exc)

@@ -109,10 +109,15 @@ class RuleBook(_Strict):
             s = scores.get(model)
             if s is None or not (_one_of(self.band(s), cond.band) and _within(s["score"], cond.min, cond.max)
                                  and _within(s.get("decile"), None, cond.max_decile)
-                                 and _one_of(s.get("top_category"), cond.top_category)):
+                                 and _one_of(top_category(s), cond.top_category)):
                 return False
         return all(features.get(name) is not None and (fc.equals is None or features[name] == fc.equals)
                    and _within(features[name], fc.min, fc.max) for name, fc in when.features.items())
+
+
+def top_category(score: dict[str, Any]) -> str | None:
+    """A next-category score's most likely category (the service puts it in `details`)."""
+    return score.get("top_category") or (score.get("details") or {}).get("top_category")
 
 
 def _one_of(value: Any, allowed: list[str] | None) -> bool:

@@ -215,23 +215,31 @@ def customer_context(view: dict[str, Any], engine: ScoringEngine, page: Page) ->
                 "version": t("customer.version", name=s["model"], version=s.get("version"), alias=s.get("alias"))}
         if s.get("error") is None:
             binary = s.get("kind", "binary") == "binary"
-            fmt = (lambda v: charts.pct(v, 1)) if binary else (lambda v: f"{v:,.2f}")
+            probability = binary or s.get("kind") == "multilabel"  # next-category: the top category's probability
+            fmt = (lambda v: charts.pct(v, 1)) if probability else (lambda v: f"{v:,.2f}")
             band = rules.band(s)
             item.update(value=fmt(s["score"]), band=band, band_label=label(lang, "band", band) if band else None,
                         decile=s.get("decile"))
-            labels = [step_label(model, st["feature"], feats, lang) for st in s["waterfall"]["steps"]]
-            item["waterfall"] = charts.waterfall_svg(
-                s["waterfall"], labels, base_label=t("chart.base"),
-                other_label=t("chart.other", n=s["waterfall"]["other"]["count"]),
-                final_label=f"{t('chart.final')}: {fmt(s['score'])}", unit_label=t("chart.pts") if binary else "",
-                fmt=(lambda v: charts.pct(v, 1)) if binary else (lambda v: f"{v:,.0f}"),
-                delta=charts.points if binary else (lambda d: f"{d:+,.2f}"), title=item["title"])
-            # the change shown next to a reason is its step in the waterfall, so the list and the chart agree
-            steps = {st["feature"]: st["end"] - st["start"] for st in s["waterfall"]["steps"]}
+            ranked = (s.get("details") or {}).get("next_categories") or []
+            if ranked:
+                item["next_categories"] = ", ".join(f"{c['category']} {charts.pct(c['probability'], 0)}"
+                                                    for c in ranked[:5])
+            steps = {}
+            if s.get("waterfall"):
+                labels = [step_label(model, st["feature"], feats, lang) for st in s["waterfall"]["steps"]]
+                item["waterfall"] = charts.waterfall_svg(
+                    s["waterfall"], labels, base_label=t("chart.base"),
+                    other_label=t("chart.other", n=s["waterfall"]["other"]["count"]),
+                    final_label=f"{t('chart.final')}: {fmt(s['score'])}", unit_label=t("chart.pts") if binary else "",
+                    fmt=(lambda v: charts.pct(v, 1)) if binary else (lambda v: f"{v:,.0f}"),
+                    delta=charts.points if binary else (lambda d: f"{d:+,.2f}"), title=item["title"])
+                # the change shown next to a reason is its step in the waterfall, so the list and the chart agree
+                steps = {st["feature"]: st["end"] - st["start"] for st in s["waterfall"]["steps"]}
             item["reasons"] = [{"text": r["text"], "up": r["contribution"] > 0, "feature": r["feature"],
-                                "change": (f"{charts.points(steps[r['feature']])} {t('chart.pts')}" if binary
+                                "change": ("" if r["feature"] not in steps else
+                                           f"{charts.points(steps[r['feature']])} {t('chart.pts')}" if binary
                                            else f"{steps[r['feature']]:+,.2f}")}
-                               for r in s["reasons"]]
+                               for r in s.get("reasons") or []]
         scores.append(item)
     as_of = _date(view["as_of"])
     return {"customer_id": view["customer_id"], "as_of": as_of, "scores": scores,
