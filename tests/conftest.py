@@ -1,11 +1,20 @@
 from __future__ import annotations
 
+import atexit
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+
+# BentoML reads BENTOML_HOME once, at its first import: give the whole session a private model store (the
+# service keeps a copy of every model it loads there), never the user's ~/bentoml, and remove it at the end
+_BENTOML_HOME = tempfile.mkdtemp(prefix="crmscore-tests-bentoml-")
+os.environ["BENTOML_HOME"] = _BENTOML_HOME
+atexit.register(shutil.rmtree, _BENTOML_HOME, True)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
