@@ -22,8 +22,8 @@ Steps (everything in a temporary folder, removed at the end unless --keep or --d
 6. The service: `crmscore serve --port P --workers W` (127.0.0.1 only).
 The references and the service are measured interleaved (per request size: the compute, then floor and
 service cell by cell, both servers up), so they see the same background load on a shared machine; the
-CPU used by other processes during each cell is printed. LightGBM runs as the service runs it (one thread
-below 64 rows, two from 64: so the 100-customer in-process figures use two threads per process).
+CPU used by other processes during each cell is printed. LightGBM runs as the service runs it: one thread a
+process (crmscore.serving.runtime.LoadedModel.score_rows), whatever the number of rows.
 Load: wrk (Debian's, one client thread, Lua script cycling through the bodies) at 1, 8 and 32 connections,
 each cell --duration seconds after a warm-up, traffic to 127.0.0.1 only; an asyncio/httpx client is used
 if wrk is not installed (slower: it eats more of the server's CPU). Server CPU per request is read from
