@@ -13,6 +13,7 @@ from crmscore.cli import app
 
 log = logging.getLogger("crmscore")
 DEMO_CONFIG = Path("training/configs/synthetic.yaml")
+NEXT_PURCHASE_MODELS = ("next-purchase", "expected-spend", "next-category")
 
 
 @app.command("demo-data")
@@ -43,7 +44,8 @@ def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo's outputs.")] = Path("out/demo"),
 ) -> None:
     """The main job on embedded defaults: synthetic data -> checks -> features -> segments -> train, register
-    and promote churn in MLflow (SQLite) -> batch scores with reasons."""
+    and promote churn in MLflow (SQLite) -> batch scores with reasons -> train and promote next-purchase,
+    expected-spend and next-category -> publish features, serve, score one customer over HTTP."""
     from crmscore.cli.common import load_data
     from crmscore.cli.features import print_segment_counts
     from crmscore.config import load_config
@@ -87,6 +89,16 @@ def demo(
             console.print(f"  - {reason['text']}", highlight=False)
     log.info("scores of %s customers -> %s; MLflow UI: mlflow ui --backend-store-uri %s", f"{len(scores):,}",
              out / "churn_scores.parquet", registry.configure().tracking_uri)
+    # the next-purchase models too, so the service and the operations page show every kind of model
+    for name in NEXT_PURCHASE_MODELS:
+        t = get_task(name)
+        r = train_task(t, cfg, t.settings(cfg.tasks.get(name)), data=data, progress=True)
+        done = registry.promote(name, force=True, reason="crmscore demo: the newest demo model serves") \
+            if _champion_exists(name) else registry.promote(name)
+        primary = t.primary_metric
+        console.print(f"{name}: {primary} {r.metrics[primary]:.3f} vs best baseline "
+                      f"{r.metrics.get('best_baseline_' + primary, float('nan')):.3f} (grade {r.grade}); "
+                      f"{done['message']}", highlight=False)
     # a customer in the second decile: high risk with reasons that pull both ways
     pick = scores[scores["decile"] == 2]
     _serve_and_score(data, as_of, str((pick if len(pick) else top).iloc[0]["customer_id"]), out)
