@@ -464,7 +464,9 @@ class Server:
                                      start_new_session=True)
         self.pgid = self.proc.pid
 
-    def wait_ready(self, timeout: float = 180) -> float:
+    def wait_ready(self, workers: int, service: str, timeout: float = 180) -> float:
+        """Seconds until /readyz answers and every worker has logged "Service <service> initialized" (the first
+        ready worker answers /readyz; a load cell started then would pin all its connections to that worker)."""
         t0 = time.perf_counter()
         while time.perf_counter() - t0 < timeout:
             if self.proc.poll() is not None:
@@ -472,7 +474,8 @@ class Server:
                                    + self.logfile.read_text()[-3000:])
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=2) as r:
-                    if r.status == 200:
+                    started = self.logfile.read_text(errors="replace").count(f"Service {service} initialized")
+                    if r.status == 200 and started >= workers:
                         return time.perf_counter() - t0
             except (urllib.error.URLError, OSError):
                 pass
@@ -888,14 +891,14 @@ def main() -> int:
                               str(BENCH), "--host", "127.0.0.1", "--port", str(port)], floor_env, port,
                     work / "floor.log", cwd=BENCH)
         servers.append(fl)
-        ready["floor"] = fl.wait_ready()
+        ready["floor"] = fl.wait_ready(args.workers, "floor")
         status, _ = post(port, bodies[1].read_text().splitlines()[0], key)
         assert status == 200, f"floor answered {status}"
         port = free_port()
         sv = Server("service", [str(BIN / "crmscore"), "serve", "--port", str(port), "--workers", str(args.workers)],
                     env, port, work / "service.log", cwd=work)
         servers.append(sv)
-        ready["service"] = sv.wait_ready()
+        ready["service"] = sv.wait_ready(args.workers, "crmscore")
         status, raw = post(port, bodies[1].read_text().splitlines()[0], key)
         if status != 200:
             raise RuntimeError(f"service answered {status}: {raw[:500]!r}")
