@@ -46,7 +46,6 @@ import random
 import secrets
 import shutil
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -56,6 +55,8 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from crmscore.serving.launcher import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
@@ -97,12 +98,6 @@ end
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def pct(values: list[float], q: float) -> float:
@@ -358,7 +353,8 @@ def child_compute(bodies_path: str, seconds: float, parallel: bool) -> dict:
         i += 1
         b = bodies[i % len(bodies)]
         t0 = time.perf_counter()
-        feats = [eng.store.get(c["customer_id"]) for c in b["customers"]]
+        found = eng.store.get_many([c["customer_id"] for c in b["customers"]])
+        feats = [found.get(c["customer_id"]) for c in b["customers"]]
         t1 = time.perf_counter()
         X = np.vstack([m.row(f, strict=False) for f in feats])
         t2 = time.perf_counter()
@@ -369,7 +365,7 @@ def child_compute(bodies_path: str, seconds: float, parallel: bool) -> dict:
                 "score": float(scores[j]), "reasons": m.reasons(contrib[j], feats[j], b["top_k"])[1]}
                for j, c in enumerate(b["customers"])]
         t4 = time.perf_counter()
-        eng.predlog.append(f"parts{i}", res)
+        eng.predlog.append_many([(f"parts{i}", res)])
         t5 = time.perf_counter()
         for k, v in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
             parts[k].append(v)
@@ -690,9 +686,9 @@ PROFILE_GROUPS = (  # (label, substrings of the leaf frame's file); first match 
     ("BentoML / Starlette / uvicorn / anyio Python", ("bentoml", "starlette", "uvicorn", "anyio", "fastapi",
                                                        "asyncio/", "h11", "httptools")),
 )
-KEY_FUNCTIONS = ("ScoringService.score", "ScoringEngine.score", "LoadedModel.score_rows", "SqliteStore.get",
-                 "LoadedModel.reasons", "PredictionLog.append",
-                 "IOMixin.from_http_request", "IOMixin.to_http_response", "ServiceAppFactory._to_thread")
+KEY_FUNCTIONS = ("ScoringService.score", "RequestBatcher._flush", "ScoringEngine.score_many",
+                 "LoadedModel.score_rows", "SqliteStore.get_many", "LoadedModel.reasons", "PredictionLog.append_many",
+                 "IOMixin.from_http_request", "ServiceAppFactory.api_endpoint")
 
 
 def summarise_profile(files: list[Path]) -> str:

@@ -124,6 +124,8 @@ def save_plots(hidden: np.ndarray, scores: dict[str, np.ndarray], curve: pd.Data
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from crmscore.models.evaluation import save_figure
+
     out_dir.mkdir(parents=True, exist_ok=True)
     hidden = np.asarray(hidden, float)
     fig, ax = plt.subplots(figsize=(6, 5))
@@ -135,7 +137,7 @@ def save_plots(hidden: np.ndarray, scores: dict[str, np.ndarray], curve: pd.Data
     ax.set(xlim=(0, 0.5), xlabel="share of customers taken (most similar first)",
            ylabel="share of hidden seed members found", title=f"Recall of the hidden seed: {title}")
     ax.legend(loc="lower right", fontsize=8)
-    paths = [_save(fig, out_dir / "recall_curve.png")]
+    paths = [save_figure(fig, out_dir / "recall_curve.png")]
     fig, ax = plt.subplots(figsize=(6, 5))
     ax.plot(curve["seed_size"], curve["model"], "o-", lw=2, label="model")
     ax.plot(curve["seed_size"], curve["centroid"], "s--", label="centroid")
@@ -143,14 +145,5 @@ def save_plots(hidden: np.ndarray, scores: dict[str, np.ndarray], curve: pd.Data
     ax.set(xscale="log", xlabel="training seed members", ylabel="recall of hidden seed in top 10%",
            title=f"Seed size needed: {title}")
     ax.legend(loc="lower right", fontsize=8)
-    paths.append(_save(fig, out_dir / "seed_size_curve.png"))
+    paths.append(save_figure(fig, out_dir / "seed_size_curve.png"))
     return paths
-
-
-def _save(fig, path: Path) -> Path:  # noqa: ANN001
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path

@@ -13,7 +13,6 @@ from crmscore.cli import app
 
 log = logging.getLogger("crmscore")
 DEMO_CONFIG = Path("training/configs/synthetic.yaml")
-NEXT_PURCHASE_MODELS = ("next-purchase", "expected-spend", "next-category")
 
 
 @app.command("demo-data")
@@ -68,12 +67,11 @@ def demo(
     from crmscore.models import registry
     from crmscore.models.pipeline import train_task
     from crmscore.models.tasks import get_task
-    from crmscore.scoring import score_frame, transactional_population, write_scores
+    from crmscore.scoring import NEXT_PURCHASE_MODELS, score_frame, transactional_population, write_scores
 
     task = get_task("churn")
     result = train_task(task, cfg, task.settings(cfg.tasks.get("churn")), data=data, progress=True)
-    outcome = registry.promote("churn", force=True, reason="crmscore demo: the newest demo model serves") \
-        if _champion_exists("churn") else registry.promote("churn")
+    outcome = _promote("churn")
     bundle, mv = registry.load_bundle("churn", "champion")
     scores = score_frame(bundle, transactional_population(bundle, data, as_of), top_k=3, version=str(mv.version))
     write_scores(scores, out / "churn_scores.parquet")
@@ -93,8 +91,7 @@ def demo(
     for name in NEXT_PURCHASE_MODELS:
         t = get_task(name)
         r = train_task(t, cfg, t.settings(cfg.tasks.get(name)), data=data, progress=True)
-        done = registry.promote(name, force=True, reason="crmscore demo: the newest demo model serves") \
-            if _champion_exists(name) else registry.promote(name)
+        done = _promote(name)
         primary = t.primary_metric
         console.print(f"{name}: {primary} {r.metrics[primary]:.3f} vs best baseline "
                       f"{r.metrics.get('best_baseline_' + primary, float('nan')):.3f} (grade {r.grade}); "
@@ -132,6 +129,15 @@ def _serve_and_score(data, as_of, customer_id: str, out: Path) -> None:  # noqa:
     (out / "served_answer.json").write_text(json.dumps(answer, indent=1))
     console.print(f"\nOperations page: `crmscore keys create ops` (prints a key), `crmscore serve`, then open "
                   f"http://127.0.0.1:3000/ui/customers/{customer_id} (add ?lang=zh for Chinese)", highlight=False)
+
+
+def _promote(name: str) -> dict:
+    """The newest demo model serves: promoted, over an earlier demo's champion if there is one."""
+    from crmscore.models import registry
+
+    if _champion_exists(name):
+        return registry.promote(name, force=True, reason="crmscore demo: the newest demo model serves")
+    return registry.promote(name)
 
 
 def _champion_exists(name: str) -> bool:

@@ -132,9 +132,9 @@ def _targets(inp: BaselineInput) -> list[str]:
 
 
 def _label_matrix(df: pd.DataFrame, targets: list[str]) -> np.ndarray:
-    from crmscore.models.bundle import label_column
+    from crmscore.models.bundle import label_matrix
 
-    return df[[label_column(t) for t in targets]].to_numpy(float)
+    return label_matrix(df, targets).to_numpy(float)
 
 
 def history_matrix(df: pd.DataFrame, targets: list[str]) -> np.ndarray:

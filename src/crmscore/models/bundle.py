@@ -94,7 +94,7 @@ class TrainedModel:
 
         pred = self.predict(test)
         if self.kind == "multilabel":
-            Y = test[[label_column(t) for t in self.targets]].to_numpy(float)
+            Y = label_matrix(test, self.targets).to_numpy(float)
             return multilabel_metrics(Y, pred)[self.primary_metric]
         if self.kind == "regression":
             return normalized_gini(test["label"].to_numpy(float), pred)
@@ -254,6 +254,11 @@ class TrainedModel:
 def label_column(target: str) -> str:
     """The label column of a multilabel target: `label__<slug>`."""
     return f"label__{slug(target)}"
+
+
+def label_matrix(df: pd.DataFrame, targets: list[str]) -> pd.DataFrame:
+    """The multilabel label columns of df, renamed to the targets."""
+    return df[[label_column(t) for t in targets]].set_axis(targets, axis=1)
 
 
 def _plain(value: Any) -> Any:

@@ -185,16 +185,6 @@ class CustomerModel:
         c = np.take_along_axis(expl.contributions, idx, axis=1)
         return self.transform(expl.raw)[:, None] - self.transform(expl.raw[:, None] - c)
 
-    def probability_change(self, expl: Explanation, idx: np.ndarray) -> np.ndarray:
-        """For binary tasks: calibrated probability minus the probability without each chosen contribution.
-
-        idx: (n_rows, k) feature indices; returns (n_rows, k).
-        """
-        c = np.take_along_axis(expl.contributions, idx, axis=1)
-        p = _sigmoid(self.calibrated_logit(expl.raw))[:, None]
-        without = _sigmoid(self.calibrated_logit(expl.raw[:, None] - c))
-        return p - without
-
     # -- persistence -----------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         self._check()

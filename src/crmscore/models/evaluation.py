@@ -186,7 +186,7 @@ def save_plots(y: np.ndarray, scores: dict[str, np.ndarray], calibration: dict[s
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title=f"ROC: {title}")
     ax.legend(loc="lower right", fontsize=8)
-    paths.append(_save(fig, out_dir / "roc.png"))
+    paths.append(save_figure(fig, out_dir / "roc.png"))
 
     fig, ax = plt.subplots(figsize=(6, 5))
     for name, s in scores.items():
@@ -196,7 +196,7 @@ def save_plots(y: np.ndarray, scores: dict[str, np.ndarray], calibration: dict[s
     ax.axhline(y.mean(), color="k", ls=":", lw=0.8)
     ax.set(xlabel="recall", ylabel="precision", title=f"Precision-recall: {title}")
     ax.legend(loc="upper right", fontsize=8)
-    paths.append(_save(fig, out_dir / "pr.png"))
+    paths.append(save_figure(fig, out_dir / "pr.png"))
 
     fig, ax = plt.subplots(figsize=(6, 5))
     for name, s in scores.items():
@@ -205,7 +205,7 @@ def save_plots(y: np.ndarray, scores: dict[str, np.ndarray], calibration: dict[s
     ax.set(xlabel="share of customers contacted (highest score first)", ylabel="share of positives reached",
            title=f"Cumulative gains: {title}")
     ax.legend(loc="lower right", fontsize=8)
-    paths.append(_save(fig, out_dir / "gains.png"))
+    paths.append(save_figure(fig, out_dir / "gains.png"))
 
     fig, ax = plt.subplots(figsize=(6, 5))
     for name, p in calibration.items():
@@ -214,7 +214,7 @@ def save_plots(y: np.ndarray, scores: dict[str, np.ndarray], calibration: dict[s
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
     ax.set(xlabel="predicted probability", ylabel="observed rate", title=f"Calibration: {title}")
     ax.legend(loc="upper left", fontsize=8)
-    paths.append(_save(fig, out_dir / "calibration.png"))
+    paths.append(save_figure(fig, out_dir / "calibration.png"))
     return paths
 
 
@@ -236,7 +236,7 @@ def save_regression_plots(y: np.ndarray, preds: dict[str, np.ndarray], out_dir: 
     ax.set(xlabel="share of customers (highest prediction first)", ylabel="share of actual spend",
            title=f"Spend captured: {title}")
     ax.legend(loc="lower right", fontsize=8)
-    paths = [_save(fig, out_dir / "gains.png")]
+    paths = [save_figure(fig, out_dir / "gains.png")]
     p = np.asarray(preds["model"], float)
     order = np.argsort(-p, kind="stable")
     parts = np.array_split(order, 10)
@@ -246,7 +246,7 @@ def save_regression_plots(y: np.ndarray, preds: dict[str, np.ndarray], out_dir: 
     ax.bar(idx + 0.2, [y[g].mean() if len(g) else 0 for g in parts], 0.4, label="actual")
     ax.set(xlabel="prediction decile (1 = highest)", ylabel="mean spend per customer", title=f"Deciles: {title}")
     ax.legend(fontsize=8)
-    paths.append(_save(fig, out_dir / "deciles.png"))
+    paths.append(save_figure(fig, out_dir / "deciles.png"))
     return paths
 
 
@@ -266,7 +266,7 @@ def save_ranking_plot(results: dict[str, dict[str, float]], out_dir: Path, title
     ax.set_xticks(np.arange(len(RANK_KS)) + 0.4 - width / 2, [f"hit rate @{k}" for k in RANK_KS])
     ax.set(ylim=(0, 1), title=f"Next category: {title}")
     ax.legend(fontsize=8)
-    return _save(fig, out_dir / "hit_rate.png")
+    return save_figure(fig, out_dir / "hit_rate.png")
 
 
 def _reliability(y: np.ndarray, p: np.ndarray, bins: int = 10) -> tuple[np.ndarray, np.ndarray]:
@@ -293,16 +293,19 @@ def save_shap_summary(contributions: np.ndarray, X_values: np.ndarray, feature_n
     shap.summary_plot(contributions, X_values, feature_names=feature_names, max_display=max_display, show=False)
     fig = plt.gcf()
     fig.set_size_inches(8, 6)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def _save(fig, path: Path) -> Path:  # noqa: ANN001
+def save_figure(fig, path: Path) -> Path:  # noqa: ANN001
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+LOWER_IS_BETTER = ("brier", "ece", "log_loss", "mae", "rmse", "decile_mape")  # metrics where the smaller wins
 
 
 def comparison_columns(kind: str) -> tuple[str, ...]:

@@ -48,7 +48,7 @@ from crmscore.config import ProjectConfig
 from crmscore.data.loader import CustomerData
 from crmscore.features.definitions import FeatureSet
 from crmscore.models.bundle import TrainedModel
-from crmscore.models.estimator import DEFAULT_PARAMS, CustomerModel, Explanation
+from crmscore.models.estimator import DEFAULT_PARAMS, CustomerModel, Explanation, small_data_threads
 from crmscore.models.pipeline import NON_FEATURES, GuardrailError
 
 log = logging.getLogger(__name__)
@@ -176,8 +176,8 @@ class PUBaggingModel:
         # Small bags train faster on one thread (OpenMP start-up and spinning dominate, worse on busy machines).
         params = {**DEFAULT_PARAMS, "learning_rate": 0.1,
                   "min_child_samples": int(np.clip((n_pos + n_unl) // 50, 5, 40)),
-                  "num_threads": 1 if n_pos + n_unl < 50_000 else DEFAULT_PARAMS["num_threads"],
-                  **self.params, "objective": "binary", "metric": "binary_logloss"}
+                  **small_data_threads(n_pos + n_unl), **self.params,
+                  "objective": "binary", "metric": "binary_logloss"}
         raw_sum, raw_n = np.zeros(len(X)), np.zeros(len(X))
         boosters = []
         for b in range(self.bags):
@@ -614,11 +614,18 @@ def seed_ids(bundle: TrainedModel) -> set[str]:
     return set(map(str, bundle.info.get("seed_ids", [])))
 
 
+def describe_customers(bundle: TrainedModel, customer_ids: list[str], similarities: np.ndarray) -> list[dict[str, Any]]:
+    """For scored customers (the scoring service): band, percentile and whether each is in the seed."""
+    sim = np.asarray(similarities, float)
+    bands, pcts = similarity_band(sim), similarity_percentile(bundle, sim)
+    seed, audience = seed_ids(bundle), bundle.info.get("audience", {}).get("name")
+    return [{"similarity": float(s), "band": str(b), "percentile": float(p), "in_seed": str(c) in seed,
+             "audience": audience} for c, s, b, p in zip(customer_ids, sim, bands, pcts)]
+
+
 def describe_customer(bundle: TrainedModel, customer_id: str, similarity: float) -> dict[str, Any]:
-    """For one scored customer (the scoring service): band, percentile and whether they are in the seed."""
-    return {"similarity": float(similarity), "band": str(similarity_band(np.array([similarity]))[0]),
-            "percentile": float(similarity_percentile(bundle, np.array([similarity]))[0]),
-            "in_seed": str(customer_id) in seed_ids(bundle), "audience": bundle.info.get("audience", {}).get("name")}
+    """describe_customers for one customer."""
+    return describe_customers(bundle, [customer_id], np.array([similarity]))[0]
 
 
 def score_audience(bundle: TrainedModel, frame: pd.DataFrame, *, top_k: int = 5, version: str | None = None,

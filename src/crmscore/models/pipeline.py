@@ -29,7 +29,7 @@ from crmscore.data.loader import CustomerData
 from crmscore.errors import CrmscoreError
 from crmscore.features.build import as_of_timestamp, build_training_set, feature_set_for
 from crmscore.features.definitions import FeatureSet
-from crmscore.models.bundle import CompanionModels, TrainedModel, label_column
+from crmscore.models.bundle import CompanionModels, TrainedModel, label_matrix
 from crmscore.models.estimator import CustomerModel, MultiLabelModel, small_data_threads
 from crmscore.models.evaluation import (
     mean_roc_auc,
@@ -244,11 +244,6 @@ def _targets(s: TaskSettings) -> list[str]:
     return targets
 
 
-def label_matrix(df: pd.DataFrame, targets: list[str]) -> pd.DataFrame:
-    """The multilabel label columns of df, renamed to the targets."""
-    return df[[label_column(t) for t in targets]].set_axis(targets, axis=1)
-
-
 def _fit_multilabel(task: Task, ds: Dataset, s: TaskSettings, params: dict[str, Any]
                     ) -> tuple[TrainedModel, dict[str, float], dict[str, Any]]:
     targets = _targets(s)
@@ -259,12 +254,20 @@ def _fit_multilabel(task: Task, ds: Dataset, s: TaskSettings, params: dict[str, 
     S = model.predict(ds.test[ds.features])
     bundle = _bundle(task, ds, s, model, None)
     regular = bundle.regular_mask(ds.test)
-    metrics = multilabel_metrics(Y, S)
-    metrics.update({f"xsell_{k}": v for k, v in multilabel_metrics(Y, S, exclude=regular).items()})
-    metrics.update({"mean_roc_auc": mean_roc_auc(Y, S), "best_iteration": float(model.best_iteration_),
+    metrics = _multilabel_result(Y, S, regular)
+    metrics.update({"best_iteration": float(model.best_iteration_),
                     "test_rows": float(len(Y)), "test_positive_rate": float((Y.sum(1) > 0).mean()),
                     "targets": float(len(targets))})
     return bundle, metrics, {"scores": {"model": S}, "regular": regular}
+
+
+def _multilabel_result(Y: np.ndarray, S: np.ndarray, regular: np.ndarray) -> dict[str, float]:
+    """Multilabel metrics of scores S against labels Y, again with each customer's regular categories left
+    out (xsell_*), and the mean per-category ROC-AUC."""
+    result = multilabel_metrics(Y, S)
+    result.update({f"xsell_{k}": v for k, v in multilabel_metrics(Y, S, exclude=regular).items()})
+    result["mean_roc_auc"] = mean_roc_auc(Y, S)
+    return result
 
 
 def _baselines(task: Task, ds: Dataset, s: TaskSettings, bundle: TrainedModel
@@ -274,15 +277,13 @@ def _baselines(task: Task, ds: Dataset, s: TaskSettings, bundle: TrainedModel
     base_results: dict[str, dict[str, float]] = {}
     preds: dict[str, np.ndarray] = {}
     binp = BaselineInput(pd.concat([ds.train, ds.valid], ignore_index=True), ds.test, s, ds.categorical, ds.features)
+    if task.kind == "multilabel":
+        Y, regular = label_matrix(ds.test, bundle.targets).to_numpy(float), bundle.regular_mask(ds.test)
     for b in (task.baselines if ds.mode == "transactions" else task.table_baselines):
         try:
             sc = np.asarray(b.score(binp), float)
             if task.kind == "multilabel":
-                Y = label_matrix(ds.test, bundle.targets).to_numpy(float)
-                regular = bundle.regular_mask(ds.test)
-                result = multilabel_metrics(Y, sc)
-                result.update({f"xsell_{k}": v for k, v in multilabel_metrics(Y, sc, exclude=regular).items()})
-                result["mean_roc_auc"] = mean_roc_auc(Y, sc)
+                result = _multilabel_result(Y, sc, regular)
             elif task.kind == "regression":
                 result = regression_metrics(ds.test["label"].to_numpy(float), sc)
             else:

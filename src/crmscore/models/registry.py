@@ -8,6 +8,7 @@ service ask for `models:/<name>@<alias>` or a pinned version.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import subprocess
@@ -65,7 +66,9 @@ def experiment(task: str, settings: Settings | None = None) -> str:
     return mlflow.create_experiment(name, artifact_location=location)
 
 
+@functools.lru_cache(maxsize=1)
 def git_commit() -> str:
+    """The checkout's commit (once a process: every run of it logs the same)."""
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
                               check=True).stdout.strip()

@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 
 from crmscore.config import SegmentsConfig
-from crmscore.explain.reasons import reason_text
 from crmscore.segments import RFMScorer
 from crmscore.serving.predlog import PredictionLog
 from crmscore.serving.runtime import FeatureError, LoadedModel, discover_specs, load_models
@@ -193,12 +192,15 @@ class ScoringEngine:
         return self.get_model(job.model.replace("lookalike/", "lookalike-", 1))
 
     def _score_with(self, model: LoadedModel, customers: list[dict[str, Any]], explain: bool,
-                    top_k: int, lang: str = "en") -> list[dict[str, Any]]:
+                    top_k: int, lang: str = "en", found: dict[str, dict[str, Any]] | None = None
+                    ) -> list[dict[str, Any]]:
+        """found: the features of customers by id, when the caller has read them already."""
         base = {"model": model.name, "version": model.version, "alias": model.alias}
         results: list[dict[str, Any]] = [None] * len(customers)  # type: ignore[list-item]
         rows, values, where, segs = [], [], [], []
         by_id = [str(c["customer_id"]) for c in customers if c.get("features") is None]
-        found = self.store.get_many(by_id) if by_id else {}
+        if found is None:
+            found = self.store.get_many(by_id) if by_id else {}
         for i, c in enumerate(customers):
             cid = str(c["customer_id"])
             try:
@@ -225,20 +227,19 @@ class ScoringEngine:
         elif rows:
             scores, contrib = model.score_rows(np.vstack(rows), explain and top_k > 0)
             deciles = model.bundle.deciles(scores)
+            similar = None
+            if model.bundle.task == "lookalike":
+                from crmscore.models.lookalike import describe_customers
+
+                similar = describe_customers(model.bundle, [cid for _, cid in where], scores)
             for j, (i, cid) in enumerate(where):
                 out = {**base, "customer_id": cid, "score": float(scores[j]), "decile": int(deciles[j]),
                        "segment": segs[j][0], "lifecycle_stage": segs[j][1]}
-                if model.bundle.task == "lookalike":
-                    from crmscore.models.lookalike import describe_customer
-
-                    extra = describe_customer(model.bundle, cid, float(scores[j]))
-                    out["band"] = extra["band"]
-                    out["details"] = {"percentile": extra["percentile"], "in_seed": extra["in_seed"],
-                                      "audience": extra["audience"]}
+                if similar is not None:
+                    out["band"] = similar[j]["band"]
+                    out["details"] = {k: similar[j][k] for k in ("percentile", "in_seed", "audience")}
                 if contrib is not None:
-                    out["base_value"], out["reasons"] = model.reasons(contrib[j], values[j], top_k)
-                    if lang != "en":
-                        translate_reasons(model, out["reasons"], values[j], lang)
+                    out["base_value"], out["reasons"] = model.reasons(contrib[j], values[j], top_k, lang)
                 results[i] = out
         return results
 
@@ -277,7 +278,8 @@ class ScoringEngine:
         self.maybe_reload()
         scores = []
         for model in self.models.values():
-            scores.extend(self._score_with(model, [{"customer_id": customer_id}], True, top_k, lang))
+            scores.extend(self._score_with(model, [{"customer_id": customer_id}], True, top_k, lang,
+                                           found={customer_id: feats}))
         self.predlog.append(request_id, scores)
         profile = {k: feats.get(k) for k in ("rfm_segment", "rfm_score", "lifecycle_stage", "recency_days",
                                              "frequency_365d", "monetary_365d") if k in feats}
@@ -303,7 +305,8 @@ class ScoringEngine:
             try:
                 # the score, reasons and details as /v1/score gives them (spend in currency, the top category's
                 # probability and the ranked list for next-category); the waterfall from the model's own booster
-                (res,) = self._score_with(model, [{"customer_id": customer_id}], True, top_k, lang)
+                (res,) = self._score_with(model, [{"customer_id": customer_id}], True, top_k, lang,
+                                          found={customer_id: feats})
                 if res.get("error"):
                     raise RuntimeError(res["error"])
                 out.update({k: res[k] for k in ("score", "decile", "band", "base_value", "reasons", "details")
@@ -315,7 +318,7 @@ class ScoringEngine:
                 log.warning("customer view: %s could not score a customer: %s", model.name, exc)
                 out["error"] = str(exc)
             scores.append(out)
-        self.predlog.append(request_id, [{k: v for k, v in r.items() if k != "waterfall"} for r in scores])
+        self.predlog.append(request_id, scores)
         profile = {k: feats.get(k) for k in ("rfm_segment", "rfm_score", "lifecycle_stage", "recency_days",
                                              "frequency_365d", "monetary_365d", "gap_mean_days") if k in feats}
         return {"customer_id": customer_id, "profile": profile, "features": feats, "scores": scores,
@@ -384,14 +387,6 @@ def check_lang(lang: str) -> None:
 
     if lang not in LANGUAGES:
         raise RequestError(f"lang must be one of {', '.join(LANGUAGES)}, got {lang!r}")
-
-
-def translate_reasons(model: LoadedModel, reasons: list[dict[str, Any]], values: dict[str, Any], lang: str) -> None:
-    """Replace each reason's text by the same sentence in lang."""
-    fs = model.bundle.feature_set
-    for r in reasons:
-        r["text"] = reason_text(fs.get(r["feature"]), r["feature"], r["value"], r["contribution"], values,
-                                model.bundle.reason_up, model.bundle.reason_down, lang=lang)
 
 
 def _transform(model: LoadedModel, raw: float) -> float:

@@ -104,7 +104,8 @@ class LoadedModel:
             raw = self.booster.predict(X, raw_score=True, num_iteration=self.iterations, num_threads=threads)
         return 1.0 / (1.0 + np.exp(-self.bundle.model.calibrated_logit(raw))), contrib
 
-    def reasons(self, contrib_row: np.ndarray, values: dict[str, Any], top_k: int) -> tuple[float, list[dict]]:
+    def reasons(self, contrib_row: np.ndarray, values: dict[str, Any], top_k: int,
+                lang: str = "en") -> tuple[float, list[dict]]:
         c = contrib_row[:-1]
         base = float(contrib_row[-1])
         raw = float(contrib_row.sum())
@@ -120,7 +121,7 @@ class LoadedModel:
             out.append({"feature": name, "value": value, "contribution": float(c[i]),
                         "probability_change": p - without,
                         "text": reason_text(self.bundle.feature_set.get(name), name, value, float(c[i]), values,
-                                            self.bundle.reason_up, self.bundle.reason_down)})
+                                            self.bundle.reason_up, self.bundle.reason_down, lang=lang)})
         return base, out
 
     def segments_for(self, features: dict[str, Any], cfg: SegmentsConfig,

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from crmscore.features.translations import description
+from crmscore.models.evaluation import LOWER_IS_BETTER, comparison_columns
 from crmscore.ui import charts
 
 if TYPE_CHECKING:
@@ -40,7 +41,6 @@ dt{color:#64748b;font-size:.8rem}dd{margin:0;overflow-wrap:anywhere}
 .grade-A{background:#dcfce7;color:#166534}.grade-B{background:#fef9c3;color:#854d0e}.grade-C{background:#fee2e2;color:#991b1b}
 """
 log = logging.getLogger(__name__)
-LOWER_IS_BETTER = ("brier", "ece", "log_loss", "mae", "rmse", "decile_mape")
 
 
 def _e(v: Any) -> str:
@@ -53,19 +53,10 @@ def _fmt(v: Any) -> str:
     return "—"
 
 
-def _columns(kind: str) -> tuple[str, ...]:
-    try:
-        from crmscore.models.evaluation import comparison_columns
-
-        return comparison_columns(kind)
-    except Exception:  # noqa: BLE001  (an older evaluation module)
-        return ("roc_auc", "pr_auc", "lift_top10", "capture_top10")
-
-
 def comparison_table(result: TrainResult) -> str:
     """The model and every baseline on the task's comparison metrics, best value of each metric in bold."""
     kind = result.bundle.kind
-    cols = [c for c in _columns(kind)]
+    cols = list(comparison_columns(kind))
     extra = [c for c in ("brier", "ece", "log_loss") if kind == "binary" and c in result.metrics]
     cols += extra
     rows = [("model", result.metrics)] + [(f"baseline: {n}", m) for n, m in result.baselines.items()]

@@ -27,6 +27,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from crmscore.explain.reasons import format_value_in
 from crmscore.features.translations import description
+from crmscore.models.evaluation import LOWER_IS_BETTER
 from crmscore.segments import LIFECYCLE_STAGES, RFM_SEGMENTS
 from crmscore.serving.engine import RequestError, ScoringEngine
 from crmscore.ui import charts, i18n
@@ -124,8 +125,12 @@ def _safe_next(target: str | None) -> str:
 def static(name: str) -> Response:
     if name not in ("ui.css",):
         return Response("not found", status_code=404)
-    css = resources.files("crmscore.ui").joinpath("static").joinpath(name).read_text(encoding="utf-8")
-    return Response(css, media_type="text/css", headers={"Cache-Control": "public, max-age=3600"})
+    return Response(_static_text(name), media_type="text/css", headers={"Cache-Control": "public, max-age=3600"})
+
+
+@lru_cache(maxsize=4)
+def _static_text(name: str) -> str:
+    return resources.files("crmscore.ui").joinpath("static").joinpath(name).read_text(encoding="utf-8")
 
 
 @router.get("")
@@ -180,9 +185,10 @@ def customer_search(id: str | None = None, page: Page = Depends(signed_in),  # n
 
 def _examples(engine: ScoringEngine, n: int = 5) -> list[str]:
     out = []
-    for cid in engine.store.sample_ids(60):
-        f = engine.store.get(cid) or {}
-        if f.get("recency_days") is not None:
+    ids = engine.store.sample_ids(60)
+    found = engine.store.get_many(ids)
+    for cid in ids:
+        if found.get(cid, {}).get("recency_days") is not None:
             out.append(cid)
         if len(out) == n:
             break
@@ -356,7 +362,7 @@ def model_context(ov: dict[str, Any], model: Any, page: Page) -> dict[str, Any]:
     rows = []
     for metric, *values in table["rows"]:
         finite = [v for v in values if isinstance(v, (int, float)) and v == v]
-        lower_better = metric in ("brier", "ece", "log_loss", "mae", "rmse")
+        lower_better = metric in LOWER_IS_BETTER
         best = (min(finite) if lower_better else max(finite)) if finite else None
         rows.append({"label": t(f"metrics.{metric}") if i18n.has("en", f"metrics.{metric}") else metric,
                      "cells": [{"text": "—" if not isinstance(v, (int, float)) or v != v else f"{v:.3f}",
