@@ -301,3 +301,11 @@ def test_cli_train_promote_score_end_to_end(synthetic_config, mlflow_tmp, monkey
     assert cards["next-category"]["next_categories"].startswith(category["details"]["top_category"])
     assert "waterfall" not in cards["next-category"] and "<svg" in cards["expected-spend"]["waterfall"]
     assert cards["next-category"]["value"].endswith("%") and not cards["expected-spend"]["value"].endswith("%")
+    # the model pages: score distributions on each model's own scale; a beeswarm where there is one booster
+    from crmscore.ui.routes import model_context
+
+    spend_view, category_view = engine.model_overview("expected-spend"), engine.model_overview("next-category")
+    assert max(g["p90"] for g in spend_view["by_segment"]) > 1 and spend_view["beeswarm"]  # currency, not 0-1
+    assert category_view["by_segment"] and not category_view["beeswarm"]
+    assert all(0 <= g["p10"] <= g["p90"] <= 1 for g in category_view["by_segment"])
+    assert model_context(category_view, engine.models["next-category"], page)["title"]

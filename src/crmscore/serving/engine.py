@@ -339,13 +339,14 @@ class ScoringEngine:
 
         info = model.bundle.info
         lookback = model.bundle.settings.get("lookback_days") if model.bundle.mode == "transactions" else None
-        rows, feats = [], []
-        for _cid, f in self.store.sample_rows(scored):
+        rows, feats, cids = [], [], []
+        for cid, f in self.store.sample_rows(scored):
             if lookback and not (f.get("recency_days") is not None and f["recency_days"] < lookback):
                 continue  # outside the model's population (no purchase in its lookback window)
             try:
                 rows.append(model.row(f, strict=False))
                 feats.append(f)
+                cids.append(cid)
             except Exception:  # noqa: BLE001  (a customer the model cannot read is left out of the overview)
                 continue
         out: dict[str, Any] = {"model": model.describe(), "kind": model.bundle.kind,
@@ -353,11 +354,17 @@ class ScoringEngine:
                                "run_id": info.get("run_id"), "population": lookback}
         importance = info.get("global_importance")
         out["importance_source"] = "test set" if importance else "published snapshot"
+        out["by_segment"], out["by_stage"], out["beeswarm"], out["sampled"] = [], [], [], 0
         if rows:
-            X = np.vstack(rows)
-            scores, _ = model.score_rows(X, False)
+            # the scores as /v1/score gives them (currency for expected spend, the top category's probability
+            # for next-category); the beeswarm needs one booster's SHAP values (not next-category's heads)
+            scored_rows = self._score_with(model, [{"customer_id": c} for c in cids], False, 0,
+                                           found=dict(zip(cids, feats)))
+            scores = np.array([r["score"] for r in scored_rows], float)
             out["by_segment"] = _distribution(scores, [f.get("rfm_segment") for f in feats])
             out["by_stage"] = _distribution(scores, [f.get("lifecycle_stage") for f in feats])
+        if rows and model.booster is not None:
+            X = np.vstack(rows)
             idx = np.unique(np.linspace(0, len(X) - 1, min(sample, len(X))).astype(int))
             _, contrib = model.score_rows(X[idx], True)
             C = contrib[:, :-1]
@@ -367,8 +374,6 @@ class ScoringEngine:
             out["beeswarm"] = [{"feature": n, "shap": C[:, model.index[n]].tolist(),
                                 "value": value_ranks(X[idx, model.index[n]])} for n in top]
             out["sampled"] = len(idx)
-        else:
-            out["by_segment"], out["by_stage"], out["beeswarm"], out["sampled"] = [], [], [], 0
         out["importance"] = [{"feature": n, "value": float(v)}
                              for n, v in sorted((importance or {}).items(), key=lambda kv: -kv[1])][:15]
         if len(self._overviews) > 16:
