@@ -119,6 +119,10 @@ class ScoringService:
         self.batch_sizes = Histogram("crmscore_batch_requests", "Small scoring requests scored together in one "
                                      "batch (adaptive batching)", buckets=(1, 2, 4, 8, 16, 32, 64))
         self.batcher = RequestBatcher(self.engine.score_many, on_batch=lambda jobs, _rows: self.batch_sizes.observe(jobs))
+        # BentoML's APIMethod.__get__ builds the bound API function (inspect.signature and a wrapper) on every
+        # attribute access, i.e. on every request; it is a non-data descriptor, so binding it once here serves
+        # every request from the instance's attribute instead.
+        self.score = type(self).__dict__["score"].__get__(self, type(self))
         gc.collect()
         gc.freeze()  # long-lived model objects out of the collector's way: shorter full-GC pauses
 
