@@ -18,6 +18,7 @@ import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Literal
 
 Stage = Literal["orders", "categories", "category_orders", "stores", "events", "customers", "derived"]
@@ -237,7 +238,11 @@ class FeatureSet:
         return [x.name for x in self.features]
 
     def get(self, name: str) -> Feature | None:
-        return next((x for x in self.features if x.name == name), None)
+        return self._by_name.get(name)
+
+    @cached_property
+    def _by_name(self) -> dict[str, Feature]:  # get() runs once per reason served
+        return {x.name: x for x in self.features}
 
     @property
     def categorical(self) -> list[str]:

