@@ -284,6 +284,8 @@ def test_real_bentoml_server_over_http(served, engine, tmp_path):
         assert status == 200 and body["models"][0]["version"] == "1"
         metrics = urllib.request.urlopen(server.url + "/metrics", timeout=5).read().decode()
         assert 'crmscore_requests_total{endpoint="score",model="churn",status="200"}' in metrics
+        # a caller's made-up model name is not a metric label (unbounded label sets)
+        assert 'model="unknown",status="404"' in metrics and 'model="nope"' not in metrics
         assert "crmscore_batch_requests_count" in metrics
     finally:
         server.stop()

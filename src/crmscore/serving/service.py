@@ -8,6 +8,7 @@ response a request id and checks the API key (`Authorization: Bearer <key>`) on 
 
 from __future__ import annotations
 
+import functools
 import gc
 import json
 import logging
@@ -123,6 +124,9 @@ class ScoringService:
         # attribute access, i.e. on every request; it is a non-data descriptor, so binding it once here serves
         # every request from the instance's attribute instead.
         self.score = type(self).__dict__["score"].__get__(self, type(self))
+        # the labelled metrics, looked up once per label set (prometheus_client's labels() takes a lock each time)
+        self._counted = functools.lru_cache(maxsize=1024)(self.requests.labels)
+        self._timed = functools.lru_cache(maxsize=1024)(self.latency.labels)
         gc.collect()
         gc.freeze()  # long-lived model objects out of the collector's way: shorter full-GC pauses
 
@@ -149,11 +153,12 @@ class ScoringService:
             else:  # larger ones in a thread, so health checks and small requests are not held up
                 results = await anyio.to_thread.run_sync(self.engine.score_job, job)
         except RequestError as exc:
-            self.requests.labels("score", model, str(exc.status)).inc()
+            known = model.replace("lookalike/", "lookalike-", 1) in self.engine.models
+            self._counted("score", model if known else "unknown", str(exc.status)).inc()  # labels: not caller's text
             ctx.response.status_code = exc.status  # BentoML copies the context's status onto the response
             return _error(exc.status, str(exc), request_id)  # type: ignore[return-value]
-        self.requests.labels("score", model, "200").inc()
-        self.latency.labels("score", model).observe(time.perf_counter() - start)
+        self._counted("score", model, "200").inc()
+        self._timed("score", model).observe(time.perf_counter() - start)
         # the ScoreResponse shape, serialised once by pydantic-core (cheaper than building the models)
         body = {"request_id": request_id, "model": model, "results": [{**RESULT_DEFAULTS, **r} for r in results]}
         return Response(pydantic_core.to_json(body, fallback=_plain), media_type="application/json")  # type: ignore[return-value]
