@@ -121,7 +121,7 @@ class TrainedModel:
         return (10 - np.searchsorted(np.asarray(self.decile_edges), scores, side="right")).astype(np.int64)
 
     def score(self, df: pd.DataFrame, *, explain: bool = True, top_k: int = 5, keep_regular: bool = False,
-              max_targets: int = 5) -> pd.DataFrame:
+              max_targets: int = 5, lang: str = "en") -> pd.DataFrame:
         """Score and explain a feature frame.
 
         Returns customer_id, score, decile, the segment columns present in df, companion columns, and with
@@ -131,10 +131,10 @@ class TrainedModel:
         Multilabel models: `score` is the top category's probability, `top_category` the category and
         `next_categories` a list of up to max_targets (0 = all) {category, probability}, highest first,
         leaving out categories the customer buys regularly unless keep_regular; reasons explain the top
-        category (None when every category is left out).
+        category (None when every category is left out). Reason texts are in `lang` (en | zh).
         """
         if self.kind == "multilabel":
-            return self._score_multilabel(df, explain, top_k, keep_regular, max_targets)
+            return self._score_multilabel(df, explain, top_k, keep_regular, max_targets, lang)
         out = pd.DataFrame({"customer_id": df["customer_id"].astype("string").to_numpy()}, index=df.index)
         if explain:
             expl = self.model.explain(df)
@@ -149,11 +149,11 @@ class TrainedModel:
             out = out.join(comp.predict(df))
         if explain:
             out["base_value"] = expl.base_value
-            out["reasons"] = self.reasons(df, expl, top_k)
+            out["reasons"] = self.reasons(df, expl, top_k, lang=lang)
         return out.reset_index(drop=True)
 
     def _score_multilabel(self, df: pd.DataFrame, explain: bool, top_k: int, keep_regular: bool,
-                          max_targets: int) -> pd.DataFrame:
+                          max_targets: int, lang: str = "en") -> pd.DataFrame:
         targets = self.targets
         P = self.predict(df)
         ranked = np.where(self.regular_mask(df), -np.inf, P) if not keep_regular else P
@@ -185,7 +185,7 @@ class TrainedModel:
                 part = frame.iloc[rows]
                 expl = head.explain(part)
                 text = {k: getattr(self, k).replace("{target}", str(t)) for k in ("reason_up", "reason_down")}
-                for r, rs in zip(rows, self.reasons(part, expl, top_k, model=head, **text)):
+                for r, rs in zip(rows, self.reasons(part, expl, top_k, model=head, lang=lang, **text)):
                     reasons[r] = rs
                 base[rows] = expl.base_value
             out["base_value"] = base
@@ -193,7 +193,8 @@ class TrainedModel:
         return out
 
     def reasons(self, df: pd.DataFrame, expl: Explanation, top_k: int, *, model: CustomerModel | None = None,
-                reason_up: str | None = None, reason_down: str | None = None) -> list[list[dict[str, Any]]]:
+                reason_up: str | None = None, reason_down: str | None = None,
+                lang: str = "en") -> list[list[dict[str, Any]]]:
         """Top-k reasons per row of df from its explanation (model: the explained model, default the bundle's)."""
         model = model or self.model
         idx = expl.top_indices(top_k)
@@ -216,7 +217,7 @@ class TrainedModel:
                     "value": _plain(value),
                     "contribution": contribution,
                     "probability_change" if probability else "change": float(change[r, j]),
-                    "text": reason_text(self.feature_set.get(name), name, value, contribution, ctx, up, down),
+                    "text": reason_text(self.feature_set.get(name), name, value, contribution, ctx, up, down, lang),
                 })
             result.append(reasons)
         return result

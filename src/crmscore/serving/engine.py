@@ -223,7 +223,7 @@ class ScoringEngine:
             where.append((i, cid))
             segs.append(seg)
         if rows and not model.fast:
-            self._score_general(model, base, results, values, where, segs, explain, top_k)
+            self._score_general(model, base, results, values, where, segs, explain, top_k, lang)
         elif rows:
             scores, contrib = model.score_rows(np.vstack(rows), explain and top_k > 0)
             deciles = model.bundle.deciles(scores)
@@ -245,7 +245,7 @@ class ScoringEngine:
 
     @staticmethod
     def _score_general(model: LoadedModel, base: dict[str, Any], results: list, values: list, where: list,
-                       segs: list, explain: bool, top_k: int) -> None:
+                       segs: list, explain: bool, top_k: int, lang: str = "en") -> None:
         """Models beyond plain binary: TrainedModel.score on a small frame; model-specific outputs go to `details`."""
         import pandas as pd
 
@@ -254,7 +254,7 @@ class ScoringEngine:
             if name not in model.bundle.model.categories_:
                 frame[name] = pd.to_numeric(frame[name], errors="coerce").astype(float)
         frame.insert(0, "customer_id", [cid for _, cid in where])
-        scored = model.bundle.score(frame, explain=explain and top_k > 0, top_k=max(top_k, 1))
+        scored = model.bundle.score(frame, explain=explain and top_k > 0, top_k=max(top_k, 1), lang=lang)
         standard = {"customer_id", "score", "decile", "band", "base_value", "reasons", "rfm_r", "rfm_f", "rfm_m",
                     "rfm_score", "rfm_segment", "lifecycle_stage", "segment"}
         for j, (i, cid) in enumerate(where):
