@@ -177,11 +177,9 @@ def list_audiences() -> None:
         table.add_column(col)
     client = MlflowClient()
     for rm in sorted(client.search_registered_models(f"name LIKE '{PREFIX}%'"), key=lambda r: r.name):
-        aliases = client.get_registered_model(rm.name).aliases  # alias -> version
         for v in registry.describe(rm.name):
             t = v["tags"]
-            held = sorted(a for a, ver in aliases.items() if str(ver) == str(v["version"]))
-            table.add_row(rm.name[len(PREFIX):], " ".join([str(v["version"]), *("@" + a for a in held)]),
+            table.add_row(rm.name[len(PREFIX):], " ".join([str(v["version"]), *("@" + a for a in v["aliases"])]),
                           f"{t.get('seed_kind', '')} {t.get('seed_size', '')}",
                           f"{t.get('recall_top10', '')[:5]} ({t.get('recall_top10_centroid', '')[:5]})",
                           t.get("grade", ""))

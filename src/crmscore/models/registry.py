@@ -299,10 +299,15 @@ def promote(name: str, *, force: bool = False, reason: str | None = None) -> dic
 def describe(name: str) -> list[dict[str, Any]]:
     """Versions of a registered model with their aliases and tags (for `crmscore models`)."""
     client = MlflowClient()
+    # search_model_versions leaves ModelVersion.aliases empty on MLflow 3's SQL store; the registered model
+    # holds them (alias -> version)
+    held: dict[str, list[str]] = {}
+    for alias, version in client.get_registered_model(name).aliases.items():
+        held.setdefault(str(version), []).append(alias)
     out = []
     for mv in client.search_model_versions(f"name = '{name}'"):
-        out.append({"version": mv.version, "aliases": list(mv.aliases), "tags": dict(mv.tags),
-                    "created": pd.Timestamp(mv.creation_timestamp, unit="ms").isoformat()})
+        out.append({"version": mv.version, "aliases": sorted({*mv.aliases, *held.get(str(mv.version), [])}),
+                    "tags": dict(mv.tags), "created": pd.Timestamp(mv.creation_timestamp, unit="ms").isoformat()})
     return sorted(out, key=lambda r: int(r["version"]))
 
 
