@@ -264,7 +264,7 @@ def test_cli_train_promote_score_end_to_end(synthetic_config, mlflow_tmp, monkey
     assert scores["score"].between(0, 1).all() and len(scores) > 100
     assert set(scores["next_categories"].iloc[0][0]) == {"category", "probability"}
     proc = _cli("models", "expected-spend", env={**env, "COLUMNS": "200"})
-    assert proc.returncode == 0 and "normalized_gini" in proc.stdout
+    assert proc.returncode == 0 and "normalized_gini" in proc.stdout and "@champion" in proc.stdout, proc.stdout
 
     # served: the operations page's customer view of every kind of model, and a cross-sell action rule
     from crmscore.serving.engine import ScoringEngine
@@ -287,6 +287,13 @@ def test_cli_train_promote_score_end_to_end(synthetic_config, mlflow_tmp, monkey
     assert by_model["next-purchase"]["score"] == pytest.approx(batch.loc[cid, "score"], rel=1e-6)
     category = by_model["next-category"]
     assert category["details"]["top_category"] == batch.loc[cid, "top_category"] and "waterfall" not in category
+    # reasons in Chinese for every kind of model (the same contributions, the model's own effect translated)
+    zh = {s["model"]: s for s in engine.customer(cid, "req-zh", 3, lang="zh")["scores"]}
+    effects = {"next-purchase": ("提高购买可能性", "降低购买可能性"), "expected-spend": ("提高预期消费", "降低预期消费"),
+               "next-category": tuple(f"{d}购买{category['details']['top_category']}的可能性" for d in ("提高", "降低"))}
+    for name, words in effects.items():
+        assert zh[name]["reasons"] and all(r["text"].endswith(words) for r in zh[name]["reasons"]), zh[name]
+        assert [r["contribution"] for r in zh[name]["reasons"]] == [r["contribution"] for r in by_model[name]["reasons"][:3]]
     assert category["score"] == pytest.approx(batch.loc[cid, "top_category_probability"], rel=1e-6)
     rules = parse_rules(yaml.safe_dump({"rules": [{"id": "xsell", "action": {"en": "offer it"}, "when": {
         "scores": {"next-category": {"top_category": category["details"]["top_category"]}}}}]}))
