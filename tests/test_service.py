@@ -219,6 +219,9 @@ def test_redis_online_store(served, tmp_path):
         assert store.publish(frame, {"as_of": "2025-01-01"}) == 20
         assert store.get(ids[3]) == sqlite.get(ids[3]) and store.get("missing") is None
         assert store.meta()["as_of"] == "2025-01-01"
+        sample = store.sample_ids(5)
+        assert len(sample) == 5 and set(sample) <= set(ids)
+        assert store.get_many([ids[0], "missing", ids[1]]) == {i: sqlite.get(i) for i in ids[:2]}
     finally:
         proc.terminate()
         proc.wait(10)

@@ -11,6 +11,7 @@ counts and the transitions between the two go into the snapshot's meta, which Re
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -197,7 +198,7 @@ class RedisStore:
         return json.loads(raw) if raw else {}
 
     def sample_ids(self, n: int = 5) -> list[str]:
-        keys = [k.decode() for k in self.client.scan_iter(REDIS_PREFIX + "*", count=100)][: n + 1]
+        keys = [k.decode() for k in itertools.islice(self.client.scan_iter(REDIS_PREFIX + "*", count=100), n + 1)]
         return [k[len(REDIS_PREFIX):] for k in keys if k != REDIS_META][:n]
 
     def get_timeline(self, customer_id: str) -> dict[str, Any] | None:
