@@ -195,6 +195,16 @@ def test_score_output_columns(trained):
     regular_cats = {bundle.targets[j] for j in np.flatnonzero(regular[r])}
     assert not regular_cats & {c["category"] for c in left_out[r]}
     assert regular_cats <= {c["category"] for c in kept[r]} and len(kept[r]) == len(bundle.targets)
+    # "regularly" counts the orders with the category, not all orders: one big basket of it among many
+    # orders is not a habit
+    from crmscore.features.definitions import slug
+
+    t = slug(bundle.targets[0])
+    share, orders = f"category_share_{t}", f"category_orders_365d_{t}"  # the longest window
+    assert {share, orders, f"category_orders_90d_{t}"} <= set(frame.columns)
+    two = frame.head(2).copy()
+    two[share], two["frequency_365d"], two[orders] = 0.5, 12, [1, 3]
+    assert bundle.regular_mask(two)[:, 0].tolist() == [False, True]
 
 
 def test_bundle_round_trip_keeps_companions_and_heads(trained, tmp_path):

@@ -42,8 +42,9 @@ class NextCategorySettings(TaskSettings):
                                                                    "top_categories largest before the first cutoff.")
     regular_share: float = Field(default=0.2, ge=0, le=1, description="A category the customer spent at least this "
                                                                       "share on in the last 365 days ...")
-    regular_min_orders: int = Field(default=3, ge=0, description="... over at least this many orders is bought "
-                                                                 "regularly: left out of the cross-sell list.")
+    regular_min_orders: int = Field(default=3, ge=0, description="... in at least this many orders (orders "
+                                     "with the category, in its longest purchase-history window) is bought "
+                                     "regularly: left out of the cross-sell list.")
     history_windows: list[int] = Field(default=[30, 90], description="Windows (days) of the per-category order "
                                        "counts, besides the feature set's longest window; [] leaves out the "
                                        "per-category purchase history (days since bought, orders, order share).")
