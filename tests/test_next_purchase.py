@@ -286,6 +286,12 @@ def test_cli_train_promote_score_end_to_end(synthetic_config, mlflow_tmp, monkey
     publish_snapshot(load_customer_data(load_config(config)), pd.Timestamp("2025-01-01"), get_settings())
     engine = ScoringEngine(get_settings())
     assert set(engine.models) == {"next-purchase", "expected-spend", "next-category"}
+    described = {m["name"]: m for m in engine.describe_models()["models"]}  # GET /v1/models
+    for name, metric in (("next-purchase", "roc_auc"), ("expected-spend", "normalized_gini"),
+                         ("next-category", "hit_rate_at_3")):
+        m = described[name]
+        assert m["primary_metric"] == metric and 0 < m["test_metrics"][metric] <= 1, m
+        assert m["baselines"] and all(isinstance(v, float) for v in m["baselines"].values()), m
     batch = scores.set_index("customer_id")
     cid = str(batch["expected_spend"].idxmax())
     view = engine.customer_view(cid, "req-view")

@@ -16,6 +16,7 @@ import pandas as pd
 from crmscore.config import SegmentsConfig
 from crmscore.explain.reasons import reason_text
 from crmscore.models.bundle import TrainedModel
+from crmscore.models.evaluation import comparison_columns
 from crmscore.segments import RFMScorer, add_segments
 
 log = logging.getLogger(__name__)
@@ -51,13 +52,16 @@ class LoadedModel:
     def describe(self) -> dict[str, Any]:
         info = self.bundle.info
         metrics = info.get("metrics", {})
+        primary = self.bundle.primary_metric  # baselines are given on it
+        kind = self.bundle.kind
+        shown = ("roc_auc", "pr_auc", "brier", "ece", "lift_top10") if kind == "binary" else comparison_columns(kind)
         return {"name": self.name, "version": self.version, "alias": self.alias, "source": self.source,
                 "task": self.bundle.task, "mode": self.bundle.mode, "trained_at": info.get("trained_at"),
                 "feature_set_version": self.bundle.feature_set.version, "data_digest": info.get("data_digest"),
                 "test_cutoff": (info.get("cutoffs") or {}).get("test"), "grade": info.get("grade"),
-                "test_metrics": {k: metrics[k] for k in ("roc_auc", "pr_auc", "brier", "ece", "lift_top10")
-                                 if k in metrics},
-                "baselines": {k: v.get("roc_auc") for k, v in (info.get("baselines") or {}).items()},
+                "primary_metric": primary,
+                "test_metrics": {k: metrics[k] for k in dict.fromkeys((primary, *shown)) if k in metrics},
+                "baselines": {k: v.get(primary) for k, v in (info.get("baselines") or {}).items()},
                 "features": len(self.names)}
 
     # -- fast path --------------------------------------------------------------------------------
