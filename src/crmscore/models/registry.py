@@ -8,10 +8,13 @@ service ask for `models:/<name>@<alias>` or a pinned version.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
 import subprocess
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -76,6 +79,14 @@ def git_commit() -> str:
         return "unknown"
 
 
+@contextlib.contextmanager
+def _no_integer_schema_hint() -> Iterator[None]:
+    """Silence MLflow's hint that integer columns cannot hold missing values, where it does not apply."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
+        yield
+
+
 def _example(X: pd.DataFrame) -> pd.DataFrame:
     ex = X.head(3).copy()
     for c in ex.columns:
@@ -119,7 +130,9 @@ def log_training_run(result: TrainResult, cfg: ProjectConfig, s: TaskSettings, s
     mlflow.log_table(pd.DataFrame(rows), "evaluation/comparison.json")
     for part, df in (("training", pd.concat([ds.train, ds.valid])), ("testing", ds.test)):
         frame = df[[*ds.features, "label"]]
-        mlflow.log_input(mlflow.data.from_pandas(frame, name=f"{result.task}-{part}", targets="label"), context=part)
+        with _no_integer_schema_hint():  # the datasets' real dtypes, counts as integers
+            mlflow.log_input(mlflow.data.from_pandas(frame, name=f"{result.task}-{part}", targets="label"),
+                             context=part)
     # plots
     y = ds.test["label"].to_numpy()
     curves_dir = tmp / "plots"
@@ -181,8 +194,10 @@ def log_and_register(result: TrainResult, tmp: Path, alias: str = CHALLENGER) ->
     example = _example(ds.test[ds.features])
     out = CrmscorePyfunc()
     out.bundle = bundle
-    signature = infer_signature(example, out.predict(None, example), params={"explain": False})
-    info = mlflow.pyfunc.log_model(name="model", python_model=CrmscorePyfunc(), artifacts={"bundle": str(bdir)},
+    with _no_integer_schema_hint():  # inputs are doubles (_example); integer outputs (decile) are never missing
+        signature = infer_signature(example, out.predict(None, example), params={"explain": False})
+    entry = Path(__file__).with_name("pyfunc_entry.py")  # models from code: no pickled object in the model
+    info = mlflow.pyfunc.log_model(name="model", python_model=str(entry), artifacts={"bundle": str(bdir)},
                                    signature=signature, input_example=example, pip_requirements=PIP_REQUIREMENTS)
     primary = bundle.primary_metric
     tags = {"run_id": result.run_id or "", "grade": result.grade, "primary_metric": primary,
