@@ -138,5 +138,4 @@ def add_segments(df: pd.DataFrame, cfg: SegmentsConfig, scorer: RFMScorer | None
             scorer.edges_ = {k: [0.0] * 4 for k in ("r", "f", "m")}
     out = df.drop(columns=[c for c in SEGMENT_COLUMNS if c in df.columns])
     out = pd.concat([out, scorer.transform(out)], axis=1)
-    out["lifecycle_stage"] = lifecycle_stage(out, cfg.lifecycle)
-    return out
+    return pd.concat([out, lifecycle_stage(out, cfg.lifecycle)], axis=1)  # (not an insert: a wide frame)

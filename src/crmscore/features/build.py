@@ -174,7 +174,7 @@ def build_features(data: CustomerData, as_of: AsOf, fs: FeatureSet | None = None
     from crmscore.segments import add_segments
 
     fs = fs or feature_set_for(data, as_of)
-    df = data.con.execute(feature_sql(data, as_of, fs)).to_arrow_table().to_pandas()
+    df = data.con.execute(feature_sql(data, as_of, fs)).df()  # (DuckDB 2 warns on Arrow from execute())
     df = _cast(df, fs)
     if segments:
         df = add_segments(df, data.config.segments)
@@ -182,15 +182,15 @@ def build_features(data: CustomerData, as_of: AsOf, fs: FeatureSet | None = None
 
 
 def _cast(df: pd.DataFrame, fs: FeatureSet) -> pd.DataFrame:
+    """The declared dtypes, in one new frame (column by column would fragment a frame of hundreds of columns)."""
+    cols = {"customer_id": df["customer_id"].astype("string")}
     for f in fs.features:
-        if f.dtype == "category":
-            df[f.name] = df[f.name].astype("string")
-        elif f.dtype == "int":
-            df[f.name] = df[f.name].fillna(0).astype("int64")
-        else:
-            df[f.name] = df[f.name].astype("float64")
-    df["customer_id"] = df["customer_id"].astype("string")
-    return df
+        s = df[f.name]
+        cols[f.name] = (s.astype("string") if f.dtype == "category" else
+                        s.fillna(0).astype("int64") if f.dtype == "int" else s.astype("float64"))
+    rest = [c for c in df.columns if c not in cols]
+    out = pd.DataFrame(cols, index=df.index)
+    return (pd.concat([out, df[rest]], axis=1) if rest else out)[list(df.columns)]
 
 
 LabelFn = Callable[[CustomerData, pd.Timestamp], pd.DataFrame]
