@@ -186,6 +186,11 @@ def declare(windows: list[int], vocab: Vocabulary, evening_hour: int = 17) -> li
     return f
 
 
+def category_orders_name(category: str, window: int) -> str:
+    """The purchase-history feature counting the orders with `category` in the last `window` days."""
+    return f"category_orders_{window}d_{slug(category)}"
+
+
 def declare_category_history(categories: list[str] | tuple[str, ...], windows: list[int]) -> list[Feature]:
     """Each category's purchase rhythm: days since it was last bought, orders that included it in each of
     `windows` (days), and the share of the orders of the longest window that included it.
@@ -203,12 +208,12 @@ def declare_category_history(categories: list[str] | tuple[str, ...], windows: l
                          f"days since {cat} was last bought", "days", None, "category_history",
                          ("lines.category",)))
         for w in sorted(windows):
-            f.append(Feature(f"category_orders_{w}d_{s}", "int", "category_orders",
+            f.append(Feature(category_orders_name(cat, w), "int", "category_orders",
                              f"SUM(CASE WHEN category = {lit} AND age_days < {w} THEN 1 ELSE 0 END)",
                              f"orders with {cat} in the last {w} days", "orders", w, "category_history",
                              ("lines.category",)))
         f.append(Feature(f"category_order_share_{s}", "float", "derived",
-                         f"category_orders_{longest}d_{s} * 1.0 / NULLIF(frequency_{longest}d, 0)",
+                         f"{category_orders_name(cat, longest)} * 1.0 / NULLIF(frequency_{longest}d, 0)",
                          f"share of orders with {cat} in the last {longest} days", "share", longest,
                          "category_history", ("lines.category",)))
     return f

@@ -13,7 +13,6 @@ Companions (next-purchase's days to next purchase) add `<name>`, `<name>_low` an
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -22,11 +21,9 @@ import numpy as np
 import pandas as pd
 
 from crmscore.explain.reasons import reason_text
-from crmscore.features.definitions import FeatureSet, slug
+from crmscore.features.definitions import FeatureSet, category_orders_name, slug
 from crmscore.models.estimator import CustomerModel, Explanation, MultiLabelModel, load_estimator
 from crmscore.segments import SEGMENT_COLUMNS, RFMScorer
-
-ORDERS_WITH_CATEGORY = re.compile(r"category_orders_(\d+)d_(.+)")  # purchase-history features
 
 Mode = Literal["transactions", "feature_table"]
 
@@ -106,23 +103,20 @@ class TrainedModel:
     def regular_mask(self, df: pd.DataFrame) -> np.ndarray:
         """Multilabel: (n_rows, n_targets) True where the customer buys the category regularly: at least
         `regular_share` of spend on it in the last 365 days, over at least `regular_min_orders` orders with
-        it (its purchase-history feature of the longest window; models without those features count all of
-        the customer's orders in the window)."""
+        it (its purchase-history feature over the feature set's longest window, the one its order share
+        uses; models without those features count all of the customer's orders in the window)."""
         share_min = float(self.settings.get("regular_share", 0.2))
         orders_min = float(self.settings.get("regular_min_orders", 3))
         freq_col = next((c for c in ("frequency_365d", "frequency_total") if c in df.columns), None)
         enough = (df[freq_col].fillna(0).to_numpy(float) >= orders_min) if freq_col else np.zeros(len(df), bool)
-        longest: dict[str, tuple[int, str]] = {}  # category slug -> (window, its orders column)
-        for c in df.columns:
-            if (m := ORDERS_WITH_CATEGORY.fullmatch(str(c))) and int(m[1]) > longest.get(m[2], (0, ""))[0]:
-                longest[m[2]] = (int(m[1]), c)
+        longest = max(self.feature_set.windows, default=0)
         mask = np.zeros((len(df), len(self.targets)), bool)
         for j, t in enumerate(self.targets):
             col = f"category_share_{slug(t)}"
             if col not in df.columns:
                 continue
-            orders_col = longest.get(slug(t), (0, None))[1]
-            orders = (df[orders_col].fillna(0).to_numpy(float) >= orders_min) if orders_col else enough
+            orders_col = category_orders_name(t, longest)
+            orders = (df[orders_col].fillna(0).to_numpy(float) >= orders_min) if orders_col in df else enough
             mask[:, j] = orders & (df[col].fillna(0).to_numpy(float) >= share_min)
         return mask
 

@@ -130,6 +130,11 @@ class ScoringEngine:
         return {"models": [m.describe() for m in self.models.values()], "warnings": self.warnings,
                 "online_store": self.store.meta()}
 
+    @staticmethod
+    def loaded_name(model: str) -> str:
+        """The loaded model a request's `model` names ("lookalike/<audience>" is registered as lookalike-<audience>)."""
+        return model.replace("lookalike/", "lookalike-", 1)
+
     def get_model(self, name: str) -> LoadedModel:
         model = self.models.get(name)
         if model is None:
@@ -189,7 +194,7 @@ class ScoringEngine:
         if not 0 <= job.top_k <= 50:
             raise RequestError(f"top_k must be between 0 and 50, got {job.top_k}")
         check_lang(job.lang)
-        return self.get_model(job.model.replace("lookalike/", "lookalike-", 1))
+        return self.get_model(self.loaded_name(job.model))
 
     def _score_with(self, model: LoadedModel, customers: list[dict[str, Any]], explain: bool,
                     top_k: int, lang: str = "en", found: dict[str, dict[str, Any]] | None = None

@@ -153,7 +153,7 @@ class ScoringService:
             else:  # larger ones in a thread, so health checks and small requests are not held up
                 results = await anyio.to_thread.run_sync(self.engine.score_job, job)
         except RequestError as exc:
-            known = model.replace("lookalike/", "lookalike-", 1) in self.engine.models
+            known = self.engine.loaded_name(model) in self.engine.models
             self._counted("score", model if known else "unknown", str(exc.status)).inc()  # labels: not caller's text
             ctx.response.status_code = exc.status  # BentoML copies the context's status onto the response
             return _error(exc.status, str(exc), request_id)  # type: ignore[return-value]

@@ -102,8 +102,7 @@ class SqliteStore:
             con.close()
 
     def get(self, customer_id: str) -> dict[str, Any] | None:
-        row = self._con().execute("SELECT data FROM features WHERE customer_id = ?", (customer_id,)).fetchone()
-        return from_json(row[0]) if row else None
+        return self.get_many([customer_id]).get(customer_id)
 
     def get_many(self, customer_ids: list[str]) -> dict[str, dict[str, Any]]:
         """The customers found, in one query per 500 ids."""
@@ -185,8 +184,7 @@ class RedisStore:
         return n
 
     def get(self, customer_id: str) -> dict[str, Any] | None:
-        raw = self.client.get(REDIS_PREFIX + customer_id)
-        return from_json(raw) if raw else None
+        return self.get_many([customer_id]).get(customer_id)
 
     def get_many(self, customer_ids: list[str]) -> dict[str, dict[str, Any]]:
         """The customers found, in one MGET."""
