@@ -55,13 +55,17 @@ def _print_result(result, as_json: bool) -> None:  # noqa: ANN001
     console.print(f"MLflow run {result.run_id}, registered version {result.version} (@challenger)", highlight=False)
 
 
+LookbackOpt = Annotated[int | None, typer.Option(help="Optional activity filter: only customers with a purchase "
+                                                    "within this many days (default: the task's population).")]
+
+
 @train_app.command("churn")
 def train_churn(
     config: ConfigOpt,
     as_of: Annotated[dt.datetime | None, typer.Option(
         "--as-of", formats=["%Y-%m-%d"], help="Train as if today were this date: only data before it is used.")] = None,
     horizon_days: Annotated[int | None, typer.Option(help="Days after a cutoff in which no purchase = churned.")] = None,
-    lookback_days: Annotated[int | None, typer.Option(help="Optional activity filter: only customers with a purchase within this many days (default: the task's population).")] = None,
+    lookback_days: LookbackOpt = None,
     tune: Annotated[int, typer.Option("--tune", help="Optuna trials (0 = no search); each is an MLflow child run.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (run id, version, metrics).")] = False,
 ) -> None:
@@ -72,7 +76,6 @@ def train_churn(
 AsOfOpt = Annotated[dt.datetime | None, typer.Option(
     "--as-of", formats=["%Y-%m-%d"], help="Train as if today were this date: only data before it is used.")]
 HorizonOpt = Annotated[int | None, typer.Option(help="Days after a cutoff that the label looks at (default 30).")]
-LookbackOpt = Annotated[int | None, typer.Option(help="Optional activity filter: only customers with a purchase within this many days (default: the task's population).")]
 TuneOpt = Annotated[int, typer.Option("--tune", help="Optuna trials (0 = no search); each is an MLflow child run.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object (run id, version, metrics).")]
 

@@ -3,8 +3,8 @@ strictly before `as_of` (midnight at the start of that day, in the config's time
 
 A customer is known before `as_of` when they have an order line before it (a purchase, or a refund), or a
 `signup_ts` before it (when the customers table has one). A purchase is an order with a positive net amount:
-recency, frequency, gaps and order values count purchases only; refund-only orders feed the refund features. The SQL is assembled from the declarations in
-crmscore.features.definitions; DuckDB runs it.
+recency, frequency, gaps and order values count purchases only; refund-only orders feed the refund features.
+The SQL is assembled from the declarations in crmscore.features.definitions; DuckDB runs it.
 """
 
 from __future__ import annotations

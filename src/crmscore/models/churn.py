@@ -23,7 +23,8 @@ POPULATION = "active"
 
 
 def churn_labels(data: CustomerData, as_of: pd.Timestamp, settings: TaskSettings) -> pd.DataFrame:
-    pop = customers_in(data, as_of, population_rule(POPULATION, settings.lookback_days, data.config.segments.lifecycle))
+    rule = population_rule(POPULATION, settings.lookback_days, data.config.segments.lifecycle)
+    pop = customers_in(data, as_of, rule)
     future = future_activity(data, as_of, settings.horizon_days)
     pop["label"] = (~pop["customer_id"].isin(buyers(future))).astype(np.int64)  # a refund is not a purchase
     return pop

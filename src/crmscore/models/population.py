@@ -11,8 +11,9 @@ A task declares the population it means by default (`Task.population`):
 An explicit `lookback_days` replaces that default with an activity filter: a purchase within that many days.
 
 The rule reads one number per customer, `recency_days` (days from the last purchase, an order with a
-positive net amount, to the cutoff; missing without a purchase), computed the same way here (SQL, for labels) and in the feature table
-(crmscore.features.build). The rule a model was trained with is saved in the model (`info["population"]`).
+positive net amount, to the cutoff; missing without a purchase), computed the same way here (SQL, for
+labels) and in the feature table (crmscore.features.build). The rule a model was trained with is saved in
+the model (`info["population"]`).
 """
 
 from __future__ import annotations
