@@ -132,3 +132,14 @@ def test_a_refund_is_not_a_purchase(tmp_path):
     feats = build_features(data, CUT).set_index("customer_id")
     assert pd.isna(feats.loc["H", "recency_days"]) and feats.loc["H", "frequency_total"] == 0
     assert feats.loc["H", "lifecycle_stage"] == "prospect"
+
+
+def test_too_little_data_says_how_much_more_is_needed(histories):
+    """Data from 2023-04-28 to 2024-06-20 with a 200-day horizon: 90 + 3 x 200 = 690 days are needed, the
+    earliest --as-of that works (2025-03-18) lies after the data's end, and the message says so."""
+    from crmscore.models.pipeline import GuardrailError, transactional_dataset
+
+    task = get_task("churn")
+    with pytest.raises(GuardrailError, match=r"= 690 days\. The earliest --as-of that works is 2025-03-18; the data "
+                                             r"ends 2024-06-20, so it needs 270 more days of history"):
+        transactional_dataset(task, histories, task.settings(horizon_days=200))
