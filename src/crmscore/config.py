@@ -50,6 +50,9 @@ class FeatureTableConfig(_Strict):
     positive: Any = Field(default=1, description="Label value that counts as positive.")
     format: Literal["csv", "parquet"] | None = None
     exclude: list[str] = Field(default_factory=list, description="Columns never used as features.")
+    keep: list[str] = Field(default_factory=list, description=(
+        "Columns used as features although they look like identifiers (a row number, a whole number different "
+        "on every row) or free text (fewer than 5 rows a distinct value), which are otherwise left out."))
 
 
 class DataConfig(_Strict):

@@ -31,6 +31,7 @@ from crmscore.features.build import as_of_timestamp, build_training_set, feature
 from crmscore.features.definitions import FeatureSet
 from crmscore.models.bundle import CompanionModels, TrainedModel, label_matrix
 from crmscore.models.estimator import CustomerModel, MultiLabelModel, small_data_threads
+from crmscore.models.feature_table import TableSchema
 from crmscore.models.evaluation import (
     mean_roc_auc,
     multilabel_metrics,
@@ -66,6 +67,7 @@ class Dataset:
     rfm: dict[str, Any] | None = None
     decisions: dict[str, str] = field(default_factory=dict)
     settings: TaskSettings | None = None  # the run's settings after the task's prepare step, when it has one
+    table_schema: TableSchema | None = None  # feature tables: the typing decided on the training file
 
 
 @dataclass
@@ -150,7 +152,7 @@ def feature_table_dataset(cfg: ProjectConfig, s: TaskSettings) -> Dataset:
     return Dataset(train.reset_index(drop=True), valid.reset_index(drop=True), test.reset_index(drop=True),
                    fs.names, fs.categorical, fs, "feature_table",
                    {"split": f"stratified {1 - 2 * s.test_size:.0%}/{s.test_size:.0%}/{s.test_size:.0%}, seed {s.seed}"},
-                   None, table.decisions)
+                   None, table.decisions, table_schema=table.schema)
 
 
 # -- guardrails ----------------------------------------------------------------------------------
@@ -205,7 +207,7 @@ def fit_and_evaluate(task: Task, ds: Dataset, s: TaskSettings, params: dict[str,
 def _bundle(task: Task, ds: Dataset, s: TaskSettings, model: Any, pred: np.ndarray | None) -> TrainedModel:
     edges = [float(x) for x in np.quantile(pred, np.linspace(0.1, 0.9, 9))] if pred is not None else []
     return TrainedModel(task.name, ds.mode, model, ds.feature_set, s.model_dump(), task.reason_up, task.reason_down,
-                        edges, ds.rfm, {})
+                        edges, ds.rfm, {}, table_schema=ds.table_schema)
 
 
 def _fit_binary(task: Task, ds: Dataset, s: TaskSettings, params: dict[str, Any]
