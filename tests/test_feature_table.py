@@ -131,3 +131,61 @@ def test_scoring_a_smaller_file_with_other_levels_gives_the_same_scores(tmp_path
     blanked = small.iloc[:10].assign(Geography=None)
     expected = bundle.predict(bundle.table_schema.apply(blanked).assign(customer_id=ids[:10].to_numpy()))
     np.testing.assert_allclose(got.loc[ids[:10]].to_numpy(), expected, atol=1e-12)
+
+
+# -- the leakage alarm ------------------------------------------------------------------------------
+def test_leakage_alarm_refuses_a_label_copy_unless_allowed(tmp_path, monkeypatch, caplog):
+    from crmscore.models.leakage import LeakageError
+    from crmscore.models.pipeline import train_task
+    from crmscore.models.tasks import get_task
+
+    monkeypatch.setenv("CRMSCORE_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("CRMSCORE_ARTIFACT_LOCATION", str(tmp_path / "mlruns"))
+    df = bank_table(3000)
+    rng = np.random.default_rng(2)
+    # a complaint flag exported after the fact: the label with 0.5% of rows flipped (ROC-AUC ~0.99), and a
+    # closing date that is there only for customers who left
+    df["Complain"] = np.where(rng.random(len(df)) < 0.005, 1 - df["Exited"], df["Exited"])
+    df["ClosedOn"] = np.where(df["Exited"] == 1, "2024-05-01", None)
+    df.to_parquet(tmp_path / "bank.parquet")
+    task = get_task("churn")
+    cfg = load_config(_config(tmp_path, tmp_path / "bank.parquet"))
+    with pytest.raises(LeakageError, match=r"feature (Complain|ClosedOn) alone reaches validation ROC-AUC (0\.9\d\d|1\.000) "
+                                           r"\(above 0\.98\); also (ClosedOn|Complain)"):
+        train_task(task, cfg, task.settings(), register=False)
+    # allowed by name: measured and logged, not refused
+    cfg = load_config(_config(tmp_path, tmp_path / "bank.parquet", exclude=["ClosedOn"]))
+    cfg.leakage.allow = ["Complain"]
+    with caplog.at_level(logging.WARNING, logger="crmscore.models.leakage"):
+        result = train_task(task, cfg, task.settings(), register=False)
+    assert "Complain alone reaches validation ROC-AUC" in caplog.text and "allowed by leakage.allow" in caplog.text
+    assert result.metrics["roc_auc"] > 0.95  # the copy is used, as the config asked
+
+
+def test_leakage_strength_per_kind():
+    """Binary: max(auc, 1 - auc) with missing values ranked either way; regression: |normalised Gini|;
+    multilabel: the highest over targets, reported with the target."""
+    from crmscore.models.leakage import measure_features
+
+    rng = np.random.default_rng(0)
+    n = 4000
+    y = rng.integers(0, 2, n)
+    frame = pd.DataFrame({
+        "label": y, "label_b": rng.integers(0, 2, n),
+        "reversed": -y + rng.normal(0, 0.01, n),  # a perfect predictor upside down
+        "only_if_positive": np.where(y == 1, rng.normal(0, 1, n), np.nan),  # filled only for positives
+        "noise": rng.normal(0, 1, n),
+        "level": np.where(y == 1, "closed", "open"),  # a category copying the label
+    })
+    train, valid = frame.iloc[:2000], frame.iloc[2000:]
+    feats = ["reversed", "only_if_positive", "noise", "level"]
+    got = {s.feature: s for s in measure_features(train, valid, feats, {None: "label"}, regression=False)}
+    assert got["reversed"].value > 0.99 and got["only_if_positive"].value > 0.99 and got["level"].value > 0.99
+    assert got["noise"].value < 0.6
+    per_target = {s.feature: s for s in measure_features(train, valid, feats, {"a": "label", "b": "label_b"},
+                                                        regression=False)}
+    assert per_target["level"].target == "a" and per_target["level"].value > 0.99
+    amount = frame.assign(label=np.where(y == 1, rng.gamma(2, 50, n), 0.0))
+    reg = {s.feature: s for s in measure_features(amount.iloc[:2000], amount.iloc[2000:], ["reversed", "noise"],
+                                                  {None: "label"}, regression=True)}
+    assert reg["reversed"].metric == "normalised Gini" and reg["reversed"].value > 0.5 > reg["noise"].value

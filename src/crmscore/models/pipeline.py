@@ -169,6 +169,18 @@ def check_guardrails(ds: Dataset, s: TaskSettings) -> None:
                 f"or lengthen the horizon.")
 
 
+def check_single_feature_leakage(task: Task, ds: Dataset, s: TaskSettings, cfg: ProjectConfig) -> None:
+    """The leakage alarm (crmscore.models.leakage): refuse when one feature alone nearly predicts the label on
+    the validation rows, unless the config allows it by name; multilabel tasks are measured per target."""
+    from crmscore.models.bundle import label_column
+    from crmscore.models.leakage import check_leakage, measure_features
+
+    labels = {t: label_column(t) for t in _targets(s)} if task.kind == "multilabel" else {None: "label"}
+    regression = task.kind == "regression"
+    strengths = measure_features(ds.train, ds.valid, ds.features, labels, regression, s.seed)
+    check_leakage(strengths, cfg.leakage, regression)
+
+
 def usability_summary(ds: Dataset) -> str:
     lines = []
     for part, df in (("train", ds.train), ("valid", ds.valid), ("test", ds.test)):
@@ -393,6 +405,7 @@ def train_task(task: Task, cfg: ProjectConfig, s: TaskSettings, *, as_of: Any = 
         ds = transactional_dataset(task, data, s, as_of, progress)
         s = ds.settings or s
     check_guardrails(ds, s)
+    check_single_feature_leakage(task, ds, s, cfg)
     summary = usability_summary(ds)
     for line in summary.splitlines():
         log.info("data: %s", line)
