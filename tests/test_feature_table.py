@@ -113,6 +113,14 @@ def test_scoring_a_smaller_file_with_other_levels_gives_the_same_scores(tmp_path
     assert "Balance: 5 of 600 rows have values that are not numbers" in " ".join(proc.stderr.split())
     proc = _cli("score", "churn", "-c", str(train_cfg), "-o", str(tmp_path / "full.parquet"), env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    # a scoring file without a column the model uses: one line naming it, exit 2
+    small.drop(columns=["Geography"]).to_csv(tmp_path / "no_geo.csv", index=False)
+    (tmp_path / "g").mkdir()
+    no_geo = write_config(tmp_path / "g", {"features": {"path": str(tmp_path / "no_geo.csv"), "id": "CustomerId"}})
+    proc = _cli("score", "churn", "-c", str(no_geo), "-o", str(tmp_path / "x.parquet"), env=env)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: features.Geography: the model was trained with "
+                                                           "column 'Geography'")
 
     got = pd.read_parquet(tmp_path / "small.parquet").set_index("customer_id")["score"]
     ref = pd.read_parquet(tmp_path / "full.parquet").set_index("customer_id")["score"]

@@ -182,7 +182,10 @@ def load_config(path: str | Path) -> ProjectConfig:
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config {path} is not valid YAML: {exc}") from exc
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"config {path} is not valid YAML{where}: {problem}; fix the file") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"config {path} must be a mapping with a 'data' section")
     try:

@@ -356,11 +356,14 @@ def load_customer_data(cfg: ProjectConfig, *, strict: bool = True,
     if both:
         raise ConfigError(f"customers.{both[0]}: listed under both data.customers.attributes and "
                           f"data.attribute_history.attributes; keep it in one (the history, if it changes)")
+    if reports["transactions"].rows_read == 0:
+        raise DataContractError(f"transactions: {reports['transactions'].source} has no rows; point "
+                                f"data.transactions.path at the purchase lines")
     columns = {t: {r[0] for r in con.execute(f"DESCRIBE {t}").fetchall()} for t in tables}
     data = CustomerData(con, cfg, tables, reports, attributes, columns, history_attributes)
     _enrich_transactions(data)
     if strict and data.bad_tables:
-        raise DataContractError(validation_summary(data))
+        raise DataContractError(too_many_bad_rows(data))
     return data
 
 
@@ -388,6 +391,19 @@ def _enrich_transactions(data: CustomerData) -> None:
         f"COALESCE({cat}, 'unknown') AS category{select_extra} FROM transactions t {join}")
     data.tables.add("lines")
     data.columns["lines"] = {r[0] for r in con.execute("DESCRIBE lines").fetchall()}
+
+
+def too_many_bad_rows(data: CustomerData) -> str:
+    """One line for a failed load: the worst table's largest problem, its bad share against the limit, where
+    the rows went and what to do (`crmscore data validate` lists every problem)."""
+    limit = data.config.validation.max_bad_share
+    rep = max(data.bad_tables, key=lambda r: r.bad_share)
+    issue = max(rep.issues, key=lambda i: i.rows)
+    more = len(rep.issues) - 1
+    return (f"{issue.message(rep.rows_read)}{f' (and {more} more problems)' if more else ''}; {rep.rows_bad:,} bad "
+            f"rows ({rep.bad_share:.2%}) are over validation.max_bad_share {limit:.2%}, quarantined to "
+            f"{rep.quarantine_path}; fix the source or data.{rep.table}.columns (`crmscore data validate` lists "
+            f"every problem)")
 
 
 def validation_summary(data: CustomerData) -> str:

@@ -248,7 +248,7 @@ def load_feature_table(cfg: ProjectConfig, *, require_label: bool = True,
         positive = ft.positive
         frame["label"] = (lab.astype(str).str.strip() == str(positive)).astype(np.int64)
         if frame["label"].sum() == 0:
-            values = ", ".join(map(repr, lab.dropna().unique()[:5]))
+            values = ", ".join(repr(str(v)) for v in lab.dropna().unique()[:5])
             raise DataContractError(f"features.{label}: no row equals positive={positive!r} (values: {values}); "
                                     f"set data.features.positive")
     feats = tuple(

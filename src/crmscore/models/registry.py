@@ -314,10 +314,17 @@ def promote(name: str, *, force: bool = False, reason: str | None = None) -> dic
 def describe(name: str) -> list[dict[str, Any]]:
     """Versions of a registered model with their aliases and tags (for `crmscore models`)."""
     client = MlflowClient()
+    try:
+        registered = client.get_registered_model(name)
+    except mlflow.exceptions.MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        raise RegistryError(f"no registered model {name!r} in the registry at {mlflow.get_tracking_uri()}: train it "
+                            f"first with `crmscore train {name} --config ...`") from exc
     # search_model_versions leaves ModelVersion.aliases empty on MLflow 3's SQL store; the registered model
     # holds them (alias -> version)
     held: dict[str, list[str]] = {}
-    for alias, version in client.get_registered_model(name).aliases.items():
+    for alias, version in registered.aliases.items():
         held.setdefault(str(version), []).append(alias)
     out = []
     for mv in client.search_model_versions(f"name = '{name}'"):
