@@ -20,9 +20,9 @@ def _tx(n: int = 300) -> pd.DataFrame:
                          "amount": [1.0 + i % 9 for i in range(n)]})
 
 
-def _run(tmp_path, *args) -> subprocess.CompletedProcess:
+def _run(tmp_path, *args, **env_overrides) -> subprocess.CompletedProcess:
     env = {**os.environ, "CRMSCORE_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-           "CRMSCORE_ARTIFACT_LOCATION": str(tmp_path / "mlruns")}
+           "CRMSCORE_ARTIFACT_LOCATION": str(tmp_path / "mlruns"), **env_overrides}
     return subprocess.run([sys.executable, "-m", "crmscore", *args], capture_output=True, text=True, env=env,
                           cwd=tmp_path, timeout=600)
 
@@ -75,5 +75,15 @@ CASES = {
 def test_data_problems_end_in_one_line_and_exit_2(tmp_path, case):
     build, words = CASES[case]
     line = _one_error_line(_run(tmp_path, *build(tmp_path)))
+    for word in words:
+        assert word in line, line
+
+
+@pytest.mark.parametrize(("variable", "value", "words"), [
+    ("CRMSCORE_WORKERS", "two", ["invalid setting CRMSCORE_WORKERS='two'", "valid integer"]),
+    ("CRMSCORE_TRACKING_URI", "sqlite:////no-such-folder/mlflow.db", ["the folder /no-such-folder does not exist"]),
+])
+def test_bad_settings_end_in_one_line_and_exit_2(tmp_path, variable, value, words):
+    line = _one_error_line(_run(tmp_path, "models", "churn", **{variable: value}))
     for word in words:
         assert word in line, line
