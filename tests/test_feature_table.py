@@ -168,6 +168,8 @@ def test_leakage_alarm_refuses_a_label_copy_unless_allowed(tmp_path, monkeypatch
         result = train_task(task, cfg, task.settings(), register=False)
     assert "Complain alone reaches validation ROC-AUC" in caplog.text and "allowed by leakage.allow" in caplog.text
     assert result.metrics["roc_auc"] > 0.95  # the copy is used, as the config asked
+    strongest = result.bundle.info["single_feature_strength"][0]
+    assert strongest["feature"] == "Complain" and strongest["value"] > 0.98 and strongest["metric"] == "ROC-AUC"
 
 
 def test_leakage_strength_per_kind():

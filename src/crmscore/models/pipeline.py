@@ -169,9 +169,10 @@ def check_guardrails(ds: Dataset, s: TaskSettings) -> None:
                 f"or lengthen the horizon.")
 
 
-def check_single_feature_leakage(task: Task, ds: Dataset, s: TaskSettings, cfg: ProjectConfig) -> None:
+def check_single_feature_leakage(task: Task, ds: Dataset, s: TaskSettings, cfg: ProjectConfig) -> list[Any]:
     """The leakage alarm (crmscore.models.leakage): refuse when one feature alone nearly predicts the label on
-    the validation rows, unless the config allows it by name; multilabel tasks are measured per target."""
+    the validation rows, unless the config allows it by name; multilabel tasks are measured per target.
+    Returns every feature's FeatureStrength, strongest first."""
     from crmscore.models.bundle import label_column
     from crmscore.models.leakage import check_leakage, measure_features
 
@@ -179,6 +180,7 @@ def check_single_feature_leakage(task: Task, ds: Dataset, s: TaskSettings, cfg: 
     regression = task.kind == "regression"
     strengths = measure_features(ds.train, ds.valid, ds.features, labels, regression, s.seed)
     check_leakage(strengths, cfg.leakage, regression)
+    return strengths
 
 
 def usability_summary(ds: Dataset) -> str:
@@ -405,7 +407,7 @@ def train_task(task: Task, cfg: ProjectConfig, s: TaskSettings, *, as_of: Any = 
         ds = transactional_dataset(task, data, s, as_of, progress)
         s = ds.settings or s
     check_guardrails(ds, s)
-    check_single_feature_leakage(task, ds, s, cfg)
+    strengths = check_single_feature_leakage(task, ds, s, cfg)
     summary = usability_summary(ds)
     for line in summary.splitlines():
         log.info("data: %s", line)
@@ -423,7 +425,11 @@ def train_task(task: Task, cfg: ProjectConfig, s: TaskSettings, *, as_of: Any = 
         bundle.info.update({"trained_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                             "cutoffs": {k: str(v) for k, v in ds.cutoffs.items()}, "grade": grade,
                             "metrics": metrics, "baselines": base, "config": cfg.name,
-                            "feature_set_version": ds.feature_set.version})
+                            "feature_set_version": ds.feature_set.version,
+                            # the leakage check's strongest single features, for a reader of the model card
+                            "single_feature_strength": [{"feature": x.feature, "value": round(x.value, 4),
+                                                         "metric": x.metric, "target": x.target}
+                                                        for x in strengths[:5]]})
         result = TrainResult(task.name, bundle, metrics, base, grade, ds, run.info.run_id, curves=curves)
         with tempfile.TemporaryDirectory() as tmp:
             registry.log_training_run(result, cfg, s, summary, Path(tmp))
