@@ -64,7 +64,8 @@ CASES = {
     "feature table without its id column": (lambda p: ["train", "churn", "-c", str(write_config(p, {"features": {
         "path": str(write_frames(p, {"t": pd.DataFrame({"cid": ["a", "b"], "x": [1, 2], "y": [0, 1]})})["t"]["path"]),
         "id": "customerID", "label": "y"}}))], ["features.customerID: the id column", "columns: cid, x, y"]),
-    "no model in the registry": (lambda p: ["models", "churn"], ["no registered model 'churn'", "crmscore train churn"]),
+    "no model in the registry": (lambda p: ["models", "churn"],
+                                 ["no registered model 'churn'", "crmscore train churn"]),
     "output folder that cannot exist": (lambda p: ["features", "build", "-c", _transactions_config(p, _tx()),
                                                    "--as-of", "2023-06-01", "-o", "/proc/no-such-folder/f.parquet"],
                                         ["/proc/no-such-folder", "check the path"]),

@@ -143,7 +143,8 @@ def _identifier_like(s: pd.Series) -> str | None:
     return None
 
 
-def infer_schema(df: pd.DataFrame, exclude: set[str], keep: set[str] = frozenset()) -> tuple[TableSchema, dict[str, str]]:
+def infer_schema(df: pd.DataFrame, exclude: set[str],
+                 keep: set[str] = frozenset()) -> tuple[TableSchema, dict[str, str]]:
     """The typing of a training table and the decision per column (for the log). Columns in `keep` are never
     left out as identifiers or free text."""
     cols: list[ColumnType] = []

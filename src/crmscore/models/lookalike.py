@@ -49,6 +49,7 @@ from crmscore.data.loader import CustomerData
 from crmscore.features.definitions import FeatureSet
 from crmscore.models.bundle import TrainedModel
 from crmscore.models.estimator import DEFAULT_PARAMS, CustomerModel, Explanation, small_data_threads
+from crmscore.models.feature_table import TableSchema
 from crmscore.models.pipeline import NON_FEATURES, GuardrailError
 
 log = logging.getLogger(__name__)
@@ -262,7 +263,7 @@ class Population:
     as_of: pd.Timestamp | None = None
     rfm: dict[str, Any] | None = None
     id_column: str = "customer_id"
-    table_schema: Any = None  # feature tables: the TableSchema the population was typed with
+    table_schema: TableSchema | None = None  # feature tables: the typing the population was read with
 
     @property
     def features(self) -> list[str]:
@@ -271,7 +272,7 @@ class Population:
 
 def load_population(cfg: ProjectConfig, s: LookalikeSettings, *, as_of: Any = None, data: CustomerData | None = None,
                     feature_set: FeatureSet | None = None, rfm: dict[str, Any] | None = None,
-                    table_schema: Any = None) -> Population:
+                    table_schema: TableSchema | None = None) -> Population:
     """Transactional data: customers with a purchase in the `lookback_days` before as_of (default: the day
     after the last transaction), features from data strictly before it. Feature tables: every row, typed by
     table_schema (a trained model's) when given."""
