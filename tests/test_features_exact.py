@@ -42,6 +42,7 @@ def fixture_features(tmp_path):
                            "ts": ["2023-12-31 00:00:00", "2023-10-01 00:00:00", "2024-01-05 00:00:00"],
                            "event_type": ["app_visit", "coupon_use", "app_visit"]})
     data = write_frames(tmp_path, {"transactions": tx, "customers": customers, "events": events})
+    data["customers"]["attributes"] = ["tier"]
     cfg = load_config(write_config(tmp_path, data))
     df = build_features(load_customer_data(cfg), AS_OF)
     return df.set_index("customer_id")

@@ -1,8 +1,10 @@
 """Point-in-time correctness: nothing on or after `as_of` may change any feature or segment.
 
 Property: for random small histories, the feature table built from all the data equals the one built
-from the same data with every transaction, event and customer sign-up on or after `as_of` removed (the
-default feature set plus next-category's per-category purchase history).
+from the same data with every transaction, event, customer sign-up and attribute change on or after
+`as_of` removed (the default feature set plus next-category's per-category purchase history). Customer
+attributes: the listed static ones, plus a `status` column the "today" export has changed (not listed, so
+never a feature), plus a plan history whose rows are valid from a timestamp and are joined point-in-time.
 Rows exactly at `as_of` midnight (and one second before it) are generated on purpose, order ids are
 shared across the cutoff, and timestamps are written either naive (local wall time of the config's
 timezone) or as UTC instants with an offset, so the boundary is checked in both forms.
@@ -92,12 +94,21 @@ def histories(draw):
                         "tier": draw(st.sampled_from(["gold", "silver", "platinum"])),
                         "score": draw(st.integers(0, 9))}
                        for cid in NEW if draw(st.booleans())]
+    # plan changes: valid from a moment before or on/after the cutoff (the latter only in the full data)
+    plans_before = [{"customer_id": draw(st.sampled_from(POOL)),
+                     "local": AS_OF - pd.Timedelta(seconds=draw(before_s)),
+                     "plan": draw(st.sampled_from(["basic", "plus"])), "credit": draw(st.integers(0, 500))}
+                    for _ in range(draw(st.integers(1, 8)))]
+    plans_after = [{"customer_id": draw(st.sampled_from(POOL + NEW)),
+                    "local": AS_OF + pd.Timedelta(seconds=draw(after_s)),
+                    "plan": draw(st.sampled_from(["basic", "plus", "closed"])), "credit": draw(st.integers(0, 500))}
+                   for _ in range(draw(st.integers(0, 8)))]
     # per row: write the timestamp as naive local wall time, or as the same instant in UTC with an offset
     offsets = draw(st.booleans())
     return {"timezone": timezone, "fmt": fmt, "offsets": offsets,
             "seed": draw(st.integers(0, 2**16)),
             "tx": (tx_before, tx_after), "ev": (ev_before, ev_after),
-            "cust": (customers_before, customers_after)}
+            "cust": (customers_before, customers_after), "plans": (plans_before, plans_after)}
 
 
 def _render(local: pd.Timestamp | None, tz: str, as_offset: bool) -> str | None:
@@ -133,8 +144,15 @@ def _build(folder: Path, h: dict, with_after: bool) -> tuple[pd.DataFrame, str]:
         "events": _frame(pick(h["ev"]), "ts", tz, off, rng(1), ["customer_id", "ts", "event_type"]),
         "customers": _frame(pick(h["cust"]), "signup_ts", tz, off, rng(2),
                             ["customer_id", "signup_ts", "tier", "score"]),
+        "attribute_history": _frame(pick(h["plans"]), "valid_from", tz, off, rng(3),
+                                    ["customer_id", "valid_from", "plan", "credit"]),
     }
-    cfg = load_config(write_config(folder, write_frames(folder, frames, h["fmt"]), timezone=tz))
+    # today's export has closed accounts that were open at the cutoff: a column never listed as an attribute
+    frames["customers"]["status"] = "closed" if with_after else "open"
+    sources = write_frames(folder, frames, h["fmt"])
+    sources["customers"]["attributes"] = ["tier", "score"]
+    sources["attribute_history"]["attributes"] = ["plan", "credit"]
+    cfg = load_config(write_config(folder, sources, timezone=tz))
     data = load_customer_data(cfg)
     assert all(rep.rows_bad == 0 for rep in data.reports.values()), data.reports
     fs = feature_set_for(data, AS_OF)
@@ -156,6 +174,8 @@ def test_rows_on_or_after_as_of_never_change_features(h):
     known = {r["customer_id"] for r in h["tx"][0]} | {
         r["customer_id"] for r in h["cust"][0] if r["local"] is not None}
     assert set(full["customer_id"]) == known
+    assert {"attr_tier", "attr_score", "attr_plan", "attr_credit"} <= set(full.columns)
+    assert "attr_status" not in full.columns
     pd.testing.assert_frame_equal(full, cut)
 
 
@@ -202,3 +222,50 @@ def test_feature_set_version_is_stable_for_the_same_data(tmp_path):
     assert earlier.version != v1.version
     # a category bought only after the cutoff ('toys' on 2024-02-01) is not part of the set
     assert "category_share_toys" not in v1.names
+
+
+def test_attribute_history_is_joined_as_of_the_cutoff(tmp_path):
+    """A concrete case: a plan valid from a second before the cutoff counts; one valid from the cutoff
+    itself (or later) does not; a customer whose only row is later has no plan yet."""
+    tx = pd.DataFrame({"customer_id": ["a", "b"], "ts": ["2023-12-01 10:00:00", "2023-12-02 10:00:00"],
+                       "amount": [10.0, 20.0]})
+    plans = pd.DataFrame({"customer_id": ["a", "a", "a", "b"],
+                          "valid_from": ["2023-06-01 00:00:00", "2023-12-31 23:59:59", "2024-01-01 00:00:00",
+                                         "2024-01-02 00:00:00"],
+                          "plan": ["basic", "plus", "closed", "closed"]})
+    sources = write_frames(tmp_path, {"transactions": tx, "attribute_history": plans})
+    sources["attribute_history"]["attributes"] = ["plan"]
+    df = build_features(load_customer_data(load_config(write_config(tmp_path, sources))), AS_OF).set_index(
+        "customer_id")
+    assert df.loc["a", "attr_plan"] == "plus"
+    assert pd.isna(df.loc["b", "attr_plan"])
+
+
+def test_customer_columns_are_features_only_when_listed(tmp_path, caplog):
+    import logging
+
+    from crmscore.errors import DataContractError
+
+    tx = pd.DataFrame({"customer_id": ["a", "b"], "ts": ["2023-12-01 10:00:00", "2023-12-02 10:00:00"],
+                       "amount": [10.0, 20.0]})
+    customers = pd.DataFrame({"customer_id": ["a", "b"], "region": ["north", "south"], "status": ["open", "closed"],
+                              "ltv": [100.0, 5.0]})
+
+    def names(**customers_cfg):
+        folder = tmp_path / str(len(list(tmp_path.iterdir())))
+        folder.mkdir()
+        sources = write_frames(folder, {"transactions": tx, "customers": customers})
+        sources["customers"].update(customers_cfg)
+        return set(feature_set_for(load_customer_data(load_config(write_config(folder, sources))), AS_OF).names)
+
+    with caplog.at_level(logging.INFO, logger="crmscore.data.loader"):
+        assert not any(n.startswith("attr_") for n in names())
+    assert "region, status, ltv are not features" in caplog.text
+    assert {n for n in names(attributes=["region"]) if n.startswith("attr_")} == {"attr_region"}
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="crmscore.data.loader"):
+        chosen = names(attributes="all", exclude_attributes=["status"])
+    assert {n for n in chosen if n.startswith("attr_")} == {"attr_region", "attr_ltv"}
+    assert "every column but ['status'] becomes a feature: region, ltv" in caplog.text
+    with pytest.raises(DataContractError, match=r"customers.tier: listed under data.customers.attributes but not"):
+        names(attributes=["tier"])

@@ -41,6 +41,25 @@ class SourceConfig(_Strict):
     )
 
 
+class CustomersSourceConfig(SourceConfig):
+    """The customers table. Its columns beyond the contract become features only when listed: a column
+    exported today (a status, a tier, a closing date, a lifetime value) would otherwise put today's value,
+    and so the label, into every historical snapshot."""
+
+    attributes: list[str] | Literal["all"] = Field(default_factory=list, description=(
+        "Static columns used as features (attr_<name>), or 'all' for every column not under "
+        "exclude_attributes (each is named in a warning)."))
+    exclude_attributes: list[str] = Field(default_factory=list, description="With attributes: all, the "
+                                          "columns left out.")
+
+
+class AttributeHistoryConfig(SourceConfig):
+    """Slowly changing customer attributes: one row per customer and change, valid from `valid_from`. At a
+    cutoff each customer's attribute is the row with the latest valid_from strictly before it."""
+
+    attributes: list[str] = Field(min_length=1, description="Columns used as features (attr_<name>).")
+
+
 class FeatureTableConfig(_Strict):
     """A ready feature table with one row per customer (subscription or bank data)."""
 
@@ -50,14 +69,28 @@ class FeatureTableConfig(_Strict):
     positive: Any = Field(default=1, description="Label value that counts as positive.")
     format: Literal["csv", "parquet"] | None = None
     exclude: list[str] = Field(default_factory=list, description="Columns never used as features.")
+    keep: list[str] = Field(default_factory=list, description=(
+        "Columns used as features although they look like identifiers (a row number, a whole number different "
+        "on every row) or free text (fewer than 5 rows a distinct value), which are otherwise left out."))
 
 
 class DataConfig(_Strict):
     transactions: SourceConfig | None = None
     products: SourceConfig | None = None
-    customers: SourceConfig | None = None
+    customers: CustomersSourceConfig | None = None
+    attribute_history: AttributeHistoryConfig | None = None
     events: SourceConfig | None = None
     features: FeatureTableConfig | None = None
+
+
+class LeakageConfig(_Strict):
+    """The leakage alarm at training: a single feature that alone nearly predicts the label on the
+    validation rows is almost always recorded after the cutoff (or a copy of the label)."""
+
+    refuse_above: float = Field(default=0.98, gt=0.5, le=1, description=(
+        "Refuse training when one feature's own validation ROC-AUC (max(auc, 1 - auc)) is above this."))
+    warn_above: float = Field(default=0.90, gt=0.5, le=1, description="Warn above this.")
+    allow: list[str] = Field(default_factory=list, description="Features the alarm never refuses (by name).")
 
 
 class ValidationConfig(_Strict):
@@ -122,6 +155,7 @@ class ProjectConfig(_Strict):
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     segments: SegmentsConfig = Field(default_factory=SegmentsConfig)
+    leakage: LeakageConfig = Field(default_factory=LeakageConfig)
     tasks: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Per-task settings (churn, next-purchase, lookalike)."
     )
@@ -148,7 +182,10 @@ def load_config(path: str | Path) -> ProjectConfig:
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config {path} is not valid YAML: {exc}") from exc
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"config {path} is not valid YAML{where}: {problem}; fix the file") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"config {path} must be a mapping with a 'data' section")
     try:

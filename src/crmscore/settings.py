@@ -40,4 +40,14 @@ class Settings(BaseSettings):
 
 
 def get_settings() -> Settings:
-    return Settings()
+    """The settings; a value that does not parse is a ConfigError naming the variable."""
+    from pydantic import ValidationError
+
+    from crmscore.errors import ConfigError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(f"CRMSCORE_{'_'.join(str(p) for p in e['loc']).upper()}={e.get('input')!r}: {e['msg']}"
+                             for e in exc.errors())
+        raise ConfigError(f"invalid setting {problems}; fix the environment variable or .env") from exc

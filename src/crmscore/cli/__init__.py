@@ -38,9 +38,20 @@ def _register() -> None:
 
 
 def main() -> None:
+    """Run the CLI. A problem with the user's data, config or paths ends in one line, `error: ...`, and exit
+    code 2; a traceback means a bug."""
     _register()
     try:
         app()
     except CrmscoreError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
+        _fail(str(exc), exc.exit_code)
+    except OSError as exc:
+        if exc.filename is None:  # not about a path the user gave: a bug or the machine, keep the traceback
+            raise
+        _fail(f"{exc.filename}: {exc.strerror or exc}; check the path (does its folder exist, may it be written?)", 2)
+
+
+def _fail(message: str, code: int) -> None:
+    one_line = "; ".join(part.strip() for part in message.splitlines() if part.strip())
+    err_console.print(f"[bold red]error:[/] {one_line}", highlight=False, soft_wrap=True)
+    sys.exit(code)

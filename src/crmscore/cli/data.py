@@ -43,7 +43,7 @@ def validate(
     lo, hi = data.ts_range()
     console.print(f"transactions span {lo} to {hi} ({data.config.timezone} local time)", highlight=False)
     if data.bad_tables:
-        from crmscore.data.loader import validation_summary
+        from crmscore.data.loader import too_many_bad_rows
 
-        raise DataContractError("too many bad rows:\n" + validation_summary(data))
+        raise DataContractError(too_many_bad_rows(data))
     console.print("[green]data contract OK[/]")

@@ -104,7 +104,8 @@ def _scores(audience: str, config: Path, as_of, alias: str, top_k: int):  # noqa
 
         data = load_data(cfg)
     settings = LookalikeSettings(**bundle.settings)
-    pop = load_population(cfg, settings, as_of=as_of, data=data, feature_set=bundle.feature_set, rfm=bundle.rfm)
+    pop = load_population(cfg, settings, as_of=as_of, data=data, feature_set=bundle.feature_set, rfm=bundle.rfm,
+                          table_schema=bundle.table_schema)
     scores = score_audience(bundle, pop.frame, top_k=top_k, version=str(mv.version), progress=True)
     return scores.rename(columns={"rfm_segment": "segment"}), mv
 

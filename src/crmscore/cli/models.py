@@ -193,7 +193,7 @@ def _score(name: str, config: Path, out: Path, as_of, top_k: int, alias: str) ->
     if bundle.mode == "feature_table":
         from crmscore.models.feature_table import load_feature_table
 
-        frame = load_feature_table(cfg, require_label=False).frame
+        frame = load_feature_table(cfg, require_label=False, schema=bundle.table_schema).frame
     else:
         data = load_data(cfg)
         as_of = as_of or data.default_as_of()

@@ -34,7 +34,7 @@ class TableContract:
     name: str
     columns: tuple[ColumnSpec, ...]
     unique_key: str | None = None
-    keep_extra_columns: bool = False  # customers: any other column is a static attribute
+    keep_extra_columns: bool = False  # customers, attribute_history: other columns may be listed as attributes
     description: str = ""
     _by_name: dict[str, ColumnSpec] = field(default_factory=dict, compare=False, repr=False)
 
@@ -82,7 +82,16 @@ CONTRACTS: dict[str, TableContract] = {
         ),
         unique_key="customer_id",
         keep_extra_columns=True,
-        description="One row per customer; every other column is a static attribute feature.",
+        description="One row per customer; other columns listed under `attributes` are static attribute features.",
+    ),
+    "attribute_history": TableContract(
+        "attribute_history",
+        (
+            ColumnSpec("customer_id", "id", True, "Customer key."),
+            ColumnSpec("valid_from", "timestamp", True, "From when the row's values hold (see the timezone rule)."),
+        ),
+        keep_extra_columns=True,
+        description="Slowly changing attributes: one row per customer and change; joined point-in-time.",
     ),
     "events": TableContract(
         "events",

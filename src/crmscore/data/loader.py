@@ -68,8 +68,9 @@ class CustomerData:
     """Canonical tables in an embedded DuckDB connection.
 
     Tables: `transactions` (always; with `category` joined from products and an `order_key`),
-    and `customers`, `events`, `products` when configured. `attributes` maps each static customer
-    attribute column to 'number' or 'text'.
+    and `customers`, `attribute_history`, `events`, `products` when configured. `attributes` maps each
+    static customer attribute column (listed under data.customers.attributes) to 'number' or 'text';
+    `history_attributes` the same for the columns of attribute_history, joined point-in-time.
     """
 
     con: duckdb.DuckDBPyConnection
@@ -78,6 +79,7 @@ class CustomerData:
     reports: dict[str, TableReport]
     attributes: dict[str, str] = field(default_factory=dict)
     columns: dict[str, set[str]] = field(default_factory=dict)
+    history_attributes: dict[str, str] = field(default_factory=dict)
 
     def has(self, table: str, column: str | None = None) -> bool:
         if table not in self.tables:
@@ -213,21 +215,45 @@ class _TableLoader:
         return mapping
 
     def _attributes(self, mapping: dict[str, str], source_types: dict[str, str]) -> dict[str, str]:
-        """Static attribute columns for customers: every source column not mapped to the contract."""
+        """Attribute columns (customers, attribute_history): the source columns not mapped to the contract
+        that the config lists under `attributes`, as 'number' or 'text'."""
         if not self.contract.keep_extra_columns:
             return {}
         used = {m.strip('"') for m in mapping.values()}
+        extra = [col for col, typ in source_types.items()
+                 if not (col in used and col not in mapping) and self.contract.column(col) is None]
         attrs: dict[str, str] = {}
-        for col, typ in source_types.items():
-            if col in used and col not in mapping:
-                continue
-            if self.contract.column(col) is not None:
-                continue
+        for col in self._chosen_attributes(extra):
             if col not in mapping:
                 mapping[col] = _quote(col)
-            attrs[col] = "number" if typ.upper().startswith(_NUMERIC_TYPES) and not typ.upper().startswith(
-                "BOOLEAN") else "text"
+            typ = source_types[col].upper()
+            attrs[col] = "number" if typ.startswith(_NUMERIC_TYPES) and not typ.startswith("BOOLEAN") else "text"
         return attrs
+
+    def _chosen_attributes(self, extra: list[str]) -> list[str]:
+        """The columns of `extra` the config makes features: a list names them; 'all' takes every one not
+        excluded, with a warning naming each (a column exported today leaks into past snapshots)."""
+        listed = getattr(self.source, "attributes", [])
+        where = f"data.{self.name}.attributes"
+        if listed == "all":
+            excluded = set(getattr(self.source, "exclude_attributes", []))
+            chosen = [c for c in extra if c not in excluded]
+            if chosen:
+                log.warning("%s: every column but %s becomes a feature: %s. Each must be known before every "
+                            "cutoff (a status, tier or value exported today leaks the label into past snapshots); "
+                            "list the safe ones under %s to silence this", self.name, sorted(excluded) or "none",
+                            ", ".join(chosen), where)
+            return chosen
+        unknown = [c for c in listed if c not in extra]
+        if unknown:
+            raise DataContractError(
+                f"{self.name}.{unknown[0]}: listed under {where} but not an attribute column of {self.path} "
+                f"(attribute columns: {', '.join(extra) or 'none'}); fix the name or remove it")
+        unused = [c for c in extra if c not in listed]
+        if unused:
+            log.info("%s: columns %s are not features (list them under %s to use them)", self.name,
+                     ", ".join(unused), where)
+        return list(listed)
 
     def _build(self, src: str, mapping: dict[str, str], source_types: dict[str, str],
                attrs: dict[str, str]) -> None:
@@ -314,8 +340,9 @@ def load_customer_data(cfg: ProjectConfig, *, strict: bool = True,
     con.execute(f"SET TimeZone = {_literal(cfg.timezone)}")
     reports: dict[str, TableReport] = {}
     attributes: dict[str, str] = {}
+    history_attributes: dict[str, str] = {}
     tables: set[str] = set()
-    for name in ("products", "customers", "events", "transactions"):
+    for name in ("products", "customers", "attribute_history", "events", "transactions"):
         source = getattr(cfg.data, name)
         if source is None:
             continue
@@ -323,13 +350,20 @@ def load_customer_data(cfg: ProjectConfig, *, strict: bool = True,
             progress(f"loading {name}")
         report, attrs = _TableLoader(con, cfg, CONTRACTS[name], source).load()
         reports[name] = report
-        attributes.update(attrs)
+        (history_attributes if name == "attribute_history" else attributes).update(attrs)
         tables.add(name)
+    both = sorted(set(attributes) & set(history_attributes))
+    if both:
+        raise ConfigError(f"customers.{both[0]}: listed under both data.customers.attributes and "
+                          f"data.attribute_history.attributes; keep it in one (the history, if it changes)")
+    if reports["transactions"].rows_read == 0:
+        raise DataContractError(f"transactions: {reports['transactions'].source} has no rows; point "
+                                f"data.transactions.path at the purchase lines")
     columns = {t: {r[0] for r in con.execute(f"DESCRIBE {t}").fetchall()} for t in tables}
-    data = CustomerData(con, cfg, tables, reports, attributes, columns)
+    data = CustomerData(con, cfg, tables, reports, attributes, columns, history_attributes)
     _enrich_transactions(data)
     if strict and data.bad_tables:
-        raise DataContractError(validation_summary(data))
+        raise DataContractError(too_many_bad_rows(data))
     return data
 
 
@@ -357,6 +391,19 @@ def _enrich_transactions(data: CustomerData) -> None:
         f"COALESCE({cat}, 'unknown') AS category{select_extra} FROM transactions t {join}")
     data.tables.add("lines")
     data.columns["lines"] = {r[0] for r in con.execute("DESCRIBE lines").fetchall()}
+
+
+def too_many_bad_rows(data: CustomerData) -> str:
+    """One line for a failed load: the worst table's largest problem, its bad share against the limit, where
+    the rows went and what to do (`crmscore data validate` lists every problem)."""
+    limit = data.config.validation.max_bad_share
+    rep = max(data.bad_tables, key=lambda r: r.bad_share)
+    issue = max(rep.issues, key=lambda i: i.rows)
+    more = len(rep.issues) - 1
+    return (f"{issue.message(rep.rows_read)}{f' (and {more} more problems)' if more else ''}; {rep.rows_bad:,} bad "
+            f"rows ({rep.bad_share:.2%}) are over validation.max_bad_share {limit:.2%}, quarantined to "
+            f"{rep.quarantine_path}; fix the source or data.{rep.table}.columns (`crmscore data validate` lists "
+            f"every problem)")
 
 
 def validation_summary(data: CustomerData) -> str:

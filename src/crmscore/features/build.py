@@ -69,7 +69,7 @@ def discover_vocabulary(data: CustomerData, as_of: AsOf) -> Vocabulary:
     channels = top("lines", "channel", cfg.top_channels, "COUNT(*)")
     event_types = top("events", "event_type", cfg.top_event_types, "COUNT(*)")
     attributes = tuple(sorted(data.attributes.items()))
-    return Vocabulary(categories, channels, event_types, attributes)
+    return Vocabulary(categories, channels, event_types, attributes, tuple(sorted(data.history_attributes.items())))
 
 
 def feature_set_for(data: CustomerData, as_of: AsOf) -> FeatureSet:
@@ -142,6 +142,9 @@ def feature_sql(data: CustomerData, as_of: AsOf, fs: FeatureSet, dialect: Dialec
                   else "CAST(NULL AS DOUBLE)")
         cust_cols = "".join(f", {f.sql} AS {f.name}" for f in by_stage.get("customers", []))
         ctes.append(f"s_customers AS (SELECT customer_id, {signup} AS signup_days{cust_cols} FROM customers)")
+    if by_stage.get("attribute_history"):
+        ctes.append(_attribute_history_cte(by_stage["attribute_history"], cut))
+        stage_ctes["attribute_history"] = "s_attribute_history"
     population = "SELECT DISTINCT customer_id FROM oa"
     if has_signup:
         population += f" UNION SELECT customer_id FROM customers WHERE signup_ts < {cut}"
@@ -163,6 +166,16 @@ def feature_sql(data: CustomerData, as_of: AsOf, fs: FeatureSet, dialect: Dialec
     ctes.append(f"base AS (SELECT customer_id, {', '.join(base_cols)}, {signup_col} FROM pop{joins})")
     final = ", ".join(f"{f.sql} AS {f.name}" if f.stage == "derived" else f.name for f in fs.features)
     return "WITH " + ",\n".join(ctes) + f"\nSELECT customer_id, {final} FROM base ORDER BY customer_id"
+
+
+def _attribute_history_cte(feats: list[Feature], cut: str) -> str:
+    """Each customer's attributes as they were at the cutoff: the row with the latest valid_from strictly
+    before it (ties broken by the values, so the choice is repeatable); none when every row is later."""
+    cols = ", ".join(f"{f.sql} AS {f.name}" for f in feats)
+    ties = "".join(f", {f.sql.removeprefix('h.')}" for f in feats)
+    return (f"s_attribute_history AS (SELECT customer_id, {cols} FROM (SELECT *, row_number() OVER "
+            f"(PARTITION BY customer_id ORDER BY valid_from DESC{ties}) AS _rank FROM attribute_history "
+            f"WHERE valid_from < {cut}) h WHERE _rank = 1)")
 
 
 def _aggs(feats: Iterable[Feature]) -> str:

@@ -6,7 +6,8 @@ The description is what operations staff read as the reason behind a score, so i
 (see crmscore.features.build): `orders` (one row per order, with `age_days` = days from the order to
 `as_of`), `categories` (spend per customer and category), `category_orders` (one row per customer,
 category and order with a purchase of it, with the order's `age_days`), `stores` (orders per customer and
-store), `events`, `customers`, or `derived` (an expression over features already computed). Only
+store), `events`, `customers` (static attributes the config lists), `attribute_history` (each customer's
+latest row valid before `as_of`, aliased `h`), or `derived` (an expression over features already computed). Only
 portable SQL is used here (CASE, SUM, COUNT, AVG, STDDEV_SAMP, NULLIF, COALESCE); the few
 dialect-specific pieces (day arithmetic, weekday, hour) live in crmscore.features.build's `Dialect`, so
 the same declarations can run on another engine (Spark SQL) later.
@@ -21,7 +22,8 @@ from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Literal
 
-Stage = Literal["orders", "categories", "category_orders", "stores", "events", "customers", "derived"]
+Stage = Literal["orders", "categories", "category_orders", "stores", "events", "customers", "attribute_history",
+                "derived"]
 DType = Literal["float", "int", "category"]
 
 
@@ -59,6 +61,7 @@ class Vocabulary:
     channels: tuple[str, ...] = ()
     event_types: tuple[str, ...] = ()
     attributes: tuple[tuple[str, str], ...] = ()  # (column, 'number' | 'text')
+    history_attributes: tuple[tuple[str, str], ...] = ()  # the same, from attribute_history (valid_from)
 
 
 def slug(text: str) -> str:
@@ -181,6 +184,10 @@ def declare(windows: list[int], vocab: Vocabulary, evening_hour: int = 17) -> li
         f.append(Feature(f"attr_{slug(col)}", "float" if kind == "number" else "category", "customers",
                          f'"{col}"', f"customer attribute '{col}'", "" if kind == "text" else "value", None,
                          "attributes", ("customers.customer_id",)))
+    for col, kind in vocab.history_attributes:
+        f.append(Feature(f"attr_{slug(col)}", "float" if kind == "number" else "category", "attribute_history",
+                         f'h."{col}"', f"customer attribute '{col}'", "" if kind == "text" else "value", None,
+                         "attributes", ("attribute_history.customer_id",)))
     if 90 not in windows:  # trends need the 90-day window
         f = [x for x in f if x.group != "trend"]
     return f
@@ -261,6 +268,7 @@ class FeatureSet:
     def from_dict(cls, d: dict) -> FeatureSet:
         v = d["vocabulary"]
         vocab = Vocabulary(tuple(v["categories"]), tuple(v["channels"]), tuple(v["event_types"]),
-                           tuple(tuple(a) for a in v["attributes"]))
+                           tuple(tuple(a) for a in v["attributes"]),
+                           tuple(tuple(a) for a in v.get("history_attributes", ())))
         feats = tuple(Feature(**{**x, "requires": tuple(x["requires"])}) for x in d["features"])
         return cls(feats, vocab, tuple(d["windows"]), d.get("evening_hour", 17), d["version"])

@@ -23,6 +23,7 @@ import pandas as pd
 from crmscore.explain.reasons import reason_text
 from crmscore.features.definitions import FeatureSet, category_orders_name, slug
 from crmscore.models.estimator import CustomerModel, Explanation, MultiLabelModel, load_estimator
+from crmscore.models.feature_table import TableSchema
 from crmscore.segments import SEGMENT_COLUMNS, RFMScorer
 
 Mode = Literal["transactions", "feature_table"]
@@ -59,6 +60,7 @@ class TrainedModel:
     rfm: dict[str, Any] | None = None
     info: dict[str, Any] = field(default_factory=dict)  # trained_at, cutoffs, digests, metrics...
     companions: dict[str, CompanionModels] = field(default_factory=dict)
+    table_schema: TableSchema | None = None  # feature tables: the training typing, applied again at scoring
 
     @property
     def features(self) -> list[str]:
@@ -240,7 +242,8 @@ class TrainedModel:
                                 "models": len(comp.models)}
         meta = {"task": self.task, "mode": self.mode, "feature_set": self.feature_set.to_dict(),
                 "settings": self.settings, "reason_up": self.reason_up, "reason_down": self.reason_down,
-                "decile_edges": self.decile_edges, "rfm": self.rfm, "info": self.info, "companions": companions}
+                "decile_edges": self.decile_edges, "rfm": self.rfm, "info": self.info, "companions": companions,
+                "table_schema": self.table_schema.to_dict() if self.table_schema else None}
         (path / "bundle.json").write_text(json.dumps(meta, indent=1, default=str))
         return path
 
@@ -253,9 +256,11 @@ class TrainedModel:
                                   [CustomerModel.load(path / "companions" / f"{name}_{i}") for i in range(c["models"])],
                                   tuple(c["bounds"]))
             for name, c in meta.get("companions", {}).items()}
+        schema = meta.get("table_schema")
         return cls(meta["task"], meta["mode"], load_estimator(path / "estimator"),
                    FeatureSet.from_dict(meta["feature_set"]), meta["settings"], meta["reason_up"],
-                   meta["reason_down"], meta["decile_edges"], meta["rfm"], meta["info"], companions)
+                   meta["reason_down"], meta["decile_edges"], meta["rfm"], meta["info"], companions,
+                   TableSchema.from_dict(schema) if schema else None)
 
 
 def label_column(target: str) -> str:

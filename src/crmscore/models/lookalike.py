@@ -49,6 +49,7 @@ from crmscore.data.loader import CustomerData
 from crmscore.features.definitions import FeatureSet
 from crmscore.models.bundle import TrainedModel
 from crmscore.models.estimator import DEFAULT_PARAMS, CustomerModel, Explanation, small_data_threads
+from crmscore.models.feature_table import TableSchema
 from crmscore.models.pipeline import NON_FEATURES, GuardrailError
 
 log = logging.getLogger(__name__)
@@ -262,6 +263,7 @@ class Population:
     as_of: pd.Timestamp | None = None
     rfm: dict[str, Any] | None = None
     id_column: str = "customer_id"
+    table_schema: TableSchema | None = None  # feature tables: the typing the population was read with
 
     @property
     def features(self) -> list[str]:
@@ -269,17 +271,19 @@ class Population:
 
 
 def load_population(cfg: ProjectConfig, s: LookalikeSettings, *, as_of: Any = None, data: CustomerData | None = None,
-                    feature_set: FeatureSet | None = None, rfm: dict[str, Any] | None = None) -> Population:
+                    feature_set: FeatureSet | None = None, rfm: dict[str, Any] | None = None,
+                    table_schema: TableSchema | None = None) -> Population:
     """Transactional data: customers with a purchase in the `lookback_days` before as_of (default: the day
-    after the last transaction), features from data strictly before it. Feature tables: every row."""
+    after the last transaction), features from data strictly before it. Feature tables: every row, typed by
+    table_schema (a trained model's) when given."""
     if cfg.data.features is not None and cfg.data.transactions is None:
         from crmscore.models.feature_table import load_feature_table
 
         if as_of is not None:
             log.warning("--as-of is ignored for a ready feature table (%s)", cfg.data.features.path)
-        table = load_feature_table(cfg, require_label=False)
+        table = load_feature_table(cfg, require_label=False, schema=table_schema)
         return Population(table.frame.reset_index(drop=True), feature_set or table.feature_set, "feature_table",
-                          id_column=cfg.data.features.id)
+                          id_column=cfg.data.features.id, table_schema=table.schema)
     from crmscore.features.build import as_of_timestamp, build_features, feature_set_for
     from crmscore.segments import RFMScorer, add_segments
 
@@ -436,7 +440,8 @@ def fit_and_evaluate(name: str, pop: Population, seed: Seed, member: np.ndarray,
     # the bundle: the averaged booster with the full feature set (scoring rebuilds every column)
     others = model.predict_proba(X[~member])[:, 1]
     bundle = TrainedModel(TASK, pop.mode, model.estimator_, pop.feature_set, s.model_dump(mode="json"), REASON_UP,
-                          REASON_DOWN, [float(x) for x in np.quantile(others, np.linspace(0.1, 0.9, 9))], pop.rfm, {})
+                          REASON_DOWN, [float(x) for x in np.quantile(others, np.linspace(0.1, 0.9, 9))], pop.rfm, {},
+                          table_schema=pop.table_schema)
     bundle.info.update({
         "audience": {"name": name, **seed.describe(), "size": int(len(seed_rows)), "given": len(seed.ids),
                      "hidden": int(n_hidden), "as_of": str(pop.as_of.date()) if pop.as_of is not None else None},

@@ -31,6 +31,7 @@ from crmscore.features.build import as_of_timestamp, build_training_set, feature
 from crmscore.features.definitions import FeatureSet
 from crmscore.models.bundle import CompanionModels, TrainedModel, label_matrix
 from crmscore.models.estimator import CustomerModel, MultiLabelModel, small_data_threads
+from crmscore.models.feature_table import TableSchema
 from crmscore.models.evaluation import (
     mean_roc_auc,
     multilabel_metrics,
@@ -68,6 +69,7 @@ class Dataset:
     decisions: dict[str, str] = field(default_factory=dict)
     settings: TaskSettings | None = None  # the run's settings after the task's prepare step, when it has one
     population: PopulationRule | None = None  # transactional data: who the task predicts for
+    table_schema: TableSchema | None = None  # feature tables: the typing decided on the training file
 
 
 @dataclass
@@ -171,7 +173,7 @@ def feature_table_dataset(cfg: ProjectConfig, s: TaskSettings) -> Dataset:
     return Dataset(train.reset_index(drop=True), valid.reset_index(drop=True), test.reset_index(drop=True),
                    fs.names, fs.categorical, fs, "feature_table",
                    {"split": f"stratified {1 - 2 * s.test_size:.0%}/{s.test_size:.0%}/{s.test_size:.0%}, seed {s.seed}"},
-                   None, table.decisions)
+                   None, table.decisions, table_schema=table.schema)
 
 
 # -- guardrails ----------------------------------------------------------------------------------
@@ -186,6 +188,20 @@ def check_guardrails(ds: Dataset, s: TaskSettings) -> None:
                 f"too few labels to train: the {part} rows have {pos} positives and {neg} negatives; at least "
                 f"{need_pos} of each are needed (settings min_positives/min_negatives). Add customers or history, "
                 f"or lengthen the horizon.")
+
+
+def check_single_feature_leakage(task: Task, ds: Dataset, s: TaskSettings, cfg: ProjectConfig) -> list[Any]:
+    """The leakage alarm (crmscore.models.leakage): refuse when one feature alone nearly predicts the label on
+    the validation rows, unless the config allows it by name; multilabel tasks are measured per target.
+    Returns every feature's FeatureStrength, strongest first."""
+    from crmscore.models.bundle import label_column
+    from crmscore.models.leakage import check_leakage, measure_features
+
+    labels = {t: label_column(t) for t in _targets(s)} if task.kind == "multilabel" else {None: "label"}
+    regression = task.kind == "regression"
+    strengths = measure_features(ds.train, ds.valid, ds.features, labels, regression, s.seed)
+    check_leakage(strengths, cfg.leakage, regression)
+    return strengths
 
 
 def usability_summary(ds: Dataset) -> str:
@@ -229,7 +245,7 @@ def _bundle(task: Task, ds: Dataset, s: TaskSettings, model: Any, pred: np.ndarr
     edges = [float(x) for x in np.quantile(pred, np.linspace(0.1, 0.9, 9))] if pred is not None else []
     info = {"population": ds.population.to_dict()} if ds.population is not None else {}
     return TrainedModel(task.name, ds.mode, model, ds.feature_set, s.model_dump(), task.reason_up, task.reason_down,
-                        edges, ds.rfm, info)
+                        edges, ds.rfm, info, table_schema=ds.table_schema)
 
 
 def _fit_binary(task: Task, ds: Dataset, s: TaskSettings, params: dict[str, Any]
@@ -415,6 +431,7 @@ def train_task(task: Task, cfg: ProjectConfig, s: TaskSettings, *, as_of: Any = 
         ds = transactional_dataset(task, data, s, as_of, progress)
         s = ds.settings or s
     check_guardrails(ds, s)
+    strengths = check_single_feature_leakage(task, ds, s, cfg)
     summary = usability_summary(ds)
     for line in summary.splitlines():
         log.info("data: %s", line)
@@ -432,7 +449,11 @@ def train_task(task: Task, cfg: ProjectConfig, s: TaskSettings, *, as_of: Any = 
         bundle.info.update({"trained_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                             "cutoffs": {k: str(v) for k, v in ds.cutoffs.items()}, "grade": grade,
                             "metrics": metrics, "baselines": base, "config": cfg.name,
-                            "feature_set_version": ds.feature_set.version})
+                            "feature_set_version": ds.feature_set.version,
+                            # the leakage check's strongest single features, for a reader of the model card
+                            "single_feature_strength": [{"feature": x.feature, "value": round(x.value, 4),
+                                                         "metric": x.metric, "target": x.target}
+                                                        for x in strengths[:5]]})
         result = TrainResult(task.name, bundle, metrics, base, grade, ds, run.info.run_id, curves=curves)
         with tempfile.TemporaryDirectory() as tmp:
             registry.log_training_run(result, cfg, s, summary, Path(tmp))

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from crmscore.errors import CrmscoreError
+from crmscore.errors import ConfigError, CrmscoreError
 from crmscore.models.bundle import TrainedModel
 from crmscore.settings import Settings, get_settings
 
@@ -50,10 +50,27 @@ class PromotionRefused(CrmscoreError):
 
 def configure(settings: Settings | None = None) -> Settings:
     settings = settings or get_settings()
+    _check_store_uri(settings.tracking_uri)
     mlflow.set_tracking_uri(settings.tracking_uri)
     if settings.registry_uri:
         mlflow.set_registry_uri(settings.registry_uri)
     return settings
+
+
+def _check_store_uri(uri: str) -> None:
+    """A ConfigError for a tracking URI MLflow 3 would fail on later with a traceback: a plain folder (the
+    file store is refused) or a SQLite file in a folder that does not exist."""
+    from urllib.parse import urlparse
+
+    scheme = urlparse(uri).scheme
+    if scheme in ("", "file"):
+        raise ConfigError(f"CRMSCORE_TRACKING_URI={uri!r} is a folder; MLflow 3 needs a database such as "
+                          f"sqlite:///mlflow.db (or an http:// tracking server)")
+    if scheme == "sqlite":
+        folder = Path(uri.removeprefix("sqlite:///")).parent
+        if not folder.is_dir():
+            raise ConfigError(f"CRMSCORE_TRACKING_URI={uri!r}: the folder {folder} does not exist; create it or "
+                              f"point the URI elsewhere")
 
 
 def experiment(task: str, settings: Settings | None = None) -> str:
@@ -314,10 +331,17 @@ def promote(name: str, *, force: bool = False, reason: str | None = None) -> dic
 def describe(name: str) -> list[dict[str, Any]]:
     """Versions of a registered model with their aliases and tags (for `crmscore models`)."""
     client = MlflowClient()
+    try:
+        registered = client.get_registered_model(name)
+    except mlflow.exceptions.MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        raise RegistryError(f"no registered model {name!r} in the registry at {mlflow.get_tracking_uri()}: train it "
+                            f"first with `crmscore train {name} --config ...`") from exc
     # search_model_versions leaves ModelVersion.aliases empty on MLflow 3's SQL store; the registered model
     # holds them (alias -> version)
     held: dict[str, list[str]] = {}
-    for alias, version in client.get_registered_model(name).aliases.items():
+    for alias, version in registered.aliases.items():
         held.setdefault(str(version), []).append(alias)
     out = []
     for mv in client.search_model_versions(f"name = '{name}'"):
