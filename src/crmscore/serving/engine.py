@@ -24,6 +24,8 @@ from crmscore.serving.store import open_store
 from crmscore.settings import Settings
 
 log = logging.getLogger(__name__)
+MAX_ID_CHARS = 128  # customer ids are echoed, logged and stored: a longer one is refused, never kept
+MAX_TOP_K = 50
 
 
 @dataclass(frozen=True)
@@ -191,8 +193,7 @@ class ScoringEngine:
         if len(job.customers) > self.settings.max_batch:
             raise RequestError(f"{len(job.customers):,} customers in one request; at most "
                                f"{self.settings.max_batch:,}: split the batch", 413)
-        if not 0 <= job.top_k <= 50:
-            raise RequestError(f"top_k must be between 0 and 50, got {job.top_k}")
+        check_top_k(job.top_k)
         check_lang(job.lang)
         return self.get_model(self.loaded_name(job.model))
 
@@ -276,6 +277,8 @@ class ScoringEngine:
             results[i] = out
 
     def customer(self, customer_id: str, request_id: str, top_k: int = 5, lang: str = "en") -> dict[str, Any]:
+        check_customer_id(customer_id)
+        check_top_k(top_k)
         check_lang(lang)
         feats = self.store.get(customer_id)
         if feats is None:
@@ -296,6 +299,8 @@ class ScoringEngine:
         """One customer for the operations page: profile, every model's score with its reasons and a waterfall
         (base value -> the top-k contributions -> the rest -> the score, on the score's scale), and the
         purchase timeline. Logged in the prediction log like any served prediction."""
+        check_customer_id(customer_id)
+        check_top_k(top_k)
         check_lang(lang)
         feats = self.store.get(customer_id)
         if feats is None:
@@ -390,6 +395,16 @@ class ScoringEngine:
         """Counts per RFM segment and lifecycle stage, now and in the previous snapshot, and the transitions."""
         meta = self.store.meta()
         return {"as_of": meta.get("as_of"), "customers": meta.get("customers"), **(meta.get("segments") or {})}
+
+
+def check_customer_id(customer_id: str) -> None:
+    if len(customer_id) > MAX_ID_CHARS:
+        raise RequestError(f"customer_id is {len(customer_id):,} characters long; at most {MAX_ID_CHARS}", 422)
+
+
+def check_top_k(top_k: int) -> None:
+    if not 0 <= top_k <= MAX_TOP_K:
+        raise RequestError(f"top_k must be between 0 and {MAX_TOP_K}, got {top_k}")
 
 
 def check_lang(lang: str) -> None:

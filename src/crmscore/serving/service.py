@@ -1,9 +1,11 @@
 """The BentoML scoring service: one class, started with `crmscore serve` (which runs `bentoml serve`).
 
 POST /v1/score is a BentoML API with typed pydantic IO; GET /v1/customers/{id}, GET /v1/models and
-POST /v1/admin/reload are FastAPI routes on the same service instance. An ASGI middleware gives every
-response a request id and checks the API key (`Authorization: Bearer <key>`) on /v1; /livez, /readyz,
-/metrics and /health stay open. Bad input is answered with a 4xx JSON message that says what to fix.
+POST /v1/admin/reload are FastAPI routes on the same service instance. ASGI middlewares sit in front of
+every route: RouteMetrics (request counts by route template, crmscore.serving.http_metrics), Guard
+(request id, authentication that fails closed, body limits counted on the bytes received:
+crmscore.serving.guard) and OpenAPIDocument (GET /docs.json as valid OpenAPI 3.0: crmscore.serving.openapi).
+Bad input is answered with a 4xx JSON message that says what to fix.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import functools
 import gc
 import json
 import logging
-import re
 import time
 import uuid
 from typing import Annotated, Any
@@ -23,76 +24,30 @@ import pydantic_core
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import Field
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from crmscore.serving.batching import RequestBatcher
 from crmscore.serving.engine import RequestError, ScoreJob, ScoringEngine
-from crmscore.serving.keys import KeyRing
+from crmscore.serving.guard import Guard, error_response
+from crmscore.serving.http_metrics import RouteMetrics
+from crmscore.serving.openapi import OpenAPIDocument
 from crmscore.serving.schemas import CustomerIn, CustomerScore, ScoreResponse
 from crmscore.settings import get_settings
 
 log = logging.getLogger("crmscore.service")
-OPEN_PATHS = ("/livez", "/readyz", "/metrics", "/health", "/docs", "/docs.json", "/schema.json", "/static_content")
 SETTINGS = get_settings()
 INLINE_CUSTOMERS = 16
-REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 RESULT_DEFAULTS = {name: None for name in CustomerScore.model_fields}
 
 api = FastAPI(title="crmscore", docs_url=None, redoc_url=None, openapi_url=None)
 
 
-def _error(status: int, message: str, request_id: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": message, "request_id": request_id, **extra}, status_code=status,
-                        headers={"X-Request-ID": request_id})
+_error = error_response
 
 
-class AuthAndRequestId:
-    """Pure ASGI middleware: request id on every response; API key on /v1 (admin key for /v1/admin);
-    request body size limit."""
+def _authenticator() -> Any:
+    from crmscore.ui.routes import authenticator
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-        self.keys = KeyRing.from_settings(SETTINGS.home, SETTINGS.api_keys).verifier()
-        self.max_body = SETTINGS.max_body_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = auth = length = ""
-        for name, value in scope.get("headers", ()):  # ASGI header names are lowercase bytes
-            if name == b"x-request-id":
-                request_id = value.decode("latin-1")
-            elif name == b"authorization":
-                auth = value.decode("latin-1")
-            elif name == b"content-length":
-                length = value.decode("latin-1")
-        if not REQUEST_ID.fullmatch(request_id):  # none sent, or not a sane id (it is echoed and logged)
-            request_id = uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
-        path = scope.get("path", "")
-        if path.startswith("/v1/"):
-            key = auth[7:].strip() if auth.lower().startswith("bearer ") else None
-            who = self.keys.check(key)
-            if who is None:
-                msg = ("missing API key: send 'Authorization: Bearer <key>' (create one with `crmscore keys create "
-                       "NAME`)" if not key else "invalid API key")
-                await _error(401, msg, request_id)(scope, receive, send)
-                return
-            if path.startswith("/v1/admin/") and not who[1]:
-                await _error(403, f"key {who[0]!r} is not an admin key", request_id)(scope, receive, send)
-                return
-            if length and length.isdigit() and int(length) > self.max_body:
-                await _error(413, f"request body of {int(length):,} bytes is over the limit of {self.max_body:,}",
-                             request_id)(scope, receive, send)
-                return
-
-        async def send_with_id(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
-            await send(message)
-
-        await self.app(scope, receive, send_with_id)
+    return authenticator()  # the page's: one key ring per worker, so the page and the API agree
 
 
 # Access logs are off: they would print customer ids (in paths) at INFO; requests are counted in /metrics
@@ -100,11 +55,13 @@ class AuthAndRequestId:
 # alive in BentoML's timeout middleware, which shortens garbage-collection pauses under load. OpenTelemetry spans
 # for our routes are off unless CRMSCORE_TRACE_REQUESTS is set: BentoML's tracing middleware creates a span for
 # every request even with no exporter configured, about 0.3 ms of CPU, as much as half a scoring request.
+# BentoML's HTTP metrics are off: they label requests with the raw path (unbounded, customer ids on an open
+# page); RouteMetrics counts by route template instead and /metrics below serves the worker's registry.
 UNTRACED = [] if SETTINGS.trace_requests else ["/v1/", "/ui", "/health"]
 
 
 @bentoml.service(name="crmscore", workers=SETTINGS.workers, traffic={"timeout": 10},
-                 http={"port": 3000}, logging={"access": {"enabled": False}},
+                 http={"port": 3000}, logging={"access": {"enabled": False}}, metrics={"enabled": False},
                  tracing={"excluded_urls": UNTRACED})
 @bentoml.asgi_app(api, path="/")
 class ScoringService:
@@ -200,7 +157,19 @@ def _plain(v: Any) -> Any:
     return str(v)
 
 
-ScoringService.add_asgi_middleware(AuthAndRequestId)
+@api.get("/metrics", include_in_schema=False)
+async def metrics() -> Response:
+    """Prometheus metrics of every worker of this service (its own multiprocess directory)."""
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    client = BentoMLContainer.metrics_client.get()
+    body = await anyio.to_thread.run_sync(client.generate_latest)
+    return Response(body, media_type=client.CONTENT_TYPE_LATEST)
+
+
+ScoringService.add_asgi_middleware(RouteMetrics)
+ScoringService.add_asgi_middleware(Guard, authenticator=_authenticator, max_body=SETTINGS.max_body_bytes)
+ScoringService.add_asgi_middleware(OpenAPIDocument, service=ScoringService)
 
 from crmscore.ui.routes import router as ui_router  # noqa: E402  (the operations page, /ui)
 
