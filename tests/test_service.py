@@ -156,6 +156,8 @@ def test_service_class_as_python_object(served):
     from crmscore.serving.service import ScoringService
 
     svc = ScoringService()
+    svc.loading.join(120)  # models load in a thread (the worker answers /livez meanwhile)
+    assert svc.readiness()[0]
     body = svc.engine.describe_models()
     (m,) = body["models"]
     assert m["name"] == "churn" and m["source"] == "registry" and "roc_auc" in m["test_metrics"]
@@ -171,7 +173,8 @@ def test_starts_from_bentoml_store_when_registry_is_unreachable(served, engine, 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
     eng = ScoringEngine(get_settings())
-    # the session's BentoML store may also hold other tests' models: every one is served from it
+    # the session's BentoML store may also hold other tests' models: only the ones served from this home are
+    # served (the version last served for each model and alias)
     models = {m["name"]: m for m in eng.describe_models()["models"]}
     assert models["churn"]["version"] == "1"
     assert all(m["source"].startswith("bentoml-store") and "registry unreachable" in m["source"]

@@ -253,3 +253,29 @@ def test_random_paths_leave_metrics_small_and_free_of_ids(server):
     assert 'route="/v1/customers/{customer_id}"' in text and 'route="unmatched"' in text
     assert len(r.content) < max(2 * before, 60_000), (before, len(r.content))
     assert took < 1.0
+
+
+@pytest.mark.integration
+def test_invalid_requests_log_one_line_without_values_and_answer_one_string(server, served):
+    secret_id, secret_value = "jane.doe@example.com", "secret-value-4242"
+    with httpx.Client(base_url=server.url, timeout=10, headers={"Authorization": f"Bearer {API_KEY}"}) as client:
+        r = client.post("/v1/score", json={"model": "churn", "customers": [{"customer_id": secret_id,
+                                                                            "extra": secret_value}]})
+        body = r.json()
+        assert r.status_code == 400 and isinstance(body["error"], str) and set(body) == {"error", "request_id"}
+        assert "customers.0.extra" in body["error"] and secret_value not in body["error"]
+        r = client.post("/v1/score", content=b'{"model": "churn", "customers": [{"customer_id": "' + secret_id.encode(),
+                        headers={"Content-Type": "application/json"})
+        assert r.status_code == 400 and isinstance(r.json()["error"], str)
+        r = client.post("/v1/score", json={"model": "churn", "customers": [{"customer_id": secret_id,
+                                                                            "features": {"recency_days": secret_value}}]})
+        assert r.status_code == 200 and r.json()["results"][0]["error"]  # the caller's own answer may say it
+        assert client.get(f"/v1/customers/{secret_id}").status_code == 404
+    text = server.log_text()
+    assert "invalid request to /v1/score: customers.0.extra" in text
+    assert secret_id not in text and secret_value not in text and "Traceback" not in text
+    home = Path(served["env"]["CRMSCORE_HOME"])
+    for name in ("predictions.sqlite", "online_store.sqlite", "api_keys.json", "served_models.json"):
+        for path in home.glob(name + "*"):
+            if not path.name.endswith(".lock"):
+                assert stat.S_IMODE(path.stat().st_mode) == 0o600, path

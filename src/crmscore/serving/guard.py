@@ -16,6 +16,7 @@ the sign-in form.
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Callable
@@ -24,6 +25,8 @@ from urllib.parse import quote
 
 from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from crmscore.serving.log_privacy import validation_summary
 
 OPEN_PATHS = frozenset({"/livez", "/healthz", "/readyz", "/health", "/metrics", "/ui/login"})
 OPEN_PREFIXES = ("/ui/static/",)
@@ -42,6 +45,24 @@ def error_response(status: int, message: str, request_id: str, **headers: str) -
     """The service's error shape: {"error": "<what to fix>", "request_id": ...}; `error` is always one string."""
     return JSONResponse({"error": message, "request_id": request_id}, status_code=status,
                         headers={"X-Request-ID": request_id, **headers})
+
+
+def one_line_error(body: bytes, request_id: str) -> bytes:
+    """BentoML answers invalid input with `{"error": "1 validation error for Input", "detail": [...]}` (a list
+    where our schema says one string): {"error": "invalid request: customers.0.extra: Extra inputs are not
+    permitted", "request_id": ...}. Other 400 bodies (ours) are left as they are."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return body
+    if not isinstance(payload, dict) or "detail" not in payload:
+        return body
+    detail = payload["detail"]
+    if isinstance(detail, list) and all(isinstance(d, dict) for d in detail):
+        message = "invalid request: " + validation_summary(detail)
+    else:
+        message = f"invalid request: {payload.get('error') or detail}"
+    return json.dumps({"error": message, "request_id": request_id}).encode()
 
 
 def _cookie(header: str, name: str) -> str | None:
@@ -125,9 +146,25 @@ class Guard:
                 return {"type": "http.request", "body": b"".join(body), "more_body": False}
             return await receive()  # then http.disconnect, when it comes
 
+        held: list[Message] = []  # a 400 of BentoML's input validation, rewritten before it is sent
+
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+                if message["status"] == 400 and path.startswith("/v1/"):
+                    held.append(message)
+                    return
+            elif held:
+                held.append(message)
+                if message.get("more_body", False):
+                    return
+                start, body = held[0], b"".join(m.get("body", b"") for m in held[1:])
+                body = one_line_error(body, request_id)
+                start["headers"] = [(k, v) for k, v in start["headers"] if k != b"content-length"]
+                start["headers"].append((b"content-length", str(len(body)).encode()))
+                await send(start)
+                await send({"type": "http.response.body", "body": body, "more_body": False})
+                return
             await send(message)
 
         await self.app(scope, replay, send_with_id)

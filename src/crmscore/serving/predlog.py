@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from crmscore.serving.files import private_file
+
 SCHEMA = """CREATE TABLE IF NOT EXISTS predictions (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   request_id TEXT NOT NULL, ts REAL NOT NULL, customer_id TEXT, model TEXT NOT NULL, version TEXT,
@@ -25,8 +27,7 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS predictions (
 
 class PredictionLog:
     def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = private_file(path)
         self._lock = threading.Lock()
         self._con = sqlite3.connect(self.path, check_same_thread=False, timeout=10, isolation_level=None)
         self._con.execute("PRAGMA journal_mode=WAL")

@@ -14,6 +14,7 @@ import functools
 import gc
 import json
 import logging
+import threading
 import time
 import uuid
 from typing import Annotated, Any
@@ -25,7 +26,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import Field
 
-from crmscore.serving.batching import RequestBatcher
+from crmscore.serving import log_privacy
+from crmscore.serving.batching import QueueFull, RequestBatcher
 from crmscore.serving.engine import RequestError, ScoreJob, ScoringEngine
 from crmscore.serving.guard import Guard, error_response
 from crmscore.serving.http_metrics import RouteMetrics
@@ -68,7 +70,12 @@ class ScoringService:
     """Scores customers with the registered models, each prediction explained."""
 
     def __init__(self) -> None:
-        self.engine = ScoringEngine(get_settings())
+        log_privacy.install()
+        # models load in a thread: the worker answers /livez at once, and /readyz says "loading models" (then
+        # ready, or why not) instead of the worker not answering at all while a registry times out
+        self.engine = ScoringEngine(get_settings(), load=False)
+        self.loading = threading.Thread(target=self._load, name="crmscore-load", daemon=True)
+        self.loading.start()
         from prometheus_client import Counter, Histogram  # after BentoML set up multiprocess metrics
 
         self.requests = Counter("crmscore_requests", "Scoring requests", ["endpoint", "model", "status"])
@@ -84,6 +91,20 @@ class ScoringService:
         # the labelled metrics, looked up once per label set (prometheus_client's labels() takes a lock each time)
         self._counted = functools.lru_cache(maxsize=1024)(self.requests.labels)
         self._timed = functools.lru_cache(maxsize=1024)(self.latency.labels)
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """(ready, what /readyz and /health show): the models loaded and the online store answering, or why not."""
+        engine = self.engine
+        ready = engine.ready and not engine.store_outage.down
+        body: dict[str, Any] = {"status": "ok" if ready else "not ready", "models": sorted(engine.models)}
+        if not engine.ready:
+            body["reason"] = engine.not_ready_reason
+        elif engine.store_outage.down:
+            body["reason"] = engine.store_outage.describe()
+        return ready, body
+
+    def _load(self) -> None:
+        self.engine.load()
         gc.collect()
         gc.freeze()  # long-lived model objects out of the collector's way: shorter full-GC pauses
 
@@ -109,11 +130,16 @@ class ScoringService:
                 results = await self.batcher.submit(job)
             else:  # larger ones in a thread, so health checks and small requests are not held up
                 results = await anyio.to_thread.run_sync(self.engine.score_job, job)
+        except QueueFull as exc:
+            self._counted("score", "all", "503").inc()
+            ctx.response.status_code = 503
+            return _error(503, f"the service is overloaded ({exc}): try again shortly", request_id,  # type: ignore[return-value]
+                          **{"Retry-After": "1"})
         except RequestError as exc:
             known = self.engine.loaded_name(model) in self.engine.models
             self._counted("score", model if known else "unknown", str(exc.status)).inc()  # labels: not caller's text
             ctx.response.status_code = exc.status  # BentoML copies the context's status onto the response
-            return _error(exc.status, str(exc), request_id)  # type: ignore[return-value]
+            return _error(exc.status, str(exc), request_id, **_retry(exc))  # type: ignore[return-value]
         self._counted("score", model, "200").inc()
         self._timed("score", model).observe(time.perf_counter() - start)
         # the ScoreResponse shape, serialised once by pydantic-core (cheaper than building the models)
@@ -129,7 +155,7 @@ class ScoringService:
             body = self.engine.customer(customer_id, request_id, top_k, lang=lang)
         except RequestError as exc:
             self.requests.labels("customer", "all", str(exc.status)).inc()
-            return _error(exc.status, str(exc), request_id)
+            return _error(exc.status, str(exc), request_id, **_retry(exc))
         self.requests.labels("customer", "all", "200").inc()
         self.latency.labels("customer", "all").observe(time.perf_counter() - start)
         return JSONResponse(json.loads(json.dumps({"request_id": request_id, **body}, default=_plain)))
@@ -148,7 +174,41 @@ class ScoringService:
 
     @api.get("/health")
     def health(self) -> JSONResponse:
-        return JSONResponse({"status": "ok", "models": sorted(self.engine.models)})
+        """200 with the loaded models when ready, else 503 with the reason (as /readyz)."""
+        ready, body = self.readiness()
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+
+def _retry(exc: RequestError) -> dict[str, str]:
+    """503s (not ready, a store down) tell the caller when to try again."""
+    return {"Retry-After": "5"} if exc.status == 503 else {}
+
+
+async def readyz_probe(scope: Any, receive: Any, send: Any) -> bool:
+    """Answer GET /readyz from the service's own state (BentoML's says only ready or not): 200 when the
+    configured models are loaded, else 503 with the reason. False when this is not a /readyz request."""
+    if scope["type"] != "http" or scope.get("path") != "/readyz":
+        return False
+    service = bentoml.get_current_service()
+    if service is None:  # the worker is still setting up
+        ready, body = False, {"status": "not ready", "reason": "starting", "models": []}
+    else:
+        if service.engine.store_outage.down:  # is it back? (a bounded call, in a thread)
+            await anyio.to_thread.run_sync(service.engine.check_store)
+        ready, body = service.readiness()
+    await JSONResponse(body, status_code=200 if ready else 503)(scope, receive, send)
+    return True
+
+
+class Readiness:
+    """Pure ASGI middleware serving `readyz_probe`."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if not await readyz_probe(scope, receive, send):
+            await self.app(scope, receive, send)
 
 
 def _plain(v: Any) -> Any:
@@ -170,6 +230,7 @@ async def metrics() -> Response:
 ScoringService.add_asgi_middleware(RouteMetrics)
 ScoringService.add_asgi_middleware(Guard, authenticator=_authenticator, max_body=SETTINGS.max_body_bytes)
 ScoringService.add_asgi_middleware(OpenAPIDocument, service=ScoringService)
+ScoringService.add_asgi_middleware(Readiness)
 
 from crmscore.ui.routes import router as ui_router  # noqa: E402  (the operations page, /ui)
 

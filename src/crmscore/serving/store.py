@@ -11,24 +11,31 @@ counts and the transitions between the two go into the snapshot's meta, which Re
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import logging
 import math
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from pydantic_core import from_json
 
+from crmscore.serving.files import private_file
+
 log = logging.getLogger(__name__)
 REDIS_PREFIX = "crmscore:features:"
 REDIS_META = "crmscore:features:__meta__"
 REDIS_TIMELINE = "crmscore:timeline:"
 SEGMENT_TABLES = {"current": "segments_current", "previous": "segments_previous"}
+
+
+class StoreUnavailable(Exception):
+    """The online store cannot be reached or did not answer in time (Redis down or hung)."""
 
 
 def _clean(value: Any) -> Any:
@@ -72,7 +79,7 @@ class SqliteStore:
                 segments: dict[str, pd.DataFrame | None] | None = None) -> int:
         """Replace the snapshot. timelines: (customer id, JSON) pairs; segments: {"current": frame,
         "previous": frame or None} of customer_id, rfm_segment, lifecycle_stage. All in one transaction."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(self.path)
         con = sqlite3.connect(self.path)
         try:
             con.execute("PRAGMA journal_mode=WAL")
@@ -103,6 +110,9 @@ class SqliteStore:
 
     def get(self, customer_id: str) -> dict[str, Any] | None:
         return self.get_many([customer_id]).get(customer_id)
+
+    def ping(self) -> bool:
+        return True  # an embedded file: there when the service is
 
     def get_many(self, customer_ids: list[str]) -> dict[str, dict[str, Any]]:
         """The customers found, in one query per 500 ids."""
@@ -156,13 +166,40 @@ class SqliteStore:
             return None
 
 
-class RedisStore:
-    """The same snapshot in Redis (one string key per customer), for several service replicas."""
+def _redis_errors(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Redis connection errors and timeouts as StoreUnavailable (no key, no customer id in the message)."""
 
-    def __init__(self, url: str):
+    @functools.wraps(method)
+    def call(self: RedisStore, *args: Any, **kwargs: Any) -> Any:
         import redis
 
-        self.client = redis.Redis.from_url(url, socket_timeout=2)
+        try:
+            return method(self, *args, **kwargs)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            raise StoreUnavailable(f"Redis at {self.where}: {type(exc).__name__}") from None
+
+    return call
+
+
+class RedisStore:
+    """The same snapshot in Redis (one string key per customer), for several service replicas.
+
+    Every call has a 1 s timeout and no retry (redis-py's default retries a timed-out call three times):
+    a Redis that is down or hung costs a request at most a second, and raises StoreUnavailable."""
+
+    def __init__(self, url: str, timeout: float = 1.0):
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        self.client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                                           retry=Retry(NoBackoff(), 0))
+        kw = self.client.connection_pool.connection_kwargs
+        self.where = f"{kw.get('host', '?')}:{kw.get('port', '?')}"
+
+    @_redis_errors
+    def ping(self) -> bool:
+        return bool(self.client.ping())
 
     def publish(self, frame: pd.DataFrame, meta: dict[str, Any], *,
                 timelines: Iterable[tuple[str, str]] | None = None,
@@ -186,23 +223,28 @@ class RedisStore:
     def get(self, customer_id: str) -> dict[str, Any] | None:
         return self.get_many([customer_id]).get(customer_id)
 
+    @_redis_errors
     def get_many(self, customer_ids: list[str]) -> dict[str, dict[str, Any]]:
         """The customers found, in one MGET."""
         values = self.client.mget([REDIS_PREFIX + c for c in customer_ids]) if customer_ids else []
         return {c: from_json(v) for c, v in zip(customer_ids, values) if v}
 
+    @_redis_errors
     def meta(self) -> dict[str, Any]:
         raw = self.client.get(REDIS_META)
         return json.loads(raw) if raw else {}
 
+    @_redis_errors
     def sample_ids(self, n: int = 5) -> list[str]:
         keys = [k.decode() for k in itertools.islice(self.client.scan_iter(REDIS_PREFIX + "*", count=100), n + 1)]
         return [k[len(REDIS_PREFIX):] for k in keys if k != REDIS_META][:n]
 
+    @_redis_errors
     def get_timeline(self, customer_id: str) -> dict[str, Any] | None:
         raw = self.client.get(REDIS_TIMELINE + customer_id)
         return json.loads(raw) if raw else None
 
+    @_redis_errors
     def sample_rows(self, n: int) -> list[tuple[str, dict[str, Any]]]:
         ids = self.sample_ids(n)
         values = self.client.mget([REDIS_PREFIX + i for i in ids]) if ids else []
