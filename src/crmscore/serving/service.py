@@ -14,6 +14,9 @@ import functools
 import gc
 import json
 import logging
+import os
+import signal
+import sys
 import threading
 import time
 import uuid
@@ -71,6 +74,7 @@ class ScoringService:
 
     def __init__(self) -> None:
         log_privacy.install()
+        exit_with_arbiter()
         # models load in a thread: the worker answers /livez at once, and /readyz says "loading models" (then
         # ready, or why not) instead of the worker not answering at all while a registry times out
         self.engine = ScoringEngine(get_settings(), load=False)
@@ -177,6 +181,22 @@ class ScoringService:
         """200 with the loaded models when ready, else 503 with the reason (as /readyz)."""
         ready, body = self.readiness()
         return JSONResponse(body, status_code=200 if ready else 503)
+
+
+def exit_with_arbiter() -> None:
+    """In a `bentoml serve` worker on Linux: ask the kernel for SIGTERM when the arbiter (the worker's parent)
+    dies, even by kill -9; else the orphaned worker kept serving and held the port (a restart failed with
+    EADDRINUSE)."""
+    from bentoml._internal.context import server_context
+
+    if server_context.worker_index is None or not sys.platform.startswith("linux"):
+        return  # not a served worker (tests build the class as a Python object)
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() == 1:  # the arbiter died before the request above
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _retry(exc: RequestError) -> dict[str, str]:
