@@ -34,6 +34,7 @@ LOGIN_FORM_MAX_BYTES = 10_000  # a key and a return path
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 SESSION_COOKIE = "crmscore_session"
 FORM_TYPES = (b"multipart/form-data", b"application/x-www-form-urlencoded")
+REWRITTEN = frozenset({400, 404, 405, 422})  # statuses whose framework bodies (not ours) are made our shape
 
 
 def is_open(path: str) -> bool:
@@ -48,18 +49,21 @@ def error_response(status: int, message: str, request_id: str, **headers: str) -
 
 
 def one_line_error(body: bytes, request_id: str) -> bytes:
-    """BentoML answers invalid input with `{"error": "1 validation error for Input", "detail": [...]}` (a list
-    where our schema says one string): {"error": "invalid request: customers.0.extra: Extra inputs are not
-    permitted", "request_id": ...}. Other 400 bodies (ours) are left as they are."""
+    """BentoML (400) and FastAPI (422) answer invalid input with a `detail` list (where our schema says one
+    string): {"error": "invalid request: customers.0.extra: Extra inputs are not permitted", "request_id": ...}.
+    Other bodies (ours, already one string) are left as they are."""
     try:
         payload = json.loads(body)
-    except ValueError:
-        return body
+    except ValueError:  # Starlette's plain-text "Not Found" / "Method Not Allowed"
+        text = body.decode("utf-8", "replace").strip()[:100] or "error"
+        return json.dumps({"error": text, "request_id": request_id}).encode()
     if not isinstance(payload, dict) or "detail" not in payload:
         return body
     detail = payload["detail"]
     if isinstance(detail, list) and all(isinstance(d, dict) for d in detail):
         message = "invalid request: " + validation_summary(detail)
+    elif isinstance(detail, str):
+        message = detail
     else:
         message = f"invalid request: {payload.get('error') or detail}"
     return json.dumps({"error": message, "request_id": request_id}).encode()
@@ -146,12 +150,12 @@ class Guard:
                 return {"type": "http.request", "body": b"".join(body), "more_body": False}
             return await receive()  # then http.disconnect, when it comes
 
-        held: list[Message] = []  # a 400 of BentoML's input validation, rewritten before it is sent
+        held: list[Message] = []  # a 400/422 of BentoML's or FastAPI's input validation, rewritten before it is sent
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
-                if message["status"] == 400 and path.startswith("/v1/"):
+                if message["status"] in REWRITTEN and path.startswith("/v1/"):
                     held.append(message)
                     return
             elif held:
@@ -160,8 +164,8 @@ class Guard:
                     return
                 start, body = held[0], b"".join(m.get("body", b"") for m in held[1:])
                 body = one_line_error(body, request_id)
-                start["headers"] = [(k, v) for k, v in start["headers"] if k != b"content-length"]
-                start["headers"].append((b"content-length", str(len(body)).encode()))
+                start["headers"] = [(k, v) for k, v in start["headers"] if k not in (b"content-length", b"content-type")]
+                start["headers"] += [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
                 await send(start)
                 await send({"type": "http.response.body", "body": body, "more_body": False})
                 return

@@ -23,17 +23,17 @@ def to_openapi_30(node: Any) -> Any:
         return [to_openapi_30(v) for v in node]
     if not isinstance(node, dict):
         return node
-    out = {k: to_openapi_30(v) for k, v in node.items()}
-    for key in ("anyOf", "oneOf"):
-        options = out.get(key)
-        if isinstance(options, list) and NULL in options:
-            rest = [o for o in options if o != NULL]
-            del out[key]
+    out = {}
+    for k, v in node.items():
+        if k in ("anyOf", "oneOf") and isinstance(v, list) and NULL in v:  # before {type: null} is converted
+            rest = [to_openapi_30(o) for o in v if o != NULL]
             if len(rest) == 1 and "$ref" not in rest[0]:
                 out.update(rest[0])
             else:
-                out[key] = rest
+                out[k] = rest
             out["nullable"] = True
+        else:
+            out[k] = to_openapi_30(v)
     if out.get("type") == "null":  # a field that can only be null
         del out["type"]
         out["nullable"] = True
@@ -45,7 +45,12 @@ def to_openapi_30(node: Any) -> Any:
 
 
 def service_document(service: Any) -> dict[str, Any]:
-    return to_openapi_30(json.loads(json.dumps(service.openapi_spec.asdict(), default=str)))
+    doc = to_openapi_30(json.loads(json.dumps(service.openapi_spec.asdict(), default=str)))
+    for operations in doc.get("paths", {}).values():
+        for operation in operations.values():
+            if isinstance(operation, dict) and "requestBody" in operation:
+                operation["requestBody"]["required"] = True  # every API body has required fields
+    return doc
 
 
 class OpenAPIDocument:

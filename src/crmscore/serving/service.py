@@ -25,23 +25,35 @@ from typing import Annotated, Any
 import anyio
 import bentoml
 import pydantic_core
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
+from fastapi import Path as FastPath
 from fastapi.responses import JSONResponse, Response
 from pydantic import Field
 
 from crmscore.serving import log_privacy
 from crmscore.serving.batching import QueueFull, RequestBatcher
-from crmscore.serving.engine import RequestError, ScoreJob, ScoringEngine
+from crmscore.serving.engine import MAX_ID_CHARS, MAX_TOP_K, RequestError, ScoreJob, ScoringEngine
 from crmscore.serving.guard import Guard, error_response
 from crmscore.serving.http_metrics import RouteMetrics
 from crmscore.serving.openapi import OpenAPIDocument
 from crmscore.serving.schemas import CustomerIn, CustomerScore, ScoreResponse
 from crmscore.settings import get_settings
+from crmscore.ui.i18n import LANGUAGES
 
 log = logging.getLogger("crmscore.service")
 SETTINGS = get_settings()
 INLINE_CUSTOMERS = 16
 RESULT_DEFAULTS = {name: None for name in CustomerScore.model_fields}
+LANG_PATTERN = "^(" + "|".join(LANGUAGES) + ")$"
+_ERROR_BODY = {"application/json": {"schema": {"type": "object", "required": ["error"], "properties": {
+    "error": {"type": "string", "description": "What is wrong and how to fix it."},
+    "request_id": {"type": "string"}}}}}
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"description": text, "content": _ERROR_BODY} for status, text in (
+        (400, "Invalid input"), (401, "Missing or invalid API key"), (403, "Not an admin key"),
+        (404, "Unknown customer or model"), (413, "Request body too large"),
+        (422, "Invalid path or query parameter"), (503, "Not ready, or the online store is unavailable "
+                                                         "(see Retry-After)"))}
 
 api = FastAPI(title="crmscore", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -117,10 +129,12 @@ class ScoringService:
         self,
         model: Annotated[str, Field(description="churn | next-purchase | expected-spend | next-category | "
                                                 "lookalike/<audience>", examples=["churn"])],
-        customers: Annotated[list[CustomerIn], Field(description="At most 1,000 customers: by id, or with features.")],
-        explain: Annotated[bool, Field(description="Add the top-k reasons to each score.")] = True,
-        top_k: Annotated[int, Field(description="Reasons per customer (0-50).")] = 5,
-        lang: Annotated[str, Field(description="Language of the reason texts: en | zh.", examples=["zh"])] = "en",
+        customers: Annotated[list[CustomerIn], Field(min_length=1, description="At most 1,000 customers: by id, "
+                                                                                "or with features.")],
+        explain: Annotated[bool, Field(strict=True, description="Add the top-k reasons to each score.")] = True,
+        top_k: Annotated[int, Field(strict=True, ge=0, le=MAX_TOP_K, description="Reasons per customer (0-50).")] = 5,
+        lang: Annotated[str, Field(pattern=LANG_PATTERN, description="Language of the reason texts: en | zh.",
+                                   examples=["zh"])] = "en",
         ctx: bentoml.Context = None,  # type: ignore[assignment]
     ) -> ScoreResponse:
         """Score customers by id (from the published feature snapshot) or with their features. A customer that
@@ -150,8 +164,11 @@ class ScoringService:
         body = {"request_id": request_id, "model": model, "results": [{**RESULT_DEFAULTS, **r} for r in results]}
         return Response(pydantic_core.to_json(body, fallback=_plain), media_type="application/json")  # type: ignore[return-value]
 
-    @api.get("/v1/customers/{customer_id}")
-    def customer(self, customer_id: str, request: Request, top_k: int = 5, lang: str = "en") -> JSONResponse:
+    @api.get("/v1/customers/{customer_id}", responses=ERROR_RESPONSES)
+    def customer(self, request: Request,
+                 customer_id: Annotated[str, FastPath(max_length=MAX_ID_CHARS, description="The customer's id.")],
+                 top_k: Annotated[int, Query(ge=0, le=MAX_TOP_K, description="Reasons per model.")] = 5,
+                 lang: Annotated[str, Query(pattern=LANG_PATTERN, description="en | zh.")] = "en") -> JSONResponse:
         """Every loaded model's score, segment and reasons for one customer."""
         request_id = request.scope.get("state", {}).get("request_id", "")
         start = time.perf_counter()
@@ -164,13 +181,13 @@ class ScoringService:
         self.latency.labels("customer", "all").observe(time.perf_counter() - start)
         return JSONResponse(json.loads(json.dumps({"request_id": request_id, **body}, default=_plain)))
 
-    @api.get("/v1/models")
+    @api.get("/v1/models", responses=ERROR_RESPONSES)
     def models(self, request: Request) -> JSONResponse:
         """Loaded models: name, version, alias, source, trained-at, data digest and test metrics."""
         request_id = request.scope.get("state", {}).get("request_id", "")
         return JSONResponse({"request_id": request_id, **self.engine.describe_models()})
 
-    @api.post("/v1/admin/reload")
+    @api.post("/v1/admin/reload", responses=ERROR_RESPONSES)
     def reload(self, request: Request) -> JSONResponse:
         """Reload models from the registry (after a promotion) without dropping requests."""
         request_id = request.scope.get("state", {}).get("request_id", "")
@@ -207,7 +224,7 @@ def _retry(exc: RequestError) -> dict[str, str]:
 async def readyz_probe(scope: Any, receive: Any, send: Any) -> bool:
     """Answer GET /readyz from the service's own state (BentoML's says only ready or not): 200 when the
     configured models are loaded, else 503 with the reason. False when this is not a /readyz request."""
-    if scope["type"] != "http" or scope.get("path") != "/readyz":
+    if scope["type"] != "http" or scope.get("path") != "/readyz" or scope.get("method") not in ("GET", "HEAD"):
         return False
     service = bentoml.get_current_service()
     if service is None:  # the worker is still setting up
