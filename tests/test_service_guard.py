@@ -282,7 +282,7 @@ def test_invalid_requests_log_one_line_without_values_and_answer_one_string(serv
 
 
 @pytest.mark.integration
-def test_schemathesis_finds_no_server_error_and_no_schema_violation(server):
+def test_schemathesis_finds_no_server_error_and_no_schema_violation(server, tmp_path):
     """Schemathesis generates requests from the live service's own /docs.json (with a key) and runs all its
     checks: no 5xx, every response as documented, valid input accepted and invalid input refused."""
     exe = Path(sys.executable).parent / "schemathesis"
@@ -290,6 +290,6 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(server):
         pytest.skip("schemathesis is not installed (pip install -e '.[test]')")
     run = subprocess.run([str(exe), "run", f"{server.url}/docs.json", "-H", f"Authorization: Bearer {API_KEY}",
                           "--checks", "all", "--max-examples", "30", "--seed", "1", "--max-response-time", "10"],
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)  # its .schemathesis/ there
     assert run.returncode == 0, run.stdout[-4000:]
     assert re.search(r"\d+ generated, \d+ passed", run.stdout)
