@@ -13,6 +13,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import httpx
 import pytest
 from test_service import API_KEY, _buyer_ids, engine, served  # noqa: F401  (module fixtures)
 
@@ -89,6 +90,9 @@ def test_redis_hung_then_down_no_500_honest_health_and_recovery(served, engine, 
         status, _, body = server.call("GET", "/readyz", key=None)
         assert status == 503 and "online store unavailable" in body["reason"]
         assert server.call("GET", f"/v1/customers/{cid}")[0] == 503
+        with httpx.Client(base_url=server.url, timeout=10, follow_redirects=False) as page:  # the page too
+            assert page.post("/ui/login", data={"key": API_KEY, "next": "/ui/customers"}).status_code == 303
+            assert page.get(f"/ui/customers/{cid}").status_code == 503
 
         os.kill(redis_proc.pid, signal.SIGCONT)  # back: readiness and scoring recover
         deadline = time.monotonic() + 20

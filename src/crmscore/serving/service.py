@@ -37,6 +37,7 @@ from crmscore.serving.guard import Guard, error_response
 from crmscore.serving.http_metrics import RouteMetrics
 from crmscore.serving.openapi import OpenAPIDocument
 from crmscore.serving.schemas import CustomerIn, CustomerScore, ScoreResponse
+from crmscore.serving.store import StoreUnavailable
 from crmscore.settings import get_settings
 from crmscore.ui.i18n import LANGUAGES
 
@@ -262,6 +263,24 @@ async def metrics() -> Response:
     client = BentoMLContainer.metrics_client.get()
     body = await anyio.to_thread.run_sync(client.generate_latest)
     return Response(body, media_type=client.CONTENT_TYPE_LATEST)
+
+
+@api.exception_handler(StoreUnavailable)
+async def store_unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
+    """A page or route that needs the online store while it is down: 503 with Retry-After, not a 500."""
+    service = bentoml.get_current_service()
+    if service is not None:
+        service.engine.store_outage.failed(exc)
+    request_id = request.scope.get("state", {}).get("request_id", "")
+    return _error(503, f"the online store is unavailable ({exc}): try again shortly", request_id,
+                  **{"Retry-After": "5"})
+
+
+@api.exception_handler(RequestError)
+async def request_error(request: Request, exc: RequestError) -> JSONResponse:
+    """A RequestError a page did not turn into a page of its own (the store down, not ready): its status."""
+    request_id = request.scope.get("state", {}).get("request_id", "")
+    return _error(exc.status, str(exc), request_id, **_retry(exc))
 
 
 ScoringService.add_asgi_middleware(RouteMetrics)
