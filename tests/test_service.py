@@ -330,3 +330,23 @@ def test_promotion_reaches_a_running_server_through_reload(served, engine, tmp_p
         assert status == 200 and body["results"][0]["version"] == new.version
     finally:
         server.stop()
+
+
+def test_prediction_log_exports_in_chunks_to_parquet(served, engine, tmp_path):
+    """The export streams the log by id ranges: the Parquet file holds every row, in order, as read_log has them."""
+    import pandas as pd
+
+    from crmscore.serving.predlog import export_parquet, iter_log, read_log
+
+    engine.score("churn", [{"customer_id": c} for c in _buyer_ids(engine, 3)], True, 2, "req-export")
+    path = Path(served["env"]["CRMSCORE_HOME"]) / "predictions.sqlite"
+    rows = read_log(path)
+    chunks = list(iter_log(path, chunk_rows=2))
+    assert len(chunks) == -(-len(rows) // 2) and all(len(c) <= 2 for c in chunks)
+    out = tmp_path / "log.parquet"
+    assert export_parquet(path, out, chunk_rows=2) == len(rows)
+    frame = pd.read_parquet(out)
+    assert frame["id"].tolist() == [r["id"] for r in rows]
+    assert frame["request_id"].tolist() == [r["request_id"] for r in rows]
+    assert export_parquet(tmp_path / "none.sqlite", tmp_path / "empty.parquet") == 0
+    assert len(pd.read_parquet(tmp_path / "empty.parquet")) == 0

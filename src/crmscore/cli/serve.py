@@ -99,19 +99,18 @@ def publish(
 
 @app.command("predictions")
 def predictions(limit: Annotated[int, typer.Option(help="Rows to show.")] = 20,
-                out: Annotated[Path | None, typer.Option(help="Export the whole log as Parquet.")] = None) -> None:
+                out: Annotated[Path | None, typer.Option(help="Export the whole log as Parquet (streamed: flat "
+                                                                              "memory).")] = None) -> None:
     """Show (or export) the prediction log."""
-    import pandas as pd
-
-    from crmscore.serving.predlog import read_log
+    from crmscore.serving.predlog import export_parquet, read_log
     from crmscore.settings import get_settings
 
     path = Path(get_settings().home) / "predictions.sqlite"
-    rows = read_log(path, None if out else limit) if path.exists() else []
     if out:
-        pd.DataFrame(rows).to_parquet(out, index=False)
-        log.info("exported %s predictions to %s", f"{len(rows):,}", out)
+        n = export_parquet(path, out)
+        log.info("exported %s predictions to %s", f"{n:,}", out)
         return
+    rows = read_log(path, limit) if path.exists() else []
     table = Table(title=f"prediction log {path} (first {limit})")
     for col in ("request_id", "ts", "customer_id", "model", "version", "score", "error"):
         table.add_column(col)
