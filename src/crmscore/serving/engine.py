@@ -354,11 +354,13 @@ class ScoringEngine:
         """Models beyond plain binary: TrainedModel.score on a small frame; model-specific outputs go to `details`."""
         import pandas as pd
 
-        frame = pd.DataFrame([{n: v.get(n) for n in model.names} for v in values])
+        raw = pd.DataFrame([{n: v.get(n) for n in model.names} for v in values])
+        # one new frame (column-by-column assignment fragmented it: a PerformanceWarning in the log per request)
+        columns = {"customer_id": [cid for _, cid in where]}
         for name in model.names:
-            if name not in model.bundle.model.categories_:
-                frame[name] = pd.to_numeric(frame[name], errors="coerce").astype(float)
-        frame.insert(0, "customer_id", [cid for _, cid in where])
+            columns[name] = (raw[name] if name in model.bundle.model.categories_
+                             else pd.to_numeric(raw[name], errors="coerce").astype(float))
+        frame = pd.DataFrame(columns, index=raw.index)
         scored = model.bundle.score(frame, explain=explain and top_k > 0, top_k=max(top_k, 1), lang=lang)
         standard = {"customer_id", "score", "decile", "band", "base_value", "reasons", "rfm_r", "rfm_f", "rfm_m",
                     "rfm_score", "rfm_segment", "lifecycle_stage", "segment"}
