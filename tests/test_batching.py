@@ -52,7 +52,9 @@ def test_a_steady_trickle_is_flushed_after_a_few_turns_and_a_batch_stops_at_max_
 
     asyncio.run(trickle())
     assert [r for b in batches for r in b] == [f"r{n}" for n in range(20)]  # every request once, in order
-    assert len(batches) > 1 and max(len(b) for b in batches) <= RequestBatcher.MAX_WAITS + 1
+    # a trickle is flushed after a few turns (the first batch, nothing in flight); a later batch also takes what
+    # arrived while the one before was being scored in the batcher's thread
+    assert len(batches) > 1 and len(batches[0]) <= RequestBatcher.MAX_WAITS + 1
 
     batches.clear()
 

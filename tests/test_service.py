@@ -156,6 +156,8 @@ def test_service_class_as_python_object(served):
     from crmscore.serving.service import ScoringService
 
     svc = ScoringService()
+    svc.loading.join(120)  # models load in a thread (the worker answers /livez meanwhile)
+    assert svc.readiness()[0]
     body = svc.engine.describe_models()
     (m,) = body["models"]
     assert m["name"] == "churn" and m["source"] == "registry" and "roc_auc" in m["test_metrics"]
@@ -171,7 +173,8 @@ def test_starts_from_bentoml_store_when_registry_is_unreachable(served, engine, 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
     eng = ScoringEngine(get_settings())
-    # the session's BentoML store may also hold other tests' models: every one is served from it
+    # the session's BentoML store may also hold other tests' models: only the ones served from this home are
+    # served (the version last served for each model and alias)
     models = {m["name"]: m for m in eng.describe_models()["models"]}
     assert models["churn"]["version"] == "1"
     assert all(m["source"].startswith("bentoml-store") and "registry unreachable" in m["source"]
@@ -327,3 +330,23 @@ def test_promotion_reaches_a_running_server_through_reload(served, engine, tmp_p
         assert status == 200 and body["results"][0]["version"] == new.version
     finally:
         server.stop()
+
+
+def test_prediction_log_exports_in_chunks_to_parquet(served, engine, tmp_path):
+    """The export streams the log by id ranges: the Parquet file holds every row, in order, as read_log has them."""
+    import pandas as pd
+
+    from crmscore.serving.predlog import export_parquet, iter_log, read_log
+
+    engine.score("churn", [{"customer_id": c} for c in _buyer_ids(engine, 3)], True, 2, "req-export")
+    path = Path(served["env"]["CRMSCORE_HOME"]) / "predictions.sqlite"
+    rows = read_log(path)
+    chunks = list(iter_log(path, chunk_rows=2))
+    assert len(chunks) == -(-len(rows) // 2) and all(len(c) <= 2 for c in chunks)
+    out = tmp_path / "log.parquet"
+    assert export_parquet(path, out, chunk_rows=2) == len(rows)
+    frame = pd.read_parquet(out)
+    assert frame["id"].tolist() == [r["id"] for r in rows]
+    assert frame["request_id"].tolist() == [r["request_id"] for r in rows]
+    assert export_parquet(tmp_path / "none.sqlite", tmp_path / "empty.parquet") == 0
+    assert len(pd.read_parquet(tmp_path / "empty.parquet")) == 0

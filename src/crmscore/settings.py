@@ -33,6 +33,11 @@ class Settings(BaseSettings):
     max_batch: int = Field(default=1000, description="Most customers in one scoring request (413 above).")
     max_body_bytes: int = Field(default=2_000_000, description="Largest request body accepted (413 above).")
     workers: int = Field(default=1, description="Service worker processes.")
+    registry_timeout_seconds: float = Field(
+        default=5, description="Timeout of one MLflow registry call at service start-up and reload "
+                               "(MLFLOW_HTTP_REQUEST_TIMEOUT, when that is not set).")
+    registry_retries: int = Field(default=1, description="Retries of a failed MLflow registry call "
+                                                         "(MLFLOW_HTTP_REQUEST_MAX_RETRIES, when that is not set).")
     trace_requests: bool = Field(
         default=False, description="OpenTelemetry spans for /v1, /ui and /health requests. Off by default: a span "
                                    "costs about 0.3 ms of CPU a request; turn it on with an exporter set in "

@@ -29,10 +29,14 @@ def serve(
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: settings, 1).")] = None,
 ) -> None:
     """Start the BentoML scoring service (runs `bentoml serve`) until interrupted."""
+    from crmscore.settings import get_settings
+
     env = dict(os.environ)
     if workers:
         env["CRMSCORE_WORKERS"] = str(workers)
-    cmd = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--host", host, "--port", str(port)]
+    # this instance's own metrics directory (two services on one host must not share BentoML's)
+    env.setdefault("CRMSCORE_METRICS_DIR", str(Path(get_settings().home).resolve() / "metrics" / f"port-{port}"))
+    cmd = [sys.executable, "-m", "crmscore.serving.arbiter", "serve", SERVICE, "--host", host, "--port", str(port)]
     log.info("starting %s on http://%s:%d", SERVICE, host, port)
     # replace this process: a SIGTERM to `crmscore serve` then reaches `bentoml serve` (no orphaned workers)
     os.execve(sys.executable, cmd, env)
@@ -68,7 +72,7 @@ def keys_list() -> None:
 
 @keys_app.command("revoke")
 def keys_revoke(name: Annotated[str, typer.Argument(help="Key name.")]) -> None:
-    """Remove a key (a running service stops accepting it after a restart)."""
+    """Remove a key (a running service stops accepting it at its next request)."""
     from crmscore.errors import ConfigError
     from crmscore.serving.keys import KeyRing
     from crmscore.settings import get_settings
@@ -95,19 +99,18 @@ def publish(
 
 @app.command("predictions")
 def predictions(limit: Annotated[int, typer.Option(help="Rows to show.")] = 20,
-                out: Annotated[Path | None, typer.Option(help="Export the whole log as Parquet.")] = None) -> None:
+                out: Annotated[Path | None, typer.Option(help="Export the whole log as Parquet (streamed: flat "
+                                                                              "memory).")] = None) -> None:
     """Show (or export) the prediction log."""
-    import pandas as pd
-
-    from crmscore.serving.predlog import read_log
+    from crmscore.serving.predlog import export_parquet, read_log
     from crmscore.settings import get_settings
 
     path = Path(get_settings().home) / "predictions.sqlite"
-    rows = read_log(path, None if out else limit) if path.exists() else []
     if out:
-        pd.DataFrame(rows).to_parquet(out, index=False)
-        log.info("exported %s predictions to %s", f"{len(rows):,}", out)
+        n = export_parquet(path, out)
+        log.info("exported %s predictions to %s", f"{n:,}", out)
         return
+    rows = read_log(path, limit) if path.exists() else []
     table = Table(title=f"prediction log {path} (first {limit})")
     for col in ("request_id", "ts", "customer_id", "model", "version", "score", "error"):
         table.add_column(col)

@@ -19,11 +19,15 @@ import numpy as np
 from crmscore.config import SegmentsConfig
 from crmscore.segments import RFMScorer
 from crmscore.serving.predlog import PredictionLog
-from crmscore.serving.runtime import FeatureError, LoadedModel, discover_specs, load_models
-from crmscore.serving.store import open_store
+from crmscore.serving.runtime import FeatureError, LoadedModel, discover_specs, load_models, read_served
+from crmscore.serving.outage import Outage
+from crmscore.serving.store import StoreUnavailable, open_store
 from crmscore.settings import Settings
 
 log = logging.getLogger(__name__)
+MAX_ID_CHARS = 128  # customer ids are echoed, logged and stored: a longer one is refused, never kept
+MAX_TOP_K = 50
+STORE_DOWN = "the online store is unavailable"
 
 
 @dataclass(frozen=True)
@@ -56,51 +60,106 @@ def parse_specs(text: str, default_alias: str) -> list[tuple[str, str]]:
     return specs
 
 
+def missing_sqlite_database(uri: str | None) -> str | None:
+    """The path of a `sqlite:///...` tracking or registry database that does not exist (MLflow would create an
+    empty one and the service would start with no models, saying nothing), else None."""
+    if not uri or not uri.startswith("sqlite:///"):
+        return None
+    path = Path(uri[len("sqlite:///"):].split("?", 1)[0])
+    return None if path.exists() else str(path)
+
+
+def limit_registry_calls(settings: Settings) -> None:
+    """Short timeouts and a bounded retry for MLflow's HTTP calls (MLflow's defaults retry one call for
+    minutes: a registry down at start-up kept the service from ready for 20 minutes). An operator's own
+    MLFLOW_HTTP_REQUEST_* variables win."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(settings.registry_timeout_seconds)))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(settings.registry_retries))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+
+
 class ScoringEngine:
-    def __init__(self, settings: Settings):
+    """load=False: the models are loaded by a later `load()` (the service does it in a thread, so its
+    liveness probe answers at once); until then `ready` is False and `not_ready_reason` says why."""
+
+    def __init__(self, settings: Settings, load: bool = True):
         self.settings = settings
         self.home = Path(settings.home)
         self.store = open_store(self.home, settings.redis_url)
+        self.store_outage = Outage("online store")
         self.predlog = PredictionLog(self.home / "predictions.sqlite")
         self.segments_cfg = SegmentsConfig()
         if settings.config:
             from crmscore.config import load_config
 
             self.segments_cfg = load_config(settings.config).segments
-        rfm = self.store.meta().get("rfm")
+        try:
+            rfm = self.store.meta().get("rfm")
+        except StoreUnavailable as exc:  # the service starts anyway; not ready until the store answers
+            self.store_outage.failed(exc)
+            rfm = None
         self.rfm = RFMScorer.from_dict(rfm) if rfm else None
         self.models: dict[str, LoadedModel] = {}
         self.warnings: list[str] = []
+        self.ready = False
+        self.not_ready_reason = "loading models"
         self._reload_lock = threading.Lock()
         self._marker = self.home / "reload.marker"
         self._marker_seen = self._marker_mtime()
         self._next_marker_check = 0.0
         self._overviews: dict[tuple, dict[str, Any]] = {}
-        self.load()
+        if load:
+            self.load()
 
     # -- models ------------------------------------------------------------------------------------
-    def _specs(self) -> list[tuple[str, str]]:
+    def _specs(self) -> tuple[list[tuple[str, str]], str | None]:
+        """The (model, alias-or-version) pairs to serve, and why the registry is unreachable (None when it
+        answered). While it is down: the models this service last served with the serve alias."""
         if self.settings.serve_models:
-            return parse_specs(self.settings.serve_models, self.settings.serve_alias)
+            return parse_specs(self.settings.serve_models, self.settings.serve_alias), None
         try:
-            return discover_specs(self.settings.serve_alias)
-        except Exception as exc:  # noqa: BLE001  (registry down: serve what the BentoML store has)
-            import bentoml
-
-            log.warning("registry unreachable while listing models (%s); using the BentoML store", exc)
-            names = sorted({m.info.metadata.get("registered_model") for m in bentoml.models.list()
-                            if m.tag.name.startswith("crmscore-")} - {None})
-            return [(n, self.settings.serve_alias) for n in names]
+            return discover_specs(self.settings.serve_alias), None
+        except Exception as exc:  # noqa: BLE001  (registry down: what was served here before)
+            reason = f"{type(exc).__name__}: {str(exc)[:160]}"
+            log.warning("registry unreachable while listing models (%s); serving what was last served here", reason)
+            served = read_served(self.home).values()
+            return sorted((r["name"], r["alias"]) for r in served if r["alias"] == self.settings.serve_alias), reason
 
     def load(self) -> None:
         """(Re)load every model; the new set replaces the old in one assignment, so requests in flight
-        finish on the old models and none is dropped."""
+        finish on the old models and none is dropped. No model loaded: not ready, the reason logged once and
+        shown on /readyz."""
         with self._reload_lock:
-            models, warnings = load_models(self._specs())
+            missing = [p for p in (missing_sqlite_database(self.settings.tracking_uri),
+                                   missing_sqlite_database(self.settings.registry_uri)) if p]
+            if missing:
+                self.not_ready_reason = (f"the MLflow database {missing[0]} does not exist: point "
+                                         f"CRMSCORE_TRACKING_URI at the project's mlflow.db (none was created)")
+                self.ready = bool(self.models)
+                log.error("not ready: %s", self.not_ready_reason)
+                return
+            limit_registry_calls(self.settings)
+            try:
+                specs, unreachable = self._specs()
+                models, warnings = load_models(specs, self.home, unreachable)
+            except Exception as exc:  # noqa: BLE001  (a load that fails leaves the service not ready, and says why)
+                log.exception("loading models failed")
+                models, warnings = {}, [f"loading models failed: {type(exc).__name__}: {str(exc)[:200]}"]
             self.models, self.warnings = models, warnings
+            if models:
+                self.ready, self.not_ready_reason = True, ""
+            else:
+                self.ready = False
+                self.not_ready_reason = ("no model loaded: " + "; ".join(warnings) if warnings else
+                                         f"no model loaded: no registered model has the alias "
+                                         f"{self.settings.serve_alias!r} (train and promote one, then POST "
+                                         f"/v1/admin/reload)")
         for w in warnings:
             log.warning(w)
-        log.info("serving %s", ", ".join(f"{m.name} v{m.version} ({m.source})" for m in models.values()) or "no models")
+        if models:
+            log.info("serving %s", ", ".join(f"{m.name} v{m.version} ({m.source})" for m in models.values()))
+        else:
+            log.error("not ready: %s", self.not_ready_reason)
 
     def request_reload(self) -> dict[str, Any]:
         """Reload here and tell the other workers (they check a marker file's time at most once a second)."""
@@ -127,8 +186,12 @@ class ScoringEngine:
             threading.Thread(target=self.load, name="crmscore-reload", daemon=True).start()
 
     def describe_models(self) -> dict[str, Any]:
+        try:
+            store = self.store.meta()
+        except StoreUnavailable as exc:
+            store = {"error": f"{STORE_DOWN} ({exc})"}
         return {"models": [m.describe() for m in self.models.values()], "warnings": self.warnings,
-                "online_store": self.store.meta()}
+                "online_store": store}
 
     @staticmethod
     def loaded_name(model: str) -> str:
@@ -137,6 +200,8 @@ class ScoringEngine:
 
     def get_model(self, name: str) -> LoadedModel:
         model = self.models.get(name)
+        if model is None and not self.ready:
+            raise RequestError(f"the service is not ready: {self.not_ready_reason}", 503)
         if model is None:
             known = ", ".join(sorted(self.models)) or "none (train and promote a model, then reload)"
             raise RequestError(f"model {name!r} is not loaded; loaded models: {known}", 404)
@@ -182,8 +247,38 @@ class ScoringEngine:
             for n in members:
                 outs[n] = results[start:start + len(jobs[n].customers)]
                 start += len(jobs[n].customers)
+        if self.store_outage.down:  # a request whose every customer needed the store: 503, try again later
+            for n, out in enumerate(outs):
+                if isinstance(out, list) and out and all(r.get("error", "").startswith(STORE_DOWN) for r in out):
+                    outs[n] = RequestError(out[0]["error"], 503)
         self.predlog.append_many((job.request_id, out) for job, out in zip(jobs, outs) if isinstance(out, list))
         return outs
+
+    def read_features(self, customer_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The online store's features of these customers; StoreUnavailable while it is down (recorded)."""
+        try:
+            found = self.store.get_many(customer_ids)
+        except StoreUnavailable as exc:
+            self.store_outage.failed(exc)
+            raise
+        self.store_outage.ok()
+        return found
+
+    def check_store(self) -> bool:
+        """Ask the store whether it is back (the readiness probe does, while it is marked down)."""
+        try:
+            self.store.ping()
+        except StoreUnavailable as exc:
+            self.store_outage.failed(exc)
+            return False
+        self.store_outage.ok()
+        return True
+
+    def _store_or_503(self, customer_id: str) -> dict[str, Any] | None:
+        try:
+            return self.read_features([customer_id]).get(customer_id)
+        except StoreUnavailable as exc:
+            raise RequestError(f"{STORE_DOWN} ({exc}): try again shortly", 503) from None
 
     def _check(self, job: ScoreJob) -> LoadedModel:
         if not job.customers:
@@ -191,8 +286,7 @@ class ScoringEngine:
         if len(job.customers) > self.settings.max_batch:
             raise RequestError(f"{len(job.customers):,} customers in one request; at most "
                                f"{self.settings.max_batch:,}: split the batch", 413)
-        if not 0 <= job.top_k <= 50:
-            raise RequestError(f"top_k must be between 0 and 50, got {job.top_k}")
+        check_top_k(job.top_k)
         check_lang(job.lang)
         return self.get_model(self.loaded_name(job.model))
 
@@ -204,8 +298,12 @@ class ScoringEngine:
         results: list[dict[str, Any]] = [None] * len(customers)  # type: ignore[list-item]
         rows, values, where, segs = [], [], [], []
         by_id = [str(c["customer_id"]) for c in customers if c.get("features") is None]
+        store_error = None
         if found is None:
-            found = self.store.get_many(by_id) if by_id else {}
+            try:
+                found = self.read_features(by_id) if by_id else {}
+            except StoreUnavailable as exc:  # customers by id get an error; those sent with features are scored
+                found, store_error = {}, f"{STORE_DOWN} ({exc}): try again shortly, or send the features"
         for i, c in enumerate(customers):
             cid = str(c["customer_id"])
             try:
@@ -215,6 +313,8 @@ class ScoringEngine:
                     seg = model.segments_for(feats, self.segments_cfg, self.rfm)
                 else:
                     feats = found.get(cid)
+                    if store_error is not None:
+                        raise FeatureError(store_error)
                     if feats is None:
                         raise FeatureError(f"unknown customer_id {cid!r}: not in the published feature snapshot "
                                            f"(run `crmscore features publish`, or send its features)")
@@ -254,11 +354,13 @@ class ScoringEngine:
         """Models beyond plain binary: TrainedModel.score on a small frame; model-specific outputs go to `details`."""
         import pandas as pd
 
-        frame = pd.DataFrame([{n: v.get(n) for n in model.names} for v in values])
+        raw = pd.DataFrame([{n: v.get(n) for n in model.names} for v in values])
+        # one new frame (column-by-column assignment fragmented it: a PerformanceWarning in the log per request)
+        columns = {"customer_id": [cid for _, cid in where]}
         for name in model.names:
-            if name not in model.bundle.model.categories_:
-                frame[name] = pd.to_numeric(frame[name], errors="coerce").astype(float)
-        frame.insert(0, "customer_id", [cid for _, cid in where])
+            columns[name] = (raw[name] if name in model.bundle.model.categories_
+                             else pd.to_numeric(raw[name], errors="coerce").astype(float))
+        frame = pd.DataFrame(columns, index=raw.index)
         scored = model.bundle.score(frame, explain=explain and top_k > 0, top_k=max(top_k, 1), lang=lang)
         standard = {"customer_id", "score", "decile", "band", "base_value", "reasons", "rfm_r", "rfm_f", "rfm_m",
                     "rfm_score", "rfm_segment", "lifecycle_stage", "segment"}
@@ -276,8 +378,12 @@ class ScoringEngine:
             results[i] = out
 
     def customer(self, customer_id: str, request_id: str, top_k: int = 5, lang: str = "en") -> dict[str, Any]:
+        check_customer_id(customer_id)
+        check_top_k(top_k)
         check_lang(lang)
-        feats = self.store.get(customer_id)
+        if not self.models:
+            raise RequestError(f"the service is not ready: {self.not_ready_reason}", 503)
+        feats = self._store_or_503(customer_id)
         if feats is None:
             raise RequestError(f"unknown customer_id {customer_id!r}: not in the published feature snapshot", 404)
         self.maybe_reload()
@@ -296,8 +402,12 @@ class ScoringEngine:
         """One customer for the operations page: profile, every model's score with its reasons and a waterfall
         (base value -> the top-k contributions -> the rest -> the score, on the score's scale), and the
         purchase timeline. Logged in the prediction log like any served prediction."""
+        check_customer_id(customer_id)
+        check_top_k(top_k)
         check_lang(lang)
-        feats = self.store.get(customer_id)
+        if not self.models:
+            raise RequestError(f"the service is not ready: {self.not_ready_reason}", 503)
+        feats = self._store_or_503(customer_id)
         if feats is None:
             raise RequestError(f"unknown customer_id {customer_id!r}: not in the published feature snapshot", 404)
         self.maybe_reload()
@@ -320,7 +430,7 @@ class ScoringEngine:
                     _, contrib = model.score_rows(model.row(feats, strict=False)[None, :], True)
                     out["waterfall"] = waterfall(model, contrib[0], [r["feature"] for r in out.get("reasons", [])])
             except Exception as exc:  # noqa: BLE001  (one model failing must not hide the others)
-                log.warning("customer view: %s could not score a customer: %s", model.name, exc)
+                log.warning("customer view: %s could not score a customer (%s)", model.name, type(exc).__name__)
                 out["error"] = str(exc)
             scores.append(out)
         self.predlog.append(request_id, scores)
@@ -393,6 +503,16 @@ class ScoringEngine:
         """Counts per RFM segment and lifecycle stage, now and in the previous snapshot, and the transitions."""
         meta = self.store.meta()
         return {"as_of": meta.get("as_of"), "customers": meta.get("customers"), **(meta.get("segments") or {})}
+
+
+def check_customer_id(customer_id: str) -> None:
+    if len(customer_id) > MAX_ID_CHARS:
+        raise RequestError(f"customer_id is {len(customer_id):,} characters long; at most {MAX_ID_CHARS}", 422)
+
+
+def check_top_k(top_k: int) -> None:
+    if not 0 <= top_k <= MAX_TOP_K:
+        raise RequestError(f"top_k must be between 0 and {MAX_TOP_K}, got {top_k}")
 
 
 def check_lang(lang: str) -> None:

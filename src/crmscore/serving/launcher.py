@@ -24,19 +24,22 @@ class LocalServer:
     """`crmscore serve` on 127.0.0.1 in its own process group; `stop()` ends it and its workers."""
 
     def __init__(self, env: dict[str, str] | None = None, log: Path | None = None, port: int | None = None,
-                 api_key: str | None = None, timeout: float = 120):
+                 api_key: str | None = None, timeout: float = 120, wait_for: str = "/readyz"):
+        """wait_for: the probe that must answer 200 before this returns ("/livez" for a service expected
+        never to become ready)."""
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.api_key = api_key
         self.log_path = log
         self._log = open(log, "a") if log else subprocess.DEVNULL
+        self.started = time.monotonic()
         self.proc = subprocess.Popen([sys.executable, "-m", "crmscore", "serve", "--port", str(self.port)],
                                      env={**os.environ, **(env or {})}, stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         deadline = time.time() + timeout
         while time.time() < deadline:
             try:
-                if urllib.request.urlopen(self.url + "/readyz", timeout=2).status == 200:
+                if urllib.request.urlopen(self.url + wait_for, timeout=2).status == 200:
                     return
             except OSError:
                 time.sleep(0.3)
@@ -44,7 +47,7 @@ class LocalServer:
                 break
         self.stop()
         tail = log.read_text()[-3000:] if log else "(no log)"
-        raise RuntimeError(f"crmscore serve did not become ready on {self.url}: {tail}")
+        raise RuntimeError(f"crmscore serve did not answer {wait_for} on {self.url}: {tail}")
 
     def call(self, method: str, path: str, body: Any = None, key: str | None = "",
              headers: dict[str, str] | None = None) -> tuple[int, dict, Any]:

@@ -13,9 +13,11 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+from crmscore.serving.files import private_file
 
 SCHEMA = """CREATE TABLE IF NOT EXISTS predictions (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -25,8 +27,7 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS predictions (
 
 class PredictionLog:
     def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = private_file(path)
         self._lock = threading.Lock()
         self._con = sqlite3.connect(self.path, check_same_thread=False, timeout=10, isolation_level=None)
         self._con.execute("PRAGMA journal_mode=WAL")
@@ -47,8 +48,12 @@ class PredictionLog:
             return
         with self._lock:
             self._con.execute("BEGIN IMMEDIATE")
-            self._con.executemany("INSERT INTO predictions (request_id, ts, customer_id, model, version, alias, "
-                                  "score, error, reasons) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
+            try:
+                self._con.executemany("INSERT INTO predictions (request_id, ts, customer_id, model, version, alias, "
+                                      "score, error, reasons) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
+            except BaseException:
+                self._con.execute("ROLLBACK")  # else the connection stays inside the failed transaction
+                raise
             self._con.execute("COMMIT")
 
     def count(self) -> int:
@@ -56,6 +61,44 @@ class PredictionLog:
 
     def close(self) -> None:
         self._con.close()
+
+
+COLUMNS = ("id", "request_id", "ts", "customer_id", "model", "version", "alias", "score", "error", "reasons")
+
+
+def iter_log(path: str | Path, chunk_rows: int = 50_000) -> Iterator[list[dict[str, Any]]]:
+    """The whole log in order, `chunk_rows` rows at a time (by id ranges: memory stays flat however long the
+    log is, and a service writing meanwhile is not blocked)."""
+    con = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)
+    con.row_factory = sqlite3.Row
+    try:
+        last = 0
+        while True:
+            rows = [dict(r) for r in con.execute(f"SELECT {', '.join(COLUMNS)} FROM predictions WHERE id > ? "
+                                                 "ORDER BY id LIMIT ?", (last, chunk_rows))]
+            if not rows:
+                return
+            yield rows
+            last = rows[-1]["id"]
+    finally:
+        con.close()
+
+
+def export_parquet(path: str | Path, out: str | Path, chunk_rows: int = 50_000) -> int:
+    """Write the log to a Parquet file chunk by chunk; the number of rows written."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([("id", pa.int64()), ("request_id", pa.string()), ("ts", pa.float64()),
+                        ("customer_id", pa.string()), ("model", pa.string()), ("version", pa.string()),
+                        ("alias", pa.string()), ("score", pa.float64()), ("error", pa.string()),
+                        ("reasons", pa.string())])
+    n = 0
+    with pq.ParquetWriter(out, schema) as writer:
+        for rows in iter_log(path, chunk_rows) if Path(path).exists() else ():
+            writer.write_table(pa.Table.from_pylist(rows, schema=schema))
+            n += len(rows)
+    return n
 
 
 def read_log(path: str | Path, limit: int | None = None) -> list[dict[str, Any]]:

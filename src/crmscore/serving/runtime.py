@@ -1,13 +1,18 @@
 """Models as the service holds them: loaded once from the MLflow registry by alias (or a pinned version),
 with a fast single-customer path (numpy, one LightGBM thread) and a copy kept in the BentoML model
-store so the service can start when the registry cannot be reached."""
+store so the service can start when the registry cannot be reached: then it loads, for each configured model
+and alias, exactly the version it last served (recorded in CRMSCORE_HOME/served_models.json), nothing else."""
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
+import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +26,7 @@ from crmscore.segments import RFMScorer, add_segments
 
 log = logging.getLogger(__name__)
 STORE_PREFIX = "crmscore-"
+SERVED_RECORD = "served_models.json"
 
 
 class FeatureError(ValueError):
@@ -162,46 +168,85 @@ def save_to_bentoml_store(loaded: LoadedModel) -> None:
     log.info("saved %s v%s to the BentoML model store as %s", loaded.name, loaded.version, name)
 
 
-def load_from_bentoml_store(model: str, reason: str) -> LoadedModel:
+def read_served(home: Path) -> dict[str, dict[str, str]]:
+    """What this service last served from the registry: {"name@alias": {"name", "alias", "version"}}."""
+    try:
+        return json.loads((Path(home) / SERVED_RECORD).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def record_served(home: Path, loaded: dict[str, LoadedModel]) -> None:
+    """Remember the version served for each model and alias (loaded from the registry), written atomically:
+    the only versions a registry outage may fall back to."""
+    record = read_served(home)
+    for lm in loaded.values():
+        if lm.source == "registry":
+            record[f"{lm.name}@{lm.alias}"] = {"name": lm.name, "alias": lm.alias, "version": lm.version}
+    path = Path(home) / SERVED_RECORD
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=SERVED_RECORD + ".", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(record, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def load_from_bentoml_store(model: str, alias: str, version: str, reason: str) -> LoadedModel:
+    """The BentoML store's copy of exactly `model` v`version` (what was last served for the alias)."""
     import bentoml
 
-    m = bentoml.models.get(f"{store_name(model)}:latest")
-    bundle = TrainedModel.load(m.path)
-    return LoadedModel(model, m.info.labels.get("registry_version", "?"), m.info.labels.get("alias", "?"), bundle,
-                       f"bentoml-store {m.tag} (registry unreachable: {reason})")
+    for m in bentoml.models.list(store_name(model)):
+        if m.info.labels.get("registry_version") == version:
+            bundle = TrainedModel.load(m.path)
+            return LoadedModel(model, version, alias, bundle,
+                               f"bentoml-store {m.tag} (registry unreachable: {reason})")
+    raise LookupError(f"no copy of {model} v{version} in the BentoML store")
 
 
-def load_models(specs: list[tuple[str, str]]) -> tuple[dict[str, LoadedModel], list[str]]:
-    """Load (name, alias-or-version) pairs from the registry, falling back to the BentoML store.
+def load_models(specs: list[tuple[str, str]], home: Path,
+                unreachable: str | None = None) -> tuple[dict[str, LoadedModel], list[str]]:
+    """Load (name, alias-or-version) pairs from the registry; while it cannot be reached, load the version
+    last served for that model and alias from the BentoML store, and nothing else.
 
-    Returns the loaded models and warnings for those that could not be loaded at all.
+    unreachable: why the registry is known to be down already (its calls are then skipped: one timeout, not
+    one per model). Returns the loaded models and warnings for those that could not be loaded at all.
     """
     from crmscore.models import registry
     from crmscore.models.registry import RegistryError
 
     registry.configure()
+    served = read_served(home)
     loaded, warnings = {}, []
     for name, ref in specs:
+        if unreachable is None:
+            try:
+                bundle, mv = registry.load_bundle(name, ref)
+                lm = LoadedModel(name, str(mv.version), ref, bundle, "registry")
+                try:
+                    save_to_bentoml_store(lm)
+                except Exception as exc:  # noqa: BLE001  (the copy is a convenience; serving goes on)
+                    log.warning("could not copy %s to the BentoML model store: %s", name, exc)
+                loaded[name] = lm
+                continue
+            except Exception as exc:  # noqa: BLE001  (registry down: the version last served, below)
+                if isinstance(exc, RegistryError) and _answered(exc):
+                    warnings.append(str(exc))  # the registry answered: no such model or alias
+                    continue
+                cause = exc.__cause__ if isinstance(exc, RegistryError) and exc.__cause__ else exc
+                unreachable = f"{type(cause).__name__}: {str(cause)[:160]}"
+        last = served.get(f"{name}@{ref}")
+        if last is None:
+            warnings.append(f"{name}@{ref}: registry unreachable ({unreachable}) and never served here, so there "
+                            f"is no known version to fall back to")
+            continue
         try:
-            bundle, mv = registry.load_bundle(name, ref)
-            lm = LoadedModel(name, str(mv.version), ref, bundle, "registry")
-            try:
-                save_to_bentoml_store(lm)
-            except Exception as exc:  # noqa: BLE001  (the copy is a convenience; serving goes on)
-                log.warning("could not copy %s to the BentoML model store: %s", name, exc)
-        except Exception as exc:  # noqa: BLE001  (registry down: use the last imported copy)
-            if isinstance(exc, RegistryError) and _answered(exc):
-                warnings.append(str(exc))  # the registry answered: no such model or alias
-                continue
-            cause = exc.__cause__ if isinstance(exc, RegistryError) and exc.__cause__ else exc
-            reason = f"{type(cause).__name__}: {str(cause)[:160]}"
-            try:
-                lm = load_from_bentoml_store(name, reason)
-                log.warning("registry unreachable for %s; serving %s", name, lm.source)
-            except Exception as exc2:  # noqa: BLE001
-                warnings.append(f"{name}: registry unreachable ({reason}) and no copy in the BentoML store ({exc2})")
-                continue
+            lm = load_from_bentoml_store(name, ref, last["version"], unreachable)
+        except Exception as exc:  # noqa: BLE001
+            warnings.append(f"{name}@{ref}: registry unreachable ({unreachable}) and {exc}")
+            continue
+        log.warning("registry unreachable for %s; serving %s", name, lm.source)
         loaded[name] = lm
+    record_served(home, loaded)
     return loaded, warnings
 
 

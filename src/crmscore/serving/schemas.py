@@ -9,9 +9,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class CustomerIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"customer_id": "C0042"}]})
+    # `example`, not JSON Schema's `examples`: BentoML builds its OpenAPI Schema objects from each model's
+    # top-level JSON schema keys, and its Schema has no `examples` (GET /docs.json was a 500). The rest of the
+    # schema is made OpenAPI 3.0 where the document is served (crmscore.serving.openapi).
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"customer_id": "C0042"}})
 
-    customer_id: str = Field(description="The customer's id, as in your transactions.", examples=["C0042"])
+    customer_id: str = Field(description="The customer's id, as in your transactions (at most 128 characters).",
+                             max_length=128, examples=["C0042"])
     features: dict[str, Any] | None = Field(
         default=None, description="Score these features instead of the published snapshot: every feature the "
                                   "model expects (GET /v1/models), numbers or text.")

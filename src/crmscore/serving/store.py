@@ -2,7 +2,8 @@
 
 `crmscore features publish --config C --as-of T` writes the snapshot to an embedded SQLite file
 (default `.crmscore/online_store.sqlite`, no server) and, when CRMSCORE_REDIS_URL is set, to Redis for a
-fleet of service replicas. A row is the customer's features and segment columns as JSON.
+fleet of service replicas. A row is the customer's features and segment columns as JSON. In Redis each
+publish is a new version (`crmscore:v<N>:...`) that readers switch to in one step.
 
 Next to the features, for the operations page: each customer's purchase timeline (purchase days of the
 last 12 months, as JSON) and the segments of the current and the previous snapshot (SQLite only; the
@@ -11,24 +12,40 @@ counts and the transitions between the two go into the snapshot's meta, which Re
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import logging
 import math
+import re
 import sqlite3
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from pydantic_core import from_json
 
+from crmscore.serving.files import private_file
+
 log = logging.getLogger(__name__)
 REDIS_PREFIX = "crmscore:features:"
 REDIS_META = "crmscore:features:__meta__"
 REDIS_TIMELINE = "crmscore:timeline:"
+REDIS_CURRENT = "crmscore:snapshot:current"  # the version readers use
+REDIS_NEXT_VERSION = "crmscore:snapshot:next"
+VERSIONED_KEY = re.compile(r"crmscore:v(\d+):")
+
+
+def _version_keys(version: int) -> tuple[str, str, str]:
+    return f"crmscore:v{version}:features:", f"crmscore:v{version}:timeline:", f"crmscore:v{version}:meta"
 SEGMENT_TABLES = {"current": "segments_current", "previous": "segments_previous"}
+
+
+class StoreUnavailable(Exception):
+    """The online store cannot be reached or did not answer in time (Redis down or hung)."""
 
 
 def _clean(value: Any) -> Any:
@@ -72,7 +89,7 @@ class SqliteStore:
                 segments: dict[str, pd.DataFrame | None] | None = None) -> int:
         """Replace the snapshot. timelines: (customer id, JSON) pairs; segments: {"current": frame,
         "previous": frame or None} of customer_id, rfm_segment, lifecycle_stage. All in one transaction."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(self.path)
         con = sqlite3.connect(self.path)
         try:
             con.execute("PRAGMA journal_mode=WAL")
@@ -103,6 +120,9 @@ class SqliteStore:
 
     def get(self, customer_id: str) -> dict[str, Any] | None:
         return self.get_many([customer_id]).get(customer_id)
+
+    def ping(self) -> bool:
+        return True  # an embedded file: there when the service is
 
     def get_many(self, customer_ids: list[str]) -> dict[str, dict[str, Any]]:
         """The customers found, in one query per 500 ids."""
@@ -156,56 +176,128 @@ class SqliteStore:
             return None
 
 
-class RedisStore:
-    """The same snapshot in Redis (one string key per customer), for several service replicas."""
+def _redis_errors(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Redis connection errors and timeouts as StoreUnavailable (no key, no customer id in the message)."""
 
-    def __init__(self, url: str):
+    @functools.wraps(method)
+    def call(self: RedisStore, *args: Any, **kwargs: Any) -> Any:
         import redis
 
-        self.client = redis.Redis.from_url(url, socket_timeout=2)
+        try:
+            return method(self, *args, **kwargs)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            raise StoreUnavailable(f"Redis at {self.where}: {type(exc).__name__}") from None
+
+    return call
+
+
+class RedisStore:
+    """The same snapshot in Redis (one string key per customer), for several service replicas.
+
+    Every call has a 1 s timeout and no retry (redis-py's default retries a timed-out call three times):
+    a Redis that is down or hung costs a request at most a second, and raises StoreUnavailable."""
+
+    def __init__(self, url: str, timeout: float = 1.0, version_ttl: float = 1.0):
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        self.client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                                           retry=Retry(NoBackoff(), 0))
+        kw = self.client.connection_pool.connection_kwargs
+        self.where = f"{kw.get('host', '?')}:{kw.get('port', '?')}"
+        self.version_ttl = version_ttl
+        self._keys_at: float | None = None
+        self._current = (REDIS_PREFIX, REDIS_TIMELINE, REDIS_META)
+
+    @_redis_errors
+    def ping(self) -> bool:
+        return bool(self.client.ping())
+
+    def _keys(self) -> tuple[str, str, str]:
+        """(features prefix, timeline prefix, meta key) of the snapshot readers use now: the version the
+        pointer names (looked up at most once per `version_ttl` seconds), or the unversioned keys of a
+        snapshot published before versions existed."""
+        now = time.monotonic()
+        if self._keys_at is None or now - self._keys_at >= self.version_ttl:
+            version = self.client.get(REDIS_CURRENT)
+            self._current = _version_keys(int(version)) if version else (REDIS_PREFIX, REDIS_TIMELINE, REDIS_META)
+            self._keys_at = now
+        return self._current
 
     def publish(self, frame: pd.DataFrame, meta: dict[str, Any], *,
                 timelines: Iterable[tuple[str, str]] | None = None,
                 segments: dict[str, pd.DataFrame | None] | None = None) -> int:
-        """segments are kept in SQLite only (the counts and transitions travel in meta)."""
+        """Write the snapshot as a new version, then switch readers to it in one step (one SET of the pointer):
+        a reader sees the old snapshot or the new one, never a mix, and customers not in the new snapshot
+        are gone. Versions older than the one replaced (and unversioned keys) are deleted; the replaced one
+        is kept until the next publish, for readers that looked up the pointer just before the switch.
+        segments are kept in SQLite only (the counts and transitions travel in meta)."""
+        version = int(self.client.incr(REDIS_NEXT_VERSION))
+        features, timeline, meta_key = _version_keys(version)
         pipe = self.client.pipeline(transaction=False)
         n = 0
         for cid, data in rows_as_json(frame):
-            pipe.set(REDIS_PREFIX + cid, data)
+            pipe.set(features + cid, data)
             n += 1
             if n % 5000 == 0:
                 pipe.execute()
         for i, (cid, data) in enumerate(timelines or ()):
-            pipe.set(REDIS_TIMELINE + cid, data)
+            pipe.set(timeline + cid, data)
             if i % 5000 == 4999:
                 pipe.execute()
-        pipe.set(REDIS_META, json.dumps(meta, default=str))
+        pipe.set(meta_key, json.dumps(meta, default=str))
         pipe.execute()
+        replaced = self.client.get(REDIS_CURRENT)
+        self.client.set(REDIS_CURRENT, version)
+        self._keys_at = None
+        keep = {version, int(replaced)} if replaced else {version}
+        stale = []
+        for pattern in ("crmscore:v*", REDIS_PREFIX + "*", REDIS_TIMELINE + "*"):
+            for key in self.client.scan_iter(pattern, count=1000):
+                k = key.decode()
+                m = VERSIONED_KEY.match(k)
+                if m is None or int(m.group(1)) not in keep:
+                    stale.append(key)
+                if len(stale) >= 5000:
+                    self.client.delete(*stale)
+                    stale.clear()
+        if stale:
+            self.client.delete(*stale)
         return n
 
     def get(self, customer_id: str) -> dict[str, Any] | None:
         return self.get_many([customer_id]).get(customer_id)
 
+    @_redis_errors
     def get_many(self, customer_ids: list[str]) -> dict[str, dict[str, Any]]:
         """The customers found, in one MGET."""
-        values = self.client.mget([REDIS_PREFIX + c for c in customer_ids]) if customer_ids else []
+        if not customer_ids:
+            return {}
+        prefix = self._keys()[0]
+        values = self.client.mget([prefix + c for c in customer_ids])
         return {c: from_json(v) for c, v in zip(customer_ids, values) if v}
 
+    @_redis_errors
     def meta(self) -> dict[str, Any]:
-        raw = self.client.get(REDIS_META)
+        raw = self.client.get(self._keys()[2])
         return json.loads(raw) if raw else {}
 
+    @_redis_errors
     def sample_ids(self, n: int = 5) -> list[str]:
-        keys = [k.decode() for k in itertools.islice(self.client.scan_iter(REDIS_PREFIX + "*", count=100), n + 1)]
-        return [k[len(REDIS_PREFIX):] for k in keys if k != REDIS_META][:n]
+        prefix, _, meta_key = self._keys()
+        keys = [k.decode() for k in itertools.islice(self.client.scan_iter(prefix + "*", count=100), n + 1)]
+        return [k[len(prefix):] for k in keys if k != meta_key][:n]
 
+    @_redis_errors
     def get_timeline(self, customer_id: str) -> dict[str, Any] | None:
-        raw = self.client.get(REDIS_TIMELINE + customer_id)
+        raw = self.client.get(self._keys()[1] + customer_id)
         return json.loads(raw) if raw else None
 
+    @_redis_errors
     def sample_rows(self, n: int) -> list[tuple[str, dict[str, Any]]]:
         ids = self.sample_ids(n)
-        values = self.client.mget([REDIS_PREFIX + i for i in ids]) if ids else []
+        values = self.client.mget([self._keys()[0] + i for i in ids]) if ids else []
         return [(i, json.loads(v)) for i, v in zip(ids, values) if v]
 
     def segment_snapshot(self, which: str = "current") -> pd.DataFrame | None:

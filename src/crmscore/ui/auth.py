@@ -5,8 +5,8 @@ CRMSCORE_API_KEYS). A valid key gets a session cookie: `crmscore_session`, HttpO
 Path=/ui, Secure over HTTPS, no Max-Age (it ends when the browser closes), holding the key's name, an
 expiry (CRMSCORE_UI_SESSION_HOURS, default 12) and a fingerprint of the key's hash, signed with HMAC-SHA256.
 The key itself is never stored in the cookie. Each request re-checks the signature, the expiry and that
-the key is still known (a key revoked with `crmscore keys revoke` ends its sessions at once; the key file
-is re-read when it changes). The signing secret is CRMSCORE_UI_SECRET, else a random one created once in
+the key is still known (a key revoked with `crmscore keys revoke` ends its sessions at once: the key file
+is re-read when it changes, see KeyRing.current). The signing secret is CRMSCORE_UI_SECRET, else a random one created once in
 CRMSCORE_HOME/ui_secret (mode 600), shared by the service's workers.
 """
 
@@ -18,7 +18,6 @@ import hmac
 import json
 import os
 import secrets
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,21 +70,10 @@ class Authenticator:
         self.ring = KeyRing.from_settings(home, env_keys)
         self.secret = secret
         self.hours = hours
-        self._lock = threading.Lock()
-        self._stamp: float | None = -1.0
-        self._verifier = KeyVerifier([])
 
     def verifier(self) -> KeyVerifier:
-        """The KeyRing verifier, reloaded when the key file changes."""
-        try:
-            stamp: float | None = self.ring.path.stat().st_mtime
-        except OSError:
-            stamp = None
-        with self._lock:
-            if stamp != self._stamp:
-                self._verifier = self.ring.verifier()
-                self._stamp = stamp
-            return self._verifier
+        """The key ring as the key file says now (the API's middleware uses the same ring: page and API agree)."""
+        return self.ring.current()
 
     def login(self, key: str) -> str | None:
         """A signed cookie value for a valid key, else None."""

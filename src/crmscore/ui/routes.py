@@ -201,8 +201,8 @@ def customer_page(customer_id: str, page: Page = Depends(signed_in),
     try:
         view = engine.customer_view(customer_id, page.request_id, page.lang)
     except RequestError as exc:
-        if exc.status == 404:
-            return page.render("search.html", status=404, examples=_examples(engine), missing=customer_id,
+        if exc.status in (404, 422):  # unknown, or an id too long to be one (shown cut to the limit)
+            return page.render("search.html", status=exc.status, examples=_examples(engine), missing=customer_id[:128],
                                as_of=_date(engine.store.meta().get("as_of")))
         raise
     return page.render("customer.html", **customer_context(view, engine, page))
