@@ -51,31 +51,44 @@ class BGNBD:
 
     @staticmethod
     def log_likelihood(params: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray,
-                       w: np.ndarray) -> float:
+                       w: np.ndarray) -> tuple[float, np.ndarray]:
+        """The weighted log-likelihood (eq. 6 of the paper) and its gradient in (r, alpha, a, b)."""
         r, alpha, a, b = params
-        ln_a1 = special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha)
-        ln_a2 = (special.gammaln(a + b) + special.gammaln(b + x) - special.gammaln(b)
-                 - special.gammaln(a + b + x))
-        ln_a3 = -(r + x) * np.log(alpha + T)
         repeat = x > 0
-        ln_a4 = np.where(repeat, np.log(a) - np.log(np.where(repeat, b + x - 1, 1.0))
-                         - (r + x) * np.log(alpha + t_x), -np.inf)
-        ll = ln_a1 + ln_a2 + np.logaddexp(ln_a3, ln_a4)
-        return float(np.dot(w, ll))
+        b_x1 = np.where(repeat, b + x - 1, 1.0)
+        xs, at = np.unique(x, return_inverse=True)  # orders are counts: special functions once per count
+        ln_a1 = (special.gammaln(r + xs) - special.gammaln(r))[at] + r * np.log(alpha)
+        ln_a2 = (special.gammaln(a + b) + special.gammaln(b + xs) - special.gammaln(b) - special.gammaln(a + b + xs))[at]
+        ln_a3 = -(r + x) * np.log(alpha + T)
+        ln_a4 = np.where(repeat, np.log(a) - np.log(b_x1) - (r + x) * np.log(alpha + t_x), -np.inf)
+        mix = np.logaddexp(ln_a3, ln_a4)
+        w3, w4 = np.exp(ln_a3 - mix), np.exp(ln_a4 - mix)  # shares of "alive at T" and "dropped after t_x"
+        dig_ab, dig_abx = special.digamma(a + b), special.digamma(a + b + xs)[at]
+        grad = np.array([
+            w @ (special.digamma(r + xs)[at] - special.digamma(r) + np.log(alpha)
+                 - w3 * np.log(alpha + T) - w4 * np.log(alpha + t_x)),
+            w @ (r / alpha - w3 * (r + x) / (alpha + T) - w4 * (r + x) / (alpha + t_x)),
+            w @ (dig_ab - dig_abx + w4 / a),
+            w @ (dig_ab + special.digamma(b + xs)[at] - special.digamma(b) - dig_abx - np.where(repeat, w4 / b_x1, 0.0)),
+        ])
+        return float(w @ (ln_a1 + ln_a2 + mix)), grad
 
     @classmethod
     def fit(cls, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> BGNBD:
         """Maximum likelihood over customers, identical histories counted once with a weight."""
         data = np.column_stack([x, t_x, T]).astype(float)
         uniq, counts = np.unique(data, axis=0, return_counts=True)
-        ux, ut, uT, w = uniq[:, 0], uniq[:, 1], uniq[:, 2], counts.astype(float)
+        ux, ut, uT = (np.ascontiguousarray(uniq[:, i]) for i in range(3))
+        w = counts.astype(float)
         n = w.sum()
         start = np.log([1.0, max(float(np.average(uT, weights=w)), 1e-3), 1.0, 1.0])
 
-        def objective(log_params: np.ndarray) -> float:
-            return -cls.log_likelihood(np.exp(log_params), ux, ut, uT, w) / n + PENALTY * np.sum(log_params ** 2) / n
+        def objective(log_params: np.ndarray) -> tuple[float, np.ndarray]:
+            params = np.exp(log_params)
+            ll, grad = cls.log_likelihood(params, ux, ut, uT, w)
+            return (-ll + PENALTY * np.sum(log_params ** 2)) / n, (-grad * params + 2 * PENALTY * log_params) / n
 
-        res = optimize.minimize(objective, start, method="L-BFGS-B", bounds=[(-12, 12)] * 4)
+        res = optimize.minimize(objective, start, jac=True, method="L-BFGS-B", bounds=[(-12, 12)] * 4)
         if not np.all(np.isfinite(res.x)):
             raise ValueError(f"BG/NBD fit failed: {res.message}")
         return cls(*map(float, np.exp(res.x)))
@@ -106,23 +119,34 @@ class GammaGamma:
     v: float
 
     @staticmethod
-    def log_likelihood(params: np.ndarray, x: np.ndarray, m: np.ndarray) -> float:
+    def log_likelihood(params: np.ndarray, x: np.ndarray, m: np.ndarray) -> tuple[float, np.ndarray]:
+        """The log-likelihood of x orders of mean value m and its gradient in (p, q, v)."""
         p, q, v = params
         px = p * x
-        ll = (special.gammaln(px + q) - special.gammaln(px) - special.gammaln(q) + q * np.log(v)
-              + (px - 1) * np.log(m) + px * np.log(x) - (px + q) * np.log(x * m + v))
-        return float(ll.sum())
+        ln_xmv = np.log(x * m + v)
+        xs, at = np.unique(x, return_inverse=True)  # orders are counts: special functions once per count
+        ll = ((special.gammaln(p * xs + q) - special.gammaln(p * xs))[at] - special.gammaln(q) + q * np.log(v)
+              + (px - 1) * np.log(m) + px * np.log(x) - (px + q) * ln_xmv)
+        dig = special.digamma(p * xs + q)[at]
+        grad = np.array([
+            np.sum(x * (dig - special.digamma(p * xs)[at] + np.log(m) + np.log(x) - ln_xmv)),
+            np.sum(dig - special.digamma(q) + np.log(v) - ln_xmv),
+            np.sum(q / v - (px + q) / (x * m + v)),
+        ])
+        return float(ll.sum()), grad
 
     @classmethod
     def fit(cls, x: np.ndarray, m: np.ndarray) -> GammaGamma:
         """Maximum likelihood on customers with x >= 1 orders of mean value m > 0."""
         n = max(len(x), 1)
 
-        def objective(log_params: np.ndarray) -> float:
-            return -cls.log_likelihood(np.exp(log_params), x, m) / n + PENALTY * np.sum(log_params ** 2) / n
+        def objective(log_params: np.ndarray) -> tuple[float, np.ndarray]:
+            params = np.exp(log_params)
+            ll, grad = cls.log_likelihood(params, x, m)
+            return (-ll + PENALTY * np.sum(log_params ** 2)) / n, (-grad * params + 2 * PENALTY * log_params) / n
 
-        res = optimize.minimize(objective, np.log([1.0, 2.0, max(float(np.mean(m)), 1e-3)]), method="L-BFGS-B",
-                                bounds=[(-12, 12)] * 3)
+        res = optimize.minimize(objective, np.log([1.0, 2.0, max(float(np.mean(m)), 1e-3)]), jac=True,
+                                method="L-BFGS-B", bounds=[(-12, 12)] * 3)
         return cls(*map(float, np.exp(res.x)))
 
     def expected_order_value(self, x: np.ndarray, m: np.ndarray) -> np.ndarray:
