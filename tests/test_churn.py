@@ -88,11 +88,22 @@ def test_as_of_promise_data_after_t_changes_no_training_row(synthetic_dir, tmp_p
     assert all(c + pd.Timedelta(days=settings.horizon_days) <= cuts[-1] for c in cuts[:-1])
 
 
-def test_guardrail_refuses_short_history(synthetic_config):
+def test_history_refusal_names_the_minimum_and_the_earliest_as_of(synthetic_config):
+    """Too little data is refused with the minimum an out-of-time evaluation needs (min_history_days + 3 x
+    horizon) and the earliest --as-of that works; that --as-of then trains (the lookback is no longer needed
+    before the first cutoff)."""
     data = load_customer_data(load_config(synthetic_config))
+    start = data.ts_range()[0].normalize()
     task = get_task("churn")
-    with pytest.raises(GuardrailError, match=r"not enough history: .* lookback \(365\) \+ 3 x horizon \(90\)"):
-        transactional_dataset(task, data, task.settings(), "2024-03-01")
+    s = task.settings()
+    need = s.min_history_days + 3 * s.horizon_days
+    earliest = start + pd.Timedelta(days=need)
+    with pytest.raises(GuardrailError, match=rf"not enough history: .* = {need} days\. The earliest --as-of that "
+                                             rf"works is {earliest.date()}"):
+        transactional_dataset(task, data, s, earliest - pd.Timedelta(days=1))
+    ds = transactional_dataset(task, data, s, earliest)
+    assert min(ds.cutoffs["train"]) == start + pd.Timedelta(days=s.min_history_days)
+    assert len(ds.train) and len(ds.valid) and len(ds.test)
 
 
 def test_guardrail_refuses_too_few_positives(synthetic_config, mlflow_tmp):

@@ -15,6 +15,7 @@ import pandas as pd
 from crmscore.data.loader import CustomerData
 from crmscore.features.build import as_of_timestamp, build_features
 from crmscore.models.bundle import TrainedModel
+from crmscore.models.population import PopulationRule
 from crmscore.segments import add_segments
 
 log = logging.getLogger(__name__)
@@ -58,13 +59,13 @@ def model_features(bundle: TrainedModel, data: CustomerData, as_of: object) -> p
 
 
 def transactional_population(bundle: TrainedModel, data: CustomerData, as_of: object) -> pd.DataFrame:
-    """Features at as_of, with the model's feature set, for customers active within the lookback."""
+    """Features at as_of, with the model's feature set, for the customers of the population it was trained on
+    (crmscore.models.population)."""
     cut = as_of_timestamp(as_of)
     feats = model_features(bundle, data, cut)
-    lookback = bundle.settings.get("lookback_days", 365)
-    pop = feats[feats["recency_days"] < lookback].reset_index(drop=True)
-    log.info("population at %s: %s customers with a purchase in the last %d days", cut.date(), f"{len(pop):,}",
-             lookback)
+    rule = PopulationRule.of_model(bundle)
+    pop = feats[rule.admits(feats["recency_days"])].reset_index(drop=True)
+    log.info("population at %s: %s %s", cut.date(), f"{len(pop):,}", rule.describe())
     return pop
 
 

@@ -1,20 +1,26 @@
-"""Runtime settings, from the environment (prefix CRMSCORE_) or a `.env` file. Read in entry points only."""
+"""Runtime settings, from the environment (prefix CRMSCORE_) or a `.env` file. Read in entry points only.
+
+MLflow's own variables, MLFLOW_TRACKING_URI and MLFLOW_REGISTRY_URI, apply when the CRMSCORE_ ones are unset:
+a machine already set up for MLflow needs nothing more, and CRMSCORE_ still wins where both are set."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CRMSCORE_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="CRMSCORE_", env_file=".env", extra="ignore", populate_by_name=True)
 
     log_level: str = Field(default="INFO", description="Logging level for the CLI and the service.")
     home: Path = Field(default=Path(".crmscore"), description="Local state: keys, online store, logs.")
-    tracking_uri: str = Field(default="sqlite:///mlflow.db", description="MLflow tracking URI.")
-    registry_uri: str | None = Field(default=None, description="MLflow registry URI (default: tracking).")
+    # (an alias replaces the prefix, so both names are spelled out; the first one set wins)
+    tracking_uri: str = Field(default="sqlite:///mlflow.db", description="MLflow tracking URI.",
+                              validation_alias=AliasChoices("CRMSCORE_TRACKING_URI", "MLFLOW_TRACKING_URI"))
+    registry_uri: str | None = Field(default=None, description="MLflow registry URI (default: tracking).",
+                                     validation_alias=AliasChoices("CRMSCORE_REGISTRY_URI", "MLFLOW_REGISTRY_URI"))
     artifact_location: str = Field(default="mlruns", description="Artifact root for new experiments.")
     # serving
     serve_models: str | None = Field(

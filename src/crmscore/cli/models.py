@@ -61,7 +61,7 @@ def train_churn(
     as_of: Annotated[dt.datetime | None, typer.Option(
         "--as-of", formats=["%Y-%m-%d"], help="Train as if today were this date: only data before it is used.")] = None,
     horizon_days: Annotated[int | None, typer.Option(help="Days after a cutoff in which no purchase = churned.")] = None,
-    lookback_days: Annotated[int | None, typer.Option(help="Population: a purchase within this many days.")] = None,
+    lookback_days: Annotated[int | None, typer.Option(help="Optional activity filter: only customers with a purchase within this many days (default: the task's population).")] = None,
     tune: Annotated[int, typer.Option("--tune", help="Optuna trials (0 = no search); each is an MLflow child run.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (run id, version, metrics).")] = False,
 ) -> None:
@@ -72,7 +72,7 @@ def train_churn(
 AsOfOpt = Annotated[dt.datetime | None, typer.Option(
     "--as-of", formats=["%Y-%m-%d"], help="Train as if today were this date: only data before it is used.")]
 HorizonOpt = Annotated[int | None, typer.Option(help="Days after a cutoff that the label looks at (default 30).")]
-LookbackOpt = Annotated[int | None, typer.Option(help="Population: a purchase within this many days.")]
+LookbackOpt = Annotated[int | None, typer.Option(help="Optional activity filter: only customers with a purchase within this many days (default: the task's population).")]
 TuneOpt = Annotated[int, typer.Option("--tune", help="Optuna trials (0 = no search); each is an MLflow child run.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object (run id, version, metrics).")]
 

@@ -1,6 +1,8 @@
 """Churn: will an active customer stop buying within the horizon?
 
-Population at a cutoff: customers with a purchase in the `lookback_days` before it (default 365).
+Population at a cutoff: customers still active, their last purchase fewer than the lifecycle's `churned_days`
+before it (config segments.lifecycle, default 180): a churn is of a customer who can still be kept. An explicit
+`lookback_days` replaces that window (see crmscore.models.population).
 Label: 1 (churned) when the customer makes no purchase in the `horizon_days` after it (default 90).
 """
 
@@ -11,12 +13,16 @@ import pandas as pd
 
 from crmscore.data.loader import CustomerData
 from crmscore.models import baselines
-from crmscore.models.labels import active_population, future_activity
+from crmscore.models.labels import future_activity
+from crmscore.models.population import customers_in, population_rule
 from crmscore.models.tasks import Task, TaskSettings, register_task
 
 
+POPULATION = "active"
+
+
 def churn_labels(data: CustomerData, as_of: pd.Timestamp, settings: TaskSettings) -> pd.DataFrame:
-    pop = active_population(data, as_of, settings.lookback_days)
+    pop = customers_in(data, as_of, population_rule(POPULATION, settings.lookback_days, data.config.segments.lifecycle))
     future = future_activity(data, as_of, settings.horizon_days)
     pop["label"] = (~pop["customer_id"].isin(future["customer_id"])).astype(np.int64)
     return pop
@@ -24,7 +30,9 @@ def churn_labels(data: CustomerData, as_of: pd.Timestamp, settings: TaskSettings
 
 CHURN = register_task(Task(
     name="churn",
-    description="P(no purchase in the next horizon_days) for customers active in the last lookback_days",
+    description="P(no purchase in the next horizon_days) for customers still active (not past churned_days, or "
+                "a purchase in the last lookback_days when set)",
+    population=POPULATION,
     label_fn=churn_labels,
     baselines=(baselines.RECENCY, baselines.RFM, baselines.BGNBD_INACTIVE),
     table_baselines=(baselines.LOGISTIC,),

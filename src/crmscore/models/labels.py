@@ -20,15 +20,6 @@ def future_activity(data: CustomerData, as_of: pd.Timestamp, horizon_days: int) 
         f"GROUP BY customer_id").df().astype({"customer_id": "string"})
 
 
-def active_population(data: CustomerData, as_of: pd.Timestamp, lookback_days: int) -> pd.DataFrame:
-    """Customers with a purchase in [as_of - lookback, as_of)."""
-    start = as_of_timestamp(as_of)
-    lo, hi = DUCKDB.timestamp(start - pd.Timedelta(days=lookback_days)), DUCKDB.timestamp(start)
-    return data.con.execute(
-        f"SELECT DISTINCT customer_id FROM lines WHERE ts >= {lo} AND ts < {hi}").df().astype(
-        {"customer_id": "string"})
-
-
 def future_categories(data: CustomerData, as_of: pd.Timestamp, horizon_days: int) -> pd.DataFrame:
     """Per customer and category bought in [as_of, as_of + horizon): `customer_id`, `category`, `spend`
     (lines with a positive amount only: a refund is not a purchase)."""

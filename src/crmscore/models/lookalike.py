@@ -293,7 +293,9 @@ def load_population(cfg: ProjectConfig, s: LookalikeSettings, *, as_of: Any = No
         raise GuardrailError(f"--as-of {cut.date()} is before the first transaction ({lo.date()})")
     fs = feature_set or feature_set_for(data, cut)
     feats = build_features(data, cut, fs, segments=False)
-    buyers = feats[feats["recency_days"] < s.lookback_days].reset_index(drop=True)
+    from crmscore.models.population import PopulationRule
+
+    buyers = feats[PopulationRule(True, s.lookback_days).admits(feats["recency_days"])].reset_index(drop=True)
     scorer = RFMScorer.from_dict(rfm) if rfm else RFMScorer(cfg.segments.rfm_window_days).fit(buyers)
     frame = add_segments(buyers, cfg.segments, scorer)
     log.info("population at %s: %s customers with a purchase in the last %d days", cut.date(), f"{len(frame):,}",

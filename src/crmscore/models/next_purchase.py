@@ -1,7 +1,10 @@
 """Next purchase: when, how much, and which category next. Three tasks on the shared training framework.
 
-Population at a cutoff (all three): customers with a purchase in the `lookback_days` before it (default
-365). Labels come from the `horizon_days` after it (default 30):
+Population at a cutoff (see crmscore.models.population): next-purchase and expected-spend, every customer
+known before it (a purchase or a sign-up), so the lapsed and those who never bought get a recall score;
+next-category, every customer with a purchase before it (its forecast reads the purchase history). An
+explicit `lookback_days` narrows each to customers with a purchase within that many days. Labels come from
+the `horizon_days` after it (default 30):
 
 - `next-purchase` (binary): 1 when the customer places an order in the horizon. Companion: days from
   the cutoff to that first order (`days_to_next`, median and 10-90% interval from quantile models fitted
@@ -28,10 +31,17 @@ from crmscore.features.build import discover_vocabulary
 from crmscore.features.definitions import FeatureSet, declare, declare_category_history
 from crmscore.models import baselines
 from crmscore.models.bundle import label_column
-from crmscore.models.labels import active_population, future_activity, future_categories, top_categories
+from crmscore.models.labels import future_activity, future_categories, top_categories
+from crmscore.models.population import Default, customers_in, population_rule
 from crmscore.models.tasks import Companion, Task, TaskSettings, register_task
 
 DEFAULTS = {"horizon_days": 30}
+PURCHASE_POPULATION: Default = "known"
+CATEGORY_POPULATION: Default = "buyers"
+
+
+def _population(data: CustomerData, as_of: pd.Timestamp, settings: TaskSettings, default: Default) -> pd.DataFrame:
+    return customers_in(data, as_of, population_rule(default, settings.lookback_days, data.config.segments.lifecycle))
 
 
 class NextCategorySettings(TaskSettings):
@@ -52,7 +62,7 @@ class NextCategorySettings(TaskSettings):
 
 def purchase_labels(data: CustomerData, as_of: pd.Timestamp, settings: TaskSettings) -> pd.DataFrame:
     """label: an order in the horizon (0/1); days_to_next: days from the cutoff to it (missing without one)."""
-    pop = active_population(data, as_of, settings.lookback_days)
+    pop = _population(data, as_of, settings, PURCHASE_POPULATION)
     future = future_activity(data, as_of, settings.horizon_days).set_index("customer_id")
     first = pop["customer_id"].map(future["first_days"]).astype("float64")
     pop["label"] = first.notna().astype(np.int64)
@@ -62,7 +72,7 @@ def purchase_labels(data: CustomerData, as_of: pd.Timestamp, settings: TaskSetti
 
 def spend_labels(data: CustomerData, as_of: pd.Timestamp, settings: TaskSettings) -> pd.DataFrame:
     """label: spend in the horizon (currency, refunds netted, floored at 0; 0 without an order)."""
-    pop = active_population(data, as_of, settings.lookback_days)
+    pop = _population(data, as_of, settings, PURCHASE_POPULATION)
     future = future_activity(data, as_of, settings.horizon_days).set_index("customer_id")
     spend = pop["customer_id"].map(future["spend"]).astype("float64").fillna(0.0)
     pop["label"] = spend.clip(lower=0.0)
@@ -71,7 +81,7 @@ def spend_labels(data: CustomerData, as_of: pd.Timestamp, settings: TaskSettings
 
 def category_labels(data: CustomerData, as_of: pd.Timestamp, settings: TaskSettings) -> pd.DataFrame:
     """label__<category>: bought it in the horizon (0/1), one column per target; label: bought any of them."""
-    pop = active_population(data, as_of, settings.lookback_days)
+    pop = _population(data, as_of, settings, CATEGORY_POPULATION)
     bought = future_categories(data, as_of, settings.horizon_days)
     targets = list(settings.categories or [])  # type: ignore[attr-defined]
     for t in targets:
@@ -116,7 +126,9 @@ def usual_gap_days(test: pd.DataFrame, settings: TaskSettings) -> np.ndarray:
 
 NEXT_PURCHASE = register_task(Task(
     name="next-purchase",
-    description="P(at least one purchase in the next horizon_days) for customers active in the last lookback_days",
+    description="P(at least one purchase in the next horizon_days) for every customer known (a purchase or a "
+                "sign-up; a purchase in the last lookback_days when set)",
+    population=PURCHASE_POPULATION,
     label_fn=purchase_labels,
     baselines=(baselines.RECENCY_ACTIVE, baselines.FREQUENCY, baselines.BGNBD_ACTIVE),
     table_baselines=(),
@@ -130,8 +142,9 @@ NEXT_PURCHASE = register_task(Task(
 
 EXPECTED_SPEND = register_task(Task(
     name="expected-spend",
-    description="Spend in the next horizon_days (currency, 0 without an order) for customers active in the last "
-                "lookback_days",
+    description="Spend in the next horizon_days (currency, 0 without an order) for every customer known (a "
+                "purchase in the last lookback_days when set)",
+    population=PURCHASE_POPULATION,
     label_fn=spend_labels,
     baselines=(baselines.BGNBD_GAMMA_GAMMA, baselines.SPEND_RATE),
     table_baselines=(),
@@ -146,8 +159,9 @@ EXPECTED_SPEND = register_task(Task(
 
 NEXT_CATEGORY = register_task(Task(
     name="next-category",
-    description="P(buying each of the top categories in the next horizon_days) for customers active in the last "
-                "lookback_days",
+    description="P(buying each of the top categories in the next horizon_days) for customers with a purchase "
+                "(in the last lookback_days when set)",
+    population=CATEGORY_POPULATION,
     label_fn=category_labels,
     baselines=(baselines.POPULARITY, baselines.COPURCHASE, baselines.HISTORY),
     table_baselines=(),

@@ -40,6 +40,7 @@ from crmscore.models.evaluation import (
     ranking_metrics,
     regression_metrics,
 )
+from crmscore.models.population import PopulationRule
 from crmscore.models.tasks import BaselineInput, Task, TaskSettings
 from crmscore.segments import SEGMENT_COLUMNS
 
@@ -66,6 +67,7 @@ class Dataset:
     rfm: dict[str, Any] | None = None
     decisions: dict[str, str] = field(default_factory=dict)
     settings: TaskSettings | None = None  # the run's settings after the task's prepare step, when it has one
+    population: PopulationRule | None = None  # transactional data: who the task predicts for
 
 
 @dataclass
@@ -87,28 +89,41 @@ class TrainResult:
 
 
 # -- datasets ------------------------------------------------------------------------------------
-def transactional_cutoffs(data_start: pd.Timestamp, as_of: pd.Timestamp, s: TaskSettings) -> dict[str, Any]:
-    """Test, validation and training cutoffs, each with `lookback_days` of history before it.
+def transactional_cutoffs(data_start: pd.Timestamp, as_of: pd.Timestamp, s: TaskSettings,
+                          population: PopulationRule | None = None) -> dict[str, Any]:
+    """Test, validation and training cutoffs of an honest out-of-time evaluation.
 
     test = as_of - horizon; validation = test - horizon; training cutoffs step back every
-    `snapshot_step_days` from validation - horizon. The gap keeps every training label window clear of the
-    validation window (and that of the test), so early stopping and calibration are truly out-of-time even
-    when the same customers appear in every snapshot.
+    `snapshot_step_days` from validation - horizon, down to `min_history_days` after the data starts. The gap
+    keeps every training label window clear of the validation window (and that of the test), so early
+    stopping and calibration are truly out-of-time even when the same customers appear in every snapshot.
+    What is needed: min_history_days + 3 x horizon_days of data before as_of. The population's activity
+    window (lookback_days, churn's churned_days) need not fit before the first cutoff: when it does not, the
+    earliest snapshots miss the customers whose last purchase is older than the data, and a warning says so.
     """
+    start = data_start.normalize()
     test = as_of - pd.Timedelta(days=s.horizon_days)
     valid = test - pd.Timedelta(days=s.horizon_days)
-    earliest = data_start.normalize() + pd.Timedelta(days=s.lookback_days)
+    earliest = start + pd.Timedelta(days=s.min_history_days)
     newest_train = valid - pd.Timedelta(days=s.horizon_days)
     train = [newest_train - pd.Timedelta(days=k * s.snapshot_step_days) for k in range(s.snapshots - 1)]
     train = [c for c in train if c >= earliest]
     if not train:
-        have = (as_of - data_start.normalize()).days
-        need_total = s.lookback_days + 3 * s.horizon_days
+        have = (as_of - start).days
+        need = s.min_history_days + 3 * s.horizon_days
+        first_as_of = start + pd.Timedelta(days=need)
         raise GuardrailError(
-            f"not enough history: data starts {data_start.date()} and training as of {as_of.date()} leaves "
-            f"{have} days; a training snapshot, a validation snapshot and an out-of-time test, each label window "
-            f"clear of the next, need lookback ({s.lookback_days}) + 3 x horizon ({s.horizon_days}) = "
-            f"{need_total} days. Use a later --as-of, or shorter --lookback-days/--horizon-days.")
+            f"not enough history: data starts {start.date()} and training as of {as_of.date()} leaves {have} days; "
+            f"an out-of-time evaluation needs min_history_days ({s.min_history_days}) before the first training "
+            f"cutoff + 3 x horizon ({s.horizon_days}: training, validation and test label windows, clear of each "
+            f"other) = {need} days. The earliest --as-of that works is {first_as_of.date()}; or shorten "
+            f"--horizon-days (or tasks.<task>.min_history_days).")
+    window = population.within_days if population is not None else None
+    history = (min(train) - start).days
+    if window is not None and history < window:
+        log.warning("the earliest training cutoff %s has %d days of history, less than the population's %d-day "
+                    "activity window: customers whose last purchase is older than the data are missing there",
+                    min(train).date(), history, window)
     return {"test": test, "train": sorted([*train, valid]), "as_of": as_of}
 
 
@@ -118,7 +133,8 @@ def transactional_dataset(task: Task, data: CustomerData, s: TaskSettings, as_of
     as_of = as_of_timestamp(as_of) if as_of is not None else hi.normalize() + pd.Timedelta(days=1)
     if as_of <= lo:
         raise GuardrailError(f"--as-of {as_of.date()} is before the first transaction ({lo.date()})")
-    cut = transactional_cutoffs(lo, as_of, s)
+    population = task.population_rule(s, data.config.segments.lifecycle)
+    cut = transactional_cutoffs(lo, as_of, s, population)
     if task.prepare is not None:
         s = task.prepare(data, cut["train"][0], s)
     fs = task.feature_set(data, cut["train"][0], s) if task.feature_set else feature_set_for(data, cut["train"][0])
@@ -133,7 +149,8 @@ def transactional_dataset(task: Task, data: CustomerData, s: TaskSettings, as_of
     from crmscore.segments import RFMScorer
 
     rfm = RFMScorer(data.config.segments.rfm_window_days).fit(test).to_dict()
-    return Dataset(train, valid, test, fs.names, fs.categorical, fs, "transactions", cut, rfm, settings=s)
+    return Dataset(train, valid, test, fs.names, fs.categorical, fs, "transactions", cut, rfm, settings=s,
+                   population=population)
 
 
 def feature_table_dataset(cfg: ProjectConfig, s: TaskSettings) -> Dataset:
@@ -179,6 +196,8 @@ def usability_summary(ds: Dataset) -> str:
     missing = pd.concat([ds.train, ds.valid])[ds.features].isna().mean().sort_values(ascending=False)
     top = ", ".join(f"{k} {v:.0%}" for k, v in missing.head(5).items() if v > 0)
     lines.append(f"features: {len(ds.features)} ({len(ds.categorical)} categorical); most missing: {top or 'none'}")
+    if ds.population is not None:
+        lines.append(f"population: {ds.population.describe()}")
     return "\n".join(lines)
 
 
@@ -204,8 +223,9 @@ def fit_and_evaluate(task: Task, ds: Dataset, s: TaskSettings, params: dict[str,
 
 def _bundle(task: Task, ds: Dataset, s: TaskSettings, model: Any, pred: np.ndarray | None) -> TrainedModel:
     edges = [float(x) for x in np.quantile(pred, np.linspace(0.1, 0.9, 9))] if pred is not None else []
+    info = {"population": ds.population.to_dict()} if ds.population is not None else {}
     return TrainedModel(task.name, ds.mode, model, ds.feature_set, s.model_dump(), task.reason_up, task.reason_down,
-                        edges, ds.rfm, {})
+                        edges, ds.rfm, info)
 
 
 def _fit_binary(task: Task, ds: Dataset, s: TaskSettings, params: dict[str, Any]

@@ -22,7 +22,9 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from crmscore.data.loader import CustomerData
+from crmscore.config import LifecycleConfig
 from crmscore.features.definitions import FeatureSet
+from crmscore.models.population import Default, PopulationRule, population_rule
 
 
 class TaskSettings(BaseModel):
@@ -31,7 +33,11 @@ class TaskSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     horizon_days: int = Field(default=90, gt=0, description="Label window after each cutoff, in days.")
-    lookback_days: int = Field(default=365, gt=0, description="Population: a purchase within this many days.")
+    lookback_days: int | None = Field(default=None, gt=0, description="Optional activity filter: only customers "
+                                      "with a purchase within this many days (default: the task's population, "
+                                      "see crmscore.models.population).")
+    min_history_days: int = Field(default=90, ge=0, description="History needed before the earliest training "
+                                  "cutoff, in days (features read it).")
     snapshots: int = Field(default=6, ge=2, description="Training snapshots, the newest used for validation.")
     snapshot_step_days: int = Field(default=30, gt=0, description="Days between training snapshots.")
     min_positives: int = Field(default=100, ge=1, description="Refuse to train with fewer positive labels.")
@@ -114,6 +120,8 @@ class Task:
     feature_set: the feature set of the run (default: the configured one), from data before the earliest
         training cutoff and the prepared settings.
     transactions_only: the task needs raw purchases (not a ready feature table).
+    population: who the task predicts for by default (crmscore.models.population): 'known', 'buyers' or
+        'active'; an explicit lookback_days narrows it.
     companions: quantile models fitted alongside (see Companion).
     """
 
@@ -134,6 +142,11 @@ class Task:
     feature_set: FeatureSetFn | None = None
     companions: tuple[Companion, ...] = ()
     transactions_only: bool = False
+    population: Default = "known"
+
+    def population_rule(self, settings: TaskSettings, lifecycle: LifecycleConfig) -> PopulationRule:
+        """This task's population at these settings (an explicit lookback_days wins over the default)."""
+        return population_rule(self.population, settings.lookback_days, lifecycle)
 
     def settings(self, section: dict[str, Any] | None = None, **overrides: Any) -> TaskSettings:
         """Defaults < the task's defaults < config section < CLI overrides (None means not given)."""

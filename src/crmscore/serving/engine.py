@@ -343,11 +343,13 @@ class ScoringEngine:
         from crmscore.ui.charts import value_ranks
 
         info = model.bundle.info
-        lookback = model.bundle.settings.get("lookback_days") if model.bundle.mode == "transactions" else None
+        from crmscore.models.population import PopulationRule
+
+        population = PopulationRule.of_model(model.bundle) if model.bundle.mode == "transactions" else None
         rows, feats, cids = [], [], []
         for cid, f in self.store.sample_rows(scored):
-            if lookback and not (f.get("recency_days") is not None and f["recency_days"] < lookback):
-                continue  # outside the model's population (no purchase in its lookback window)
+            if population is not None and not population.admits_one(f):
+                continue  # outside the model's population
             try:
                 rows.append(model.row(f, strict=False))
                 feats.append(f)
@@ -356,7 +358,8 @@ class ScoringEngine:
                 continue
         out: dict[str, Any] = {"model": model.describe(), "kind": model.bundle.kind,
                                "metrics": metrics_table(info), "scored": len(rows), "as_of": meta.get("as_of"),
-                               "run_id": info.get("run_id"), "population": lookback}
+                               "run_id": info.get("run_id"),
+                               "population": population.within_days if population is not None else None}
         importance = info.get("global_importance")
         out["importance_source"] = "test set" if importance else "published snapshot"
         out["by_segment"], out["by_stage"], out["beeswarm"], out["sampled"] = [], [], [], 0
