@@ -240,7 +240,7 @@ def next_category_completejourney(ctx: Context, cfgs: list[Any]) -> list[Bar]:
 # ----------------------------------------------------------------------------- sparse buyers (Online Retail)
 # Issue 12: on sparse, long-gap buying BG/NBD is the baseline to beat. Nine shared months (2010-12-01 to
 # 2011-08-31) hold test (horizon), validation (horizon) and training label windows before each as-of date, so the
-# horizons are 45 days (churn) and 30 (next purchase, expected spend); the three as-of dates end their test windows
+# horizons are 30 days (3 x 90 would take 270 of the 273 days); the three as-of dates end their test windows
 # by 2011-09-01. Settings were chosen on the validation as-of dates in training/configs/online_retail.yaml, whose
 # test windows end before every test cutoff here.
 
