@@ -29,6 +29,9 @@ def fixture_features(tmp_path):
         ("A", "2023-09-23 09:00:00", -5.0, "a3", "meat", "store", "S2"),
         # on the cutoff itself: must be ignored (strictly before as_of)
         ("A", "2024-01-01 00:00:00", 999.0, "a4", "wine", "app", "S9"),
+        # a5: Sat 2023-12-30 12:00 -> 1.5 days; a refund-only order: not a purchase (no recency, order, gap,
+        # order value, habit, channel or store), only the refund features see it
+        ("A", "2023-12-30 12:00:00", -12.0, "a5", "meat", "app", "S3"),
         # customer B: Thu 2023-06-01 10:00 -> 213.583 days
         ("B", "2023-06-01 10:00:00", 50.0, "b1", "dairy", "store", "S2"),
     ], columns=["customer_id", "ts", "amount", "order_id", "category", "channel", "store_id"])
@@ -88,7 +91,7 @@ def test_categories_refunds_channels_stores(fixture_features):
     assert a["category_share_meat"] == pytest.approx(30 / gross)
     assert a["category_share_bakery"] == pytest.approx(5 / gross)
     assert a["top_category_share_365d"] == pytest.approx(30 / gross)
-    assert a["refund_share_365d"] == pytest.approx(5 / gross)
+    assert a["refund_share_365d"] == pytest.approx((5 + 12) / gross)  # the refund-only order's refund too
     assert a["channel_share_app"] == pytest.approx(1 / 3)
     assert a["channel_share_store"] == pytest.approx(2 / 3)
     assert a["distinct_stores_365d"] == 2
@@ -116,7 +119,7 @@ def test_category_purchase_history(tmp_path):
 
     tx = pd.DataFrame([
         # x1: Mon 2023-12-11 12:00 -> 20.5 days; a wine refund alone is not a wine purchase
-        ("X", "2023-12-11 12:00:00", -8.0, "x1", "wine"),
+        ("X", "2023-12-11 12:00:00", -3.0, "x1", "wine"),
         ("X", "2023-12-11 12:00:00", 4.0, "x1", "dairy"),
         # x4: 2023-12-02 00:00 -> exactly 30 days: outside the 30-day window, inside the 90-day one
         ("X", "2023-12-02 00:00:00", 6.0, "x4", "dairy"),

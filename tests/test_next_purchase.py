@@ -177,7 +177,11 @@ def test_score_output_columns(trained):
     assert (scores["days_to_next"] <= scores["days_to_next_high"]).all() and (scores["days_to_next_high"] <= 30).all()
     assert scores["reason_1"].str.contains("makes a purchase (?:more|less) likely").all()
     listed = scores["next_categories"]
-    assert listed.map(len).between(1, 4).all()
+    # next-category's population is the customers with a purchase: those who never bought get no category
+    has_category = scores["top_category"].notna()
+    assert listed[has_category].map(len).between(1, 4).all() and (listed[~has_category].map(len) == 0).all()
+    assert (scores.loc[~has_category, "lifecycle_stage"] == "prospect").all() and has_category.mean() > 0.5
+    assert scores.loc[~has_category, "top_category_probability"].isna().all()
     for items in listed.head(50):
         probs = [c["probability"] for c in items]
         assert probs == sorted(probs, reverse=True)
@@ -332,3 +336,49 @@ def test_cli_train_promote_score_end_to_end(synthetic_config, mlflow_tmp, monkey
     assert category_view["by_segment"] and not category_view["beeswarm"]
     assert all(0 <= g["p10"] <= g["p90"] <= 1 for g in category_view["by_segment"])
     assert model_context(category_view, engine.models["next-category"], page)["title"]
+
+
+def test_next_purchase_scores_alone_and_every_known_customer(synthetic_config, mlflow_tmp, monkeypatch):
+    """Only next-purchase trained and promoted: `score next-purchase` writes its columns and leaves the absent
+    models' out with one note; every customer known before the cutoff is scored, the lapsed (no purchase for
+    a year and more) and those who signed up without buying too; the service scores it on its own."""
+    cfg = yaml.safe_load(synthetic_config.read_text())
+    cfg["tasks"] = {"next-purchase": {**FAST, "num_boost_round": 200}}
+    config = mlflow_tmp / "alone.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    env = {"CRMSCORE_TRACKING_URI": f"sqlite:///{mlflow_tmp / 'mlflow.db'}",
+           "CRMSCORE_ARTIFACT_LOCATION": str(mlflow_tmp / "mlruns")}
+    for args in (("train", "next-purchase", "--config", str(config), "--json"), ("promote", "next-purchase")):
+        proc = _cli(*args, env=env)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    out = mlflow_tmp / "alone.parquet"
+    proc = _cli("score", "next-purchase", "--config", str(config), "--as-of", "2025-01-01", "--out", str(out),
+                "--top-k", "2", env={**env, "COLUMNS": "300"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    notes = [line for line in proc.stderr.splitlines() if "next-purchase scores without" in line]
+    assert len(notes) == 1 and "expected-spend or next-category" in notes[0], proc.stderr[-2000:]
+    scores = pd.read_parquet(out)
+    assert {"score", "days_to_next", "reason_1", "model_version"} <= set(scores.columns)
+    assert not {"expected_spend", "top_category", "next_categories", "category_reason_1",
+                "spend_model_version", "category_model_version"} & set(scores.columns)
+    from crmscore.features.build import build_features
+
+    data = load_customer_data(load_config(config))
+    feats = build_features(data, "2025-01-01", segments=False).set_index("customer_id")
+    assert set(scores["customer_id"]) == set(feats.index)  # every customer known before the cutoff
+    scored = feats.loc[scores["customer_id"]]
+    assert (scored["recency_days"] >= 365).sum() > 10 and scored["recency_days"].isna().sum() > 10
+    assert scores["score"].between(0, 1).all() and scores["score"].notna().all()
+
+    from crmscore.serving.engine import ScoringEngine
+    from crmscore.serving.publish import publish_snapshot
+    from crmscore.settings import get_settings
+
+    monkeypatch.setenv("CRMSCORE_HOME", str(mlflow_tmp / "home"))
+    publish_snapshot(data, pd.Timestamp("2025-01-01"), get_settings())
+    engine = ScoringEngine(get_settings())
+    assert set(engine.models) == {"next-purchase"}
+    prospect = str(scored.index[scored["recency_days"].isna()][0])
+    (served,) = engine.score("next-purchase", [{"customer_id": prospect}], True, 2, "req-alone")
+    batch = scores.set_index("customer_id").loc[prospect, "score"]
+    assert served.get("error") is None and served["score"] == pytest.approx(batch, rel=1e-6)

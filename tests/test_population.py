@@ -110,3 +110,36 @@ def test_twelve_months_train_with_the_defaults(tmp_path):
         result = json.loads(proc.stdout)
         assert result["registered_version"] == "1" and 0.5 < result["metrics"]["roc_auc"] <= 1
         assert result["cutoffs"]["test"].startswith("2024-10-03")
+
+
+def test_a_refund_is_not_a_purchase(tmp_path):
+    """A refund-only order makes no customer active and no one a buyer: G's only activity in the horizon is a
+    refund (churned, not a buyer); H's only activity before the cutoff is a refund (in no activity window);
+    K nets a refund against a purchase inside one order that stays positive (still a purchase)."""
+    tx = pd.DataFrame([("G", "2024-05-01", 40.0, "g1"), ("G", "2024-06-10", -40.0, "g2"),
+                       ("H", "2024-05-20", -15.0, "h1"), ("H", "2024-06-05", 25.0, "h2"),
+                       ("K", "2024-05-25", 30.0, "k1"), ("K", "2024-06-12", 20.0, "k2"),
+                       ("K", "2024-06-12", -5.0, "k2")], columns=["customer_id", "ts", "amount", "order_id"])
+    data = load_customer_data(load_config(write_config(tmp_path, write_frames(tmp_path, {"transactions": tx}))))
+    churn = churn_labels(data, CUT, get_task("churn").settings(horizon_days=30)).set_index("customer_id")["label"]
+    assert churn.to_dict() == {"G": 1, "K": 0}  # H has no purchase before the cutoff: not active
+    s = get_task("next-purchase").settings(horizon_days=30)
+    purchase = purchase_labels(data, CUT, s).set_index("customer_id")
+    assert purchase["label"].to_dict() == {"G": 0, "H": 1, "K": 1}  # H is known (a refund line), then buys
+    assert pd.isna(purchase.loc["G", "days_to_next"]) and purchase.loc["H", "days_to_next"] == pytest.approx(4.0)
+    spend = spend_labels(data, CUT, get_task("expected-spend").settings(horizon_days=30)).set_index("customer_id")
+    assert spend["label"].to_dict() == {"G": 0.0, "H": 25.0, "K": 15.0}  # refunds netted, floored at 0
+    feats = build_features(data, CUT).set_index("customer_id")
+    assert pd.isna(feats.loc["H", "recency_days"]) and feats.loc["H", "frequency_total"] == 0
+    assert feats.loc["H", "lifecycle_stage"] == "prospect"
+
+
+def test_too_little_data_says_how_much_more_is_needed(histories):
+    """Data from 2023-04-28 to 2024-06-20 with a 200-day horizon: 90 + 3 x 200 = 690 days are needed, the
+    earliest --as-of that works (2025-03-18) lies after the data's end, and the message says so."""
+    from crmscore.models.pipeline import GuardrailError, transactional_dataset
+
+    task = get_task("churn")
+    with pytest.raises(GuardrailError, match=r"= 690 days\. The earliest --as-of that works is 2025-03-18; the data "
+                                             r"ends 2024-06-20, so it needs 270 more days of history"):
+        transactional_dataset(task, histories, task.settings(horizon_days=200))

@@ -1,7 +1,7 @@
 """Batch scoring: every customer in a task's population at a cutoff, scored and explained, vectorised.
 
-`score_next_purchase` combines the three next-purchase models (purchase probability with days to next
-purchase, expected spend, next categories) into one row per customer.
+`score_next_purchase` combines the next-purchase models that are given (purchase probability with days to
+next purchase; expected spend and next categories when those models exist) into one row per customer.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def transactional_population(bundle: TrainedModel, data: CustomerData, as_of: ob
     feats = model_features(bundle, data, cut)
     rule = PopulationRule.of_model(bundle)
     pop = feats[rule.admits(feats["recency_days"])].reset_index(drop=True)
-    log.info("population at %s: %s %s", cut.date(), f"{len(pop):,}", rule.describe())
+    log.info("population at %s: %s customers (%s)", cut.date(), f"{len(pop):,}", rule.describe())
     return pop
 
 
@@ -75,45 +75,61 @@ NEXT_PURCHASE_MODELS = ("next-purchase", "expected-spend", "next-category")
 def score_next_purchase(models: dict[str, tuple[TrainedModel, str]], data: CustomerData, as_of: object, *,
                         top_k: int = 5, keep_regular: bool = False, max_categories: int = 5,
                         progress: bool = False) -> pd.DataFrame:
-    """One row per customer of next-purchase's population at as_of, from the three models
-    {name: (bundle, version)}:
+    """One row per customer of next-purchase's population at as_of, from the models given
+    {name: (bundle, version)}: next-purchase is needed; expected-spend and next-category add their columns
+    when given (each model scores on its own: a history without categories has no next-category model).
 
-    customer_id, score (purchase probability in the horizon), decile, segment columns, days_to_next,
-    days_to_next_low, days_to_next_high (days, if they buy within the horizon), expected_spend
-    (currency), top_category, top_category_probability, next_categories (list of {category,
-    probability}, highest first, regular categories left out unless keep_regular), reasons and
-    reason_1..k (purchase probability), category_reasons and category_reason_1..k (top category), and the
-    three model versions.
+    next-purchase: customer_id, score (purchase probability in the horizon), decile, segment columns,
+    days_to_next, days_to_next_low, days_to_next_high (days, if they buy within the horizon), reasons and
+    reason_1..k, model_version. expected-spend: expected_spend (currency), spend_model_version.
+    next-category: top_category, top_category_probability, next_categories (list of {category,
+    probability}, highest first, regular categories left out unless keep_regular), category_reasons and
+    category_reason_1..k (top category), category_model_version. A customer outside a model's own
+    population (next-category: customers with a purchase) gets no value from it.
     """
     purchase, version = models["next-purchase"]
     frames: dict[str, pd.DataFrame] = {}
 
-    def features(bundle: TrainedModel) -> pd.DataFrame:
+    def features(bundle: TrainedModel, ids: pd.Series) -> pd.DataFrame:
+        """The model's features of the customers `ids` in its own population, in the order of ids."""
         key = bundle.feature_set.version
         if key not in frames:
             frames[key] = model_features(bundle, data, as_of)
-        return frames[key]
+        frame = frames[key].set_index("customer_id").loc[ids].reset_index()
+        return frame[PopulationRule.of_model(bundle).admits(frame["recency_days"])]
 
     pop = transactional_population(purchase, data, as_of)
     frames[purchase.feature_set.version] = pop
     out = score_frame(purchase, pop, top_k=top_k, version=version, progress=progress)
     ids = out["customer_id"]
+    missing = [name for name in NEXT_PURCHASE_MODELS[1:] if name not in models]
+    if missing:
+        log.debug("next-purchase scores without %s (no model given): %s left out", " and ".join(missing),
+                 "their columns are" if len(missing) > 1 else "its columns are")
 
-    spend, spend_version = models["expected-spend"]
-    frame = features(spend).set_index("customer_id").loc[ids].reset_index()
-    out["expected_spend"] = score_frame(spend, frame, top_k=0, progress=progress)["score"].to_numpy()
+    if "expected-spend" in models:
+        spend, spend_version = models["expected-spend"]
+        frame = features(spend, ids)
+        scored = score_frame(spend, frame, top_k=0, progress=progress).set_index("customer_id")["score"]
+        out["expected_spend"] = ids.map(scored).astype("float64").to_numpy()
+        out["spend_model_version"] = spend_version
 
-    category, category_version = models["next-category"]
-    frame = features(category).set_index("customer_id").loc[ids].reset_index()
-    cat = score_frame(category, frame, top_k=top_k, progress=progress, keep_regular=keep_regular,
-                      max_targets=max_categories)
-    out["top_category"] = cat["top_category"].to_numpy()
-    out["top_category_probability"] = cat["score"].to_numpy()
-    out["next_categories"] = cat["next_categories"].to_numpy()
-    if top_k > 0:
-        out["category_reasons"] = cat["reasons"].to_numpy()
-        for j in range(top_k):
-            out[f"category_reason_{j + 1}"] = cat[f"reason_{j + 1}"].to_numpy()
-    out["spend_model_version"] = spend_version
-    out["category_model_version"] = category_version
+    if "next-category" in models:
+        category, category_version = models["next-category"]
+        frame = features(category, ids)
+        cat = score_frame(category, frame, top_k=top_k, progress=progress, keep_regular=keep_regular,
+                          max_targets=max_categories).set_index("customer_id")
+        out["top_category"] = ids.map(cat["top_category"]).to_numpy()
+        out["top_category_probability"] = ids.map(cat["score"]).astype("float64").to_numpy()
+        out["next_categories"] = _lists(ids.map(cat["next_categories"]))
+        if top_k > 0:
+            out["category_reasons"] = _lists(ids.map(cat["reasons"]))
+            for j in range(top_k):
+                out[f"category_reason_{j + 1}"] = ids.map(cat[f"reason_{j + 1}"]).to_numpy()
+        out["category_model_version"] = category_version
     return out
+
+
+def _lists(values: pd.Series) -> list:
+    """Lists per customer, an empty list where the model gave none (outside its population)."""
+    return [v if isinstance(v, list | tuple) or hasattr(v, "__array__") else [] for v in values]

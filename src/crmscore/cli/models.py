@@ -55,13 +55,17 @@ def _print_result(result, as_json: bool) -> None:  # noqa: ANN001
     console.print(f"MLflow run {result.run_id}, registered version {result.version} (@challenger)", highlight=False)
 
 
+LookbackOpt = Annotated[int | None, typer.Option(help="Optional activity filter: only customers with a purchase "
+                                                    "within this many days (default: the task's population).")]
+
+
 @train_app.command("churn")
 def train_churn(
     config: ConfigOpt,
     as_of: Annotated[dt.datetime | None, typer.Option(
         "--as-of", formats=["%Y-%m-%d"], help="Train as if today were this date: only data before it is used.")] = None,
     horizon_days: Annotated[int | None, typer.Option(help="Days after a cutoff in which no purchase = churned.")] = None,
-    lookback_days: Annotated[int | None, typer.Option(help="Optional activity filter: only customers with a purchase within this many days (default: the task's population).")] = None,
+    lookback_days: LookbackOpt = None,
     tune: Annotated[int, typer.Option("--tune", help="Optuna trials (0 = no search); each is an MLflow child run.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (run id, version, metrics).")] = False,
 ) -> None:
@@ -72,7 +76,6 @@ def train_churn(
 AsOfOpt = Annotated[dt.datetime | None, typer.Option(
     "--as-of", formats=["%Y-%m-%d"], help="Train as if today were this date: only data before it is used.")]
 HorizonOpt = Annotated[int | None, typer.Option(help="Days after a cutoff that the label looks at (default 30).")]
-LookbackOpt = Annotated[int | None, typer.Option(help="Optional activity filter: only customers with a purchase within this many days (default: the task's population).")]
 TuneOpt = Annotated[int, typer.Option("--tune", help="Optuna trials (0 = no search); each is an MLflow child run.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object (run id, version, metrics).")]
 
@@ -208,23 +211,34 @@ def score_next_purchase(
     out: OutOpt,
     as_of: ScoreAsOfOpt = None,
     top_k: TopKOpt = 5,
-    alias: Annotated[str, typer.Option(help="Registry alias of the three models.")] = "champion",
+    alias: Annotated[str, typer.Option(help="Registry alias of the models (next-purchase, and expected-spend and "
+                                            "next-category when registered).")] = "champion",
     keep_regular: Annotated[bool, typer.Option(
         "--keep-regular", help="Keep categories the customer buys regularly in next_categories.")] = False,
     categories: Annotated[int, typer.Option(min=0, help="Categories listed per customer (0 = all).")] = 5,
 ) -> None:
-    """Write per customer: score (purchase probability), days_to_next (median, low, high), expected_spend,
-    next_categories (ranked, with probabilities) and the top-k reasons for the purchase and the top category."""
+    """Write per customer: score (purchase probability), days_to_next (median, low, high) and the top-k reasons;
+    expected_spend, and next_categories (ranked, with probabilities) with the top category's reasons, when
+    those models are registered with the alias (columns of absent models are left out)."""
     from crmscore.cli.common import load_data
     from crmscore.config import load_config
     from crmscore.models import registry
     from crmscore.scoring import NEXT_PURCHASE_MODELS, score_next_purchase, write_scores
 
     registry.configure()
-    models = {}
+    models, absent = {}, []
     for name in NEXT_PURCHASE_MODELS:
-        bundle, mv = registry.load_bundle(name, alias)
+        try:
+            bundle, mv = registry.load_bundle(name, alias)
+        except registry.RegistryError:
+            if name == "next-purchase":
+                raise
+            absent.append(name)  # each model scores on its own: the absent one's columns are left out
+            continue
         models[name] = (bundle, str(mv.version))
+    if absent:
+        log.info("no %s model with alias @%s in the registry: next-purchase scores without %s columns",
+                 " or ".join(absent), alias, "their" if len(absent) > 1 else "its")
     data = load_data(load_config(config))
     as_of = as_of or data.default_as_of()
     scores = score_next_purchase(models, data, as_of, top_k=top_k, keep_regular=keep_regular,

@@ -1,9 +1,10 @@
 """Point-in-time feature tables: one row per customer known before `as_of`, computed only from data
 strictly before `as_of` (midnight at the start of that day, in the config's timezone).
 
-A customer is known before `as_of` when they have a purchase before it, or a `signup_ts` before it
-(when the customers table has one). The SQL is assembled from the declarations in
-crmscore.features.definitions; DuckDB runs it.
+A customer is known before `as_of` when they have an order line before it (a purchase, or a refund), or a
+`signup_ts` before it (when the customers table has one). A purchase is an order with a positive net amount:
+recency, frequency, gaps and order values count purchases only; refund-only orders feed the refund features.
+The SQL is assembled from the declarations in crmscore.features.definitions; DuckDB runs it.
 """
 
 from __future__ import annotations
@@ -100,8 +101,12 @@ def feature_sql(data: CustomerData, as_of: AsOf, fs: FeatureSet, dialect: Dialec
     ctes = [
         f"l AS (SELECT customer_id, order_key, ts, amount, category{''.join(', ' + c for c in ('channel', 'store_id') if c in has)}, "
         f"{dialect.age_days('ts', cut)} AS age_days FROM lines WHERE ts < {cut})",
-        f"o1 AS (SELECT customer_id, order_key, MIN(ts) AS ts, MAX(age_days) AS age_days, SUM(amount) AS amount{extra} "
+        # every order (a customer with any line is known), then the purchases: orders with a positive net amount.
+        # Recency, frequency, gaps, order values, habits, channels and stores read purchases only (a refund is
+        # not a purchase); the refund features read the refund lines (stage categories, from l)
+        f"oa AS (SELECT customer_id, order_key, MIN(ts) AS ts, MAX(age_days) AS age_days, SUM(amount) AS amount{extra} "
         f"FROM l GROUP BY customer_id, order_key)",
+        "o1 AS (SELECT * FROM oa WHERE amount > 0)",
         f"o AS (SELECT *, LAG(age_days) OVER (PARTITION BY customer_id ORDER BY age_days DESC, order_key) - age_days "
         f"AS gap_days, {dialect.is_weekend('ts')} AS is_weekend, {dialect.hour('ts')} AS hour FROM o1)",
     ]
@@ -116,7 +121,7 @@ def feature_sql(data: CustomerData, as_of: AsOf, fs: FeatureSet, dialect: Dialec
         ctes.append(f"s_categories AS (SELECT customer_id, {_aggs(by_stage['categories'])} FROM c GROUP BY customer_id)")
         stage_ctes["categories"] = "s_categories"
     if by_stage.get("category_orders"):
-        # one row per customer, category and order with a purchase of it (a positive line), at the order's age
+        # one row per customer, category and purchase order with a positive line of it, at the order's age
         ctes.append("oc AS (SELECT DISTINCT l.customer_id, l.category, l.order_key, o1.age_days FROM l "
                     "JOIN o1 ON l.customer_id = o1.customer_id AND l.order_key = o1.order_key WHERE l.amount > 0)")
         ctes.append(f"s_category_orders AS (SELECT customer_id, {_aggs(by_stage['category_orders'])} FROM oc "
@@ -138,7 +143,7 @@ def feature_sql(data: CustomerData, as_of: AsOf, fs: FeatureSet, dialect: Dialec
                   else "CAST(NULL AS DOUBLE)")
         cust_cols = "".join(f", {f.sql} AS {f.name}" for f in by_stage.get("customers", []))
         ctes.append(f"s_customers AS (SELECT customer_id, {signup} AS signup_days{cust_cols} FROM customers)")
-    population = "SELECT customer_id FROM s_orders"
+    population = "SELECT DISTINCT customer_id FROM oa"
     if has_signup:
         population += f" UNION SELECT customer_id FROM customers WHERE signup_ts < {cut}"
     ctes.append(f"pop AS ({population})")

@@ -9,15 +9,23 @@ from crmscore.features.build import DUCKDB, as_of_timestamp
 
 
 def future_activity(data: CustomerData, as_of: pd.Timestamp, horizon_days: int) -> pd.DataFrame:
-    """Per customer with any line in the window: `orders`, `spend` and `first_days` (days from the cutoff
-    to the first order in the window)."""
+    """Per customer with any line in the window [as_of, as_of + horizon): `orders` (purchases: orders with a
+    positive net amount), `spend` (net of refunds, currency) and `first_days` (days from the cutoff to the first
+    purchase; missing without one). A refund-only order is not a purchase: its customer has orders 0."""
     start = as_of_timestamp(as_of)
     end = start + pd.Timedelta(days=horizon_days)
     lo, hi = DUCKDB.timestamp(start), DUCKDB.timestamp(end)
     return data.con.execute(
-        f"SELECT customer_id, COUNT(DISTINCT order_key) AS orders, SUM(amount) AS spend, "
-        f"MIN({DUCKDB.age_days(lo, 'ts')}) AS first_days FROM lines WHERE ts >= {lo} AND ts < {hi} "
-        f"GROUP BY customer_id").df().astype({"customer_id": "string"})
+        f"WITH o AS (SELECT customer_id, order_key, SUM(amount) AS amount, MIN({DUCKDB.age_days(lo, 'ts')}) AS days "
+        f"FROM lines WHERE ts >= {lo} AND ts < {hi} GROUP BY customer_id, order_key) "
+        f"SELECT customer_id, CAST(COUNT(*) FILTER (WHERE amount > 0) AS BIGINT) AS orders, SUM(amount) AS spend, "
+        f"MIN(days) FILTER (WHERE amount > 0) AS first_days FROM o GROUP BY customer_id"
+    ).df().astype({"customer_id": "string"})
+
+
+def buyers(future: pd.DataFrame) -> set[str]:
+    """The customers of a future_activity frame with a purchase in the window."""
+    return set(future.loc[future["orders"] > 0, "customer_id"])
 
 
 def future_categories(data: CustomerData, as_of: pd.Timestamp, horizon_days: int) -> pd.DataFrame:

@@ -90,7 +90,8 @@ class TrainResult:
 
 # -- datasets ------------------------------------------------------------------------------------
 def transactional_cutoffs(data_start: pd.Timestamp, as_of: pd.Timestamp, s: TaskSettings,
-                          population: PopulationRule | None = None) -> dict[str, Any]:
+                          population: PopulationRule | None = None, data_end: pd.Timestamp | None = None
+                          ) -> dict[str, Any]:
     """Test, validation and training cutoffs of an honest out-of-time evaluation.
 
     test = as_of - horizon; validation = test - horizon; training cutoffs step back every
@@ -112,12 +113,15 @@ def transactional_cutoffs(data_start: pd.Timestamp, as_of: pd.Timestamp, s: Task
         have = (as_of - start).days
         need = s.min_history_days + 3 * s.horizon_days
         first_as_of = start + pd.Timedelta(days=need)
+        after_end = data_end is not None and first_as_of > data_end.normalize() + pd.Timedelta(days=1)
+        where = (f"; the data ends {data_end.date()}, so it needs {(first_as_of - data_end.normalize()).days - 1} "
+                 f"more days of history, or a shorter --horizon-days (or tasks.<task>.min_history_days)"
+                 if after_end else "; or shorten --horizon-days (or tasks.<task>.min_history_days)")
         raise GuardrailError(
             f"not enough history: data starts {start.date()} and training as of {as_of.date()} leaves {have} days; "
             f"an out-of-time evaluation needs min_history_days ({s.min_history_days}) before the first training "
             f"cutoff + 3 x horizon ({s.horizon_days}: training, validation and test label windows, clear of each "
-            f"other) = {need} days. The earliest --as-of that works is {first_as_of.date()}; or shorten "
-            f"--horizon-days (or tasks.<task>.min_history_days).")
+            f"other) = {need} days. The earliest --as-of that works is {first_as_of.date()}{where}.")
     window = population.within_days if population is not None else None
     history = (min(train) - start).days
     if window is not None and history < window:
@@ -134,7 +138,7 @@ def transactional_dataset(task: Task, data: CustomerData, s: TaskSettings, as_of
     if as_of <= lo:
         raise GuardrailError(f"--as-of {as_of.date()} is before the first transaction ({lo.date()})")
     population = task.population_rule(s, data.config.segments.lifecycle)
-    cut = transactional_cutoffs(lo, as_of, s, population)
+    cut = transactional_cutoffs(lo, as_of, s, population, hi)
     if task.prepare is not None:
         s = task.prepare(data, cut["train"][0], s)
     fs = task.feature_set(data, cut["train"][0], s) if task.feature_set else feature_set_for(data, cut["train"][0])

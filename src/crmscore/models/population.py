@@ -10,9 +10,10 @@ A task declares the population it means by default (`Task.population`):
   (churn: a churn is of a customer who can still be kept; one past churned_days is already 'churned').
 An explicit `lookback_days` replaces that default with an activity filter: a purchase within that many days.
 
-The rule reads one number per customer, `recency_days` (days from the last purchase to the cutoff;
-missing without a purchase), computed the same way here (SQL, for labels) and in the feature table
-(crmscore.features.build). The rule a model was trained with is saved in the model (`info["population"]`).
+The rule reads one number per customer, `recency_days` (days from the last purchase, an order with a
+positive net amount, to the cutoff; missing without a purchase), computed the same way here (SQL, for
+labels) and in the feature table (crmscore.features.build). The rule a model was trained with is saved in
+the model (`info["population"]`).
 """
 
 from __future__ import annotations
@@ -86,16 +87,18 @@ def population_rule(default: Default, lookback_days: int | None, lifecycle: Life
 
 def known_customers(data: CustomerData, as_of: pd.Timestamp) -> pd.DataFrame:
     """Every customer known before as_of, with `recency_days`: the same definitions as the feature table (an
-    order's time is its first line; known = an order line or a sign-up before the cutoff)."""
+    order's time is its first line; a purchase is an order with a positive net amount, so a refund-only order
+    makes no one active; known = an order line or a sign-up before the cutoff)."""
     from crmscore.features.build import DUCKDB, as_of_timestamp
 
     cut = DUCKDB.timestamp(as_of_timestamp(as_of))
     signups = (f" UNION ALL SELECT customer_id, NULL FROM customers WHERE signup_ts < {cut}"
                if data.has("customers", "signup_ts") else "")
     return data.con.execute(
-        f"WITH o AS (SELECT customer_id, order_key, MAX({DUCKDB.age_days('ts', cut)}) AS age_days FROM lines "
-        f"WHERE ts < {cut} GROUP BY customer_id, order_key), "
-        f"k AS (SELECT customer_id, MIN(age_days) AS recency_days FROM o GROUP BY customer_id{signups}) "
+        f"WITH o AS (SELECT customer_id, order_key, MAX({DUCKDB.age_days('ts', cut)}) AS age_days, "
+        f"SUM(amount) > 0 AS purchase FROM lines WHERE ts < {cut} GROUP BY customer_id, order_key), "
+        f"k AS (SELECT customer_id, MIN(CASE WHEN purchase THEN age_days END) AS recency_days FROM o "
+        f"GROUP BY customer_id{signups}) "
         f"SELECT customer_id, MIN(recency_days) AS recency_days FROM k GROUP BY customer_id ORDER BY customer_id"
     ).df().astype({"customer_id": "string", "recency_days": "float64"})
 

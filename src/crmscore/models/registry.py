@@ -1,7 +1,7 @@
 """MLflow: tracking, the model registry and aliases.
 
-Tracking URI from settings (CRMSCORE_TRACKING_URI, else MLflow's MLFLOW_TRACKING_URI; default a local SQLite file `mlflow.db` with
-artifacts in `./mlruns`, no server). Models are registered under the task's name with alias
+Tracking URI from settings (CRMSCORE_TRACKING_URI, else MLflow's MLFLOW_TRACKING_URI; default a local
+SQLite file `mlflow.db` with artifacts in `./mlruns`, no server). Models are registered under the task's name with alias
 `challenger`; `promote` moves `champion`. Nothing downstream loads a model by run id: scoring and the
 service ask for `models:/<name>@<alias>` or a pinned version.
 """
