@@ -101,7 +101,8 @@ def test_btyd_features_use_only_history_before_the_cutoff(synthetic_config, tmp_
     assert with_future.loc[buyers, BTYD_COLUMNS].notna().all().all()
     assert with_future.loc[buyers, "btyd_p_alive"].between(0, 1).all()
     # more expected orders over 90 days than over 30, for every buyer
-    assert (with_future.loc[buyers, "btyd_expected_orders_90d"] > with_future.loc[buyers, "btyd_expected_orders_30d"]).all()
+    longer, shorter = with_future.loc[buyers, "btyd_expected_orders_90d"], with_future.loc[buyers, "btyd_expected_orders_30d"]
+    assert (longer > shorter).all()
     later = build_features(full, as_of + pd.Timedelta(days=30)).set_index("customer_id")
     both = with_future.index[buyers].intersection(later.index)
     assert not np.allclose(later.loc[both, "btyd_p_alive"], with_future.loc[both, "btyd_p_alive"])

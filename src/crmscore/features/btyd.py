@@ -1,7 +1,7 @@
 """Buy-till-you-die features: BG/NBD (Fader, Hardie & Lee 2005) and Gamma-Gamma (Fader, Hardie & Lee
 2005b) fitted on one snapshot's history, before its cutoff only.
 
-Why our own ~100 lines and not a library: `lifetimes` (the BG/NBD baselines' dependency) is archived
+Why our own ~150 lines and not a library: `lifetimes` (the BG/NBD baselines' dependency) is archived
 and rebinds methods inside `fit`; `pymc-marketing` is maintained but brings PyMC and PyTensor (a compiler
 and hundreds of MB) to fit four numbers, and its default fit is MCMC. The models are closed-form: the
 log-likelihoods and conditional expectations below are the papers' equations, fitted by maximum
@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 INPUT_COLUMNS = ("recency_days", "first_purchase_days", "frequency_total", "monetary_total")
 PENALTY = 1e-3  # L2 on log-parameters: keeps a tiny or degenerate snapshot from running to infinity
+MIN_CUSTOMERS = 20  # fewer customers with an order (or MIN_REPEAT with a repeat order): no fit, missing values
+MIN_REPEAT = 5
 
 
 def bgnbd_inputs(frame: pd.DataFrame) -> pd.DataFrame:
@@ -58,7 +60,8 @@ class BGNBD:
         b_x1 = np.where(repeat, b + x - 1, 1.0)
         xs, at = np.unique(x, return_inverse=True)  # orders are counts: special functions once per count
         ln_a1 = (special.gammaln(r + xs) - special.gammaln(r))[at] + r * np.log(alpha)
-        ln_a2 = (special.gammaln(a + b) + special.gammaln(b + xs) - special.gammaln(b) - special.gammaln(a + b + xs))[at]
+        ln_a2 = (special.gammaln(a + b) + special.gammaln(b + xs) - special.gammaln(b)
+                 - special.gammaln(a + b + xs))[at]
         ln_a3 = -(r + x) * np.log(alpha + T)
         ln_a4 = np.where(repeat, np.log(a) - np.log(b_x1) - (r + x) * np.log(alpha + t_x), -np.inf)
         mix = np.logaddexp(ln_a3, ln_a4)
@@ -69,7 +72,8 @@ class BGNBD:
                  - w3 * np.log(alpha + T) - w4 * np.log(alpha + t_x)),
             w @ (r / alpha - w3 * (r + x) / (alpha + T) - w4 * (r + x) / (alpha + t_x)),
             w @ (dig_ab - dig_abx + w4 / a),
-            w @ (dig_ab + special.digamma(b + xs)[at] - special.digamma(b) - dig_abx - np.where(repeat, w4 / b_x1, 0.0)),
+            w @ (dig_ab + special.digamma(b + xs)[at] - special.digamma(b) - dig_abx
+                 - np.where(repeat, w4 / b_x1, 0.0)),
         ])
         return float(w @ (ln_a1 + ln_a2 + mix)), grad
 
@@ -182,6 +186,3 @@ def btyd_frame(features: pd.DataFrame, horizons_days: tuple[int, ...]) -> pd.Dat
     log.info("BTYD fitted on %d customers: BG/NBD %s, Gamma-Gamma %s", len(inp), bg, gg)
     return out
 
-
-MIN_CUSTOMERS = 20
-MIN_REPEAT = 5

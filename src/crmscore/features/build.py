@@ -199,7 +199,8 @@ def _with_btyd(df: pd.DataFrame, fs: FeatureSet) -> pd.DataFrame:
     missing = [c for c in INPUT_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"feature set {fs.version}: the btyd features need {missing}, which it lacks")
-    horizons = tuple(int(f.sql.split("(")[1].rstrip(")")) for f in fs.features if f.sql.startswith("BGNBD_EXPECTED_ORDERS("))
+    horizons = tuple(int(f.sql.split("(")[1].rstrip(")")) for f in fs.features
+                     if f.sql.startswith("BGNBD_EXPECTED_ORDERS("))
     fitted = btyd_frame(df, horizons)
     out = pd.concat([df, fitted[[c for c in wanted if c in fitted.columns]]], axis=1)
     return out[["customer_id", *fs.names, *[c for c in df.columns if c != "customer_id" and c not in fs.names]]]

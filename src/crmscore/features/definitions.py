@@ -8,8 +8,8 @@ The description is what operations staff read as the reason behind a score, so i
 category and order with a purchase of it, with the order's `age_days`), `stores` (orders per customer and
 store), `events`, `customers`, or `derived` (an expression over features already computed). The `btyd`
 stage is not SQL: buy-till-you-die models fitted on the snapshot's own history (crmscore.features.btyd)
-after the SQL ran; their `sql` names the quantity. Only portable SQL is used here (CASE, SUM, COUNT, AVG, STDDEV_SAMP, NULLIF, COALESCE); the few
-dialect-specific pieces (day arithmetic, weekday, hour) live in crmscore.features.build's `Dialect`, so
+after the SQL ran; their `sql` names the quantity. Only portable SQL is used here (CASE, SUM, COUNT, AVG,
+STDDEV_SAMP, NULLIF, COALESCE); the few dialect-specific pieces (day arithmetic, weekday, hour) live in crmscore.features.build's `Dialect`, so
 the same declarations can run on another engine (Spark SQL) later.
 """
 
