@@ -63,12 +63,13 @@ def test_every_declared_feature_has_a_chinese_description():
     from crmscore.features.translations import translated
 
     vocab = Vocabulary(("pet_food", "Baby & Kids"), ("app", "store"), ("coupon_use",), (("age band", "text"), ("income", "number")))
-    feats = declare([30, 90, 180, 365], vocab)
+    feats = declare([30, 90, 180, 365], vocab, btyd_horizons=[30, 90])
     missing = [f.name for f in feats if not translated(f, "zh")]
     assert not missing, f"no Chinese description for {missing} (add a pattern to crmscore.features.translations.ZH)"
     zh = {f.name: translated(f, "zh") for f in feats}
     assert zh["frequency_90d"] == "近90天的订单数" and zh["category_share_baby_kids"] == "近365天在Baby & Kids上的消费占比"
     assert zh["attr_age_band"] == "客户属性“age band”" and zh["evening_share"] == "近365天17:00以后下单的占比"
+    assert zh["btyd_expected_orders_30d"] == "按购买节奏预计未来30天的订单数"
 
 
 def test_reason_text_english_unchanged_and_chinese():

@@ -111,12 +111,22 @@ class FeaturesConfig(_Strict):
     top_channels: int = Field(default=5, ge=0)
     top_event_types: int = Field(default=5, ge=0)
     evening_hour: int = Field(default=17, ge=0, le=23, description="Orders from this hour count as evening.")
+    btyd_horizons: list[int] = Field(
+        default=[30, 90], description="Horizons (days) of the buy-till-you-die expected-order features (BG/NBD "
+                                      "fitted per snapshot, with P(alive) and Gamma-Gamma order value); [] for none.")
 
     @field_validator("windows")
     @classmethod
     def _windows_positive(cls, v: list[int]) -> list[int]:
         if not v or any(w <= 0 for w in v):
             raise ValueError("windows must be a non-empty list of positive day counts")
+        return sorted(set(v))
+
+    @field_validator("btyd_horizons")
+    @classmethod
+    def _horizons_positive(cls, v: list[int]) -> list[int]:
+        if any(h <= 0 for h in v):
+            raise ValueError("btyd_horizons must be positive day counts, e.g. [30, 90], or [] for none")
         return sorted(set(v))
 
 

@@ -76,7 +76,7 @@ def feature_set_for(data: CustomerData, as_of: AsOf) -> FeatureSet:
     """The feature set this data supports, with vocabularies fixed from data before as_of."""
     cfg = data.config.features
     vocab = discover_vocabulary(data, as_of)
-    feats = [f for f in declare(cfg.windows, vocab, cfg.evening_hour) if _available(data, f)]
+    feats = [f for f in declare(cfg.windows, vocab, cfg.evening_hour, cfg.btyd_horizons) if _available(data, f)]
     return FeatureSet(tuple(feats), vocab, tuple(cfg.windows), cfg.evening_hour)
 
 
@@ -94,6 +94,7 @@ def feature_sql(data: CustomerData, as_of: AsOf, fs: FeatureSet, dialect: Dialec
     by_stage: dict[str, list[Feature]] = {}
     for f in fs.features:
         by_stage.setdefault(f.stage, []).append(f)
+    sql_features = [f for f in fs.features if f.stage != "btyd"]  # btyd: fitted in Python afterwards
     w_share = max(fs.windows)
     has = data.columns["lines"]
     extra = "".join(f", MIN({c}) AS {c}" for c in ("channel", "store_id") if c in has)
@@ -153,7 +154,7 @@ def feature_sql(data: CustomerData, as_of: AsOf, fs: FeatureSet, dialect: Dialec
     if data.has("customers"):
         joins += " LEFT JOIN s_customers USING (customer_id)"
     base_cols = []
-    for f in fs.features:
+    for f in sql_features:
         if f.stage == "derived":
             continue
         if f.unit in _ZERO_UNITS:
@@ -164,7 +165,7 @@ def feature_sql(data: CustomerData, as_of: AsOf, fs: FeatureSet, dialect: Dialec
             base_cols.append(f.name)
     signup_col = "signup_days" if data.has("customers") else "CAST(NULL AS DOUBLE) AS signup_days"
     ctes.append(f"base AS (SELECT customer_id, {', '.join(base_cols)}, {signup_col} FROM pop{joins})")
-    final = ", ".join(f"{f.sql} AS {f.name}" if f.stage == "derived" else f.name for f in fs.features)
+    final = ", ".join(f"{f.sql} AS {f.name}" if f.stage == "derived" else f.name for f in sql_features)
     return "WITH " + ",\n".join(ctes) + f"\nSELECT customer_id, {final} FROM base ORDER BY customer_id"
 
 
@@ -193,10 +194,29 @@ def build_features(data: CustomerData, as_of: AsOf, fs: FeatureSet | None = None
 
     fs = fs or feature_set_for(data, as_of)
     df = data.con.execute(feature_sql(data, as_of, fs)).df()  # (DuckDB 2 warns on Arrow from execute())
+    df = _with_btyd(df, fs)
     df = _cast(df, fs)
     if segments:
         df = add_segments(df, data.config.segments)
     return df
+
+
+def _with_btyd(df: pd.DataFrame, fs: FeatureSet) -> pd.DataFrame:
+    """The btyd-stage features, fitted on this table's customers (their history before as_of), in declaration
+    order. They need the all-history order features (recency, first purchase, orders, spend)."""
+    from crmscore.features.btyd import INPUT_COLUMNS, btyd_frame
+
+    wanted = [f.name for f in fs.features if f.stage == "btyd"]
+    if not wanted:
+        return df
+    missing = [c for c in INPUT_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"feature set {fs.version}: the btyd features need {missing}, which it lacks")
+    horizons = tuple(int(f.sql.split("(")[1].rstrip(")")) for f in fs.features
+                     if f.sql.startswith("BGNBD_EXPECTED_ORDERS("))
+    fitted = btyd_frame(df, horizons)
+    out = pd.concat([df, fitted[[c for c in wanted if c in fitted.columns]]], axis=1)
+    return out[["customer_id", *fs.names, *[c for c in df.columns if c != "customer_id" and c not in fs.names]]]
 
 
 def _cast(df: pd.DataFrame, fs: FeatureSet) -> pd.DataFrame:

@@ -7,9 +7,11 @@ The description is what operations staff read as the reason behind a score, so i
 `as_of`), `categories` (spend per customer and category), `category_orders` (one row per customer,
 category and order with a purchase of it, with the order's `age_days`), `stores` (orders per customer and
 store), `events`, `customers` (static attributes the config lists), `attribute_history` (each customer's
-latest row valid before `as_of`, aliased `h`), or `derived` (an expression over features already computed). Only
-portable SQL is used here (CASE, SUM, COUNT, AVG, STDDEV_SAMP, NULLIF, COALESCE); the few
-dialect-specific pieces (day arithmetic, weekday, hour) live in crmscore.features.build's `Dialect`, so
+latest row valid before `as_of`, aliased `h`), or `derived` (an expression over features already computed). The
+`btyd` stage is not SQL: buy-till-you-die models fitted on the snapshot's own history (crmscore.features.btyd)
+after the SQL ran; their `sql` names the quantity. Only portable SQL is used here (CASE, SUM, COUNT, AVG,
+STDDEV_SAMP, NULLIF, COALESCE); the few dialect-specific pieces (day arithmetic, weekday, hour) live in
+crmscore.features.build's `Dialect`, so
 the same declarations can run on another engine (Spark SQL) later.
 """
 
@@ -23,7 +25,7 @@ from functools import cached_property
 from typing import Literal
 
 Stage = Literal["orders", "categories", "category_orders", "stores", "events", "customers", "attribute_history",
-                "derived"]
+                "derived", "btyd"]
 DType = Literal["float", "int", "category"]
 
 
@@ -74,8 +76,10 @@ def _lit(text: str) -> str:
     return "'" + str(text).replace("'", "''") + "'"
 
 
-def declare(windows: list[int], vocab: Vocabulary, evening_hour: int = 17) -> list[Feature]:
-    """All features for these windows and vocabularies, in a stable order."""
+def declare(windows: list[int], vocab: Vocabulary, evening_hour: int = 17,
+            btyd_horizons: list[int] | tuple[int, ...] = ()) -> list[Feature]:
+    """All features for these windows and vocabularies, in a stable order; with btyd_horizons (days), the
+    buy-till-you-die features (declare_btyd)."""
     w_share = max(windows)
     ws = f"{w_share}d"
     f: list[Feature] = [
@@ -190,7 +194,28 @@ def declare(windows: list[int], vocab: Vocabulary, evening_hour: int = 17) -> li
                          "attributes", ("attribute_history.customer_id",)))
     if 90 not in windows:  # trends need the 90-day window
         f = [x for x in f if x.group != "trend"]
-    return f
+    return f + declare_btyd(btyd_horizons)
+
+
+BTYD_EXPECTED_ORDERS = "btyd_expected_orders_{h}d"
+
+
+def declare_btyd(horizons: list[int] | tuple[int, ...]) -> list[Feature]:
+    """Buy-till-you-die features, fitted per snapshot on the history before its cutoff (crmscore.features.btyd):
+    BG/NBD expected orders in each horizon (days) and P(alive), Gamma-Gamma expected order value. None
+    without horizons."""
+    if not horizons:
+        return []
+    f = [Feature(BTYD_EXPECTED_ORDERS.format(h=h), "float", "btyd", f"BGNBD_EXPECTED_ORDERS({int(h)})",
+                 f"expected orders in the next {int(h)} days, from the purchase rhythm of all customers",
+                 "orders", None, "btyd") for h in sorted(set(horizons))]
+    return f + [
+        Feature("btyd_p_alive", "float", "btyd", "BGNBD_P_ALIVE",
+                "chance the customer is still buying, from their purchase rhythm", "share", None, "btyd"),
+        Feature("btyd_expected_order_value", "float", "btyd", "GAMMA_GAMMA_EXPECTED_ORDER_VALUE",
+                "expected value of the next order, from their own and all customers' order values", "currency",
+                None, "btyd"),
+    ]
 
 
 def category_orders_name(category: str, window: int) -> str:

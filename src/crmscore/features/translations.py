@@ -48,6 +48,9 @@ ZH: list[tuple[str, str | None, str]] = [
     (r"recency_gap_ratio", None, "距上次购买的天数与平常购买间隔之比"),
     (r"spend_trend_90d", None, "消费趋势：近90天对比之前90天（-1 全在之前，+1 全在近期）"),
     (r"frequency_trend_90d", None, "订单趋势：近90天对比之前90天（-1 全在之前，+1 全在近期）"),
+    (r"btyd_expected_orders_\d+d", r"expected orders in the next (?P<item>\d+) days.*", "按购买节奏预计未来{item}天的订单数"),
+    (r"btyd_p_alive", None, "按购买节奏估计仍在购买的概率"),
+    (r"btyd_expected_order_value", None, "按本人及全体客户的客单价预计的下一单金额"),
     (r"attr_.+", r"customer attribute '(?P<item>.+)'", "客户属性“{item}”"),
 ]
 _COMPILED = [(re.compile(n), re.compile(d) if d else None, t) for n, d, t in ZH]

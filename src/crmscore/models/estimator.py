@@ -77,7 +77,10 @@ class CustomerModel:
     """LightGBM on customer features.
 
     objective: 'binary' (probabilities, calibrated) or a regression objective such as 'tweedie'.
-    params: LightGBM parameters over DEFAULT_PARAMS. num_boost_round / early_stopping_rounds: boosting.
+    params: LightGBM parameters over DEFAULT_PARAMS, plus `monotone`: {feature name: +1 | -1}, the direction
+        the score must move with that feature (LightGBM's monotone_constraints, by name; features not
+        in the table are ignored, so one setting serves feature sets with and without them).
+        num_boost_round / early_stopping_rounds: boosting.
     calibrate: fit Platt scaling on the validation rows (binary only).
     """
 
@@ -98,6 +101,9 @@ class CustomerModel:
             for c in X.columns if not pd.api.types.is_numeric_dtype(X[c]) or isinstance(X[c].dtype, pd.CategoricalDtype)
         }
         params = {**DEFAULT_PARAMS, **self.params, "objective": self.objective}
+        monotone = params.pop("monotone", None)
+        if monotone:
+            params["monotone_constraints"] = [int(monotone.get(c, 0)) for c in self.feature_names_]
         if self.objective == "binary":
             params.setdefault("metric", "binary_logloss")
         Xe = self._encode(X)

@@ -1,0 +1,129 @@
+"""Buy-till-you-die features: the fitted models match the published papers and lifetimes, and the features
+are point-in-time (fitted per snapshot on history before its cutoff) in the batch build and the online store.
+
+The CDNOW figures are the published ones: BG/NBD r=0.243, alpha=4.414, a=0.793, b=2.426 (Fader, Hardie &
+Lee 2005, "Counting your customers the easy way", section 5) and Gamma-Gamma p=6.25, q=3.74, v=15.44
+(Fader, Hardie & Lee 2005, "RFM and CLV", and lifetimes' documentation on the same summary).
+"""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from crmscore.config import load_config
+from crmscore.data import load_customer_data
+from crmscore.features import build_features
+from crmscore.features.btyd import BGNBD, GammaGamma
+
+BTYD_COLUMNS = ["btyd_expected_orders_30d", "btyd_expected_orders_90d", "btyd_p_alive", "btyd_expected_order_value"]
+
+
+@pytest.fixture(scope="module")
+def cdnow() -> pd.DataFrame:
+    from lifetimes.datasets import load_cdnow_summary_data_with_monetary_value
+
+    return load_cdnow_summary_data_with_monetary_value()  # shipped with lifetimes: 2,357 customers, weeks
+
+
+def test_bgnbd_fit_recovers_the_published_cdnow_parameters(cdnow):
+    x, t_x, T = (cdnow[c].to_numpy(float) for c in ("frequency", "recency", "T"))
+    fit = BGNBD.fit(x, t_x, T)
+    assert (fit.r, fit.alpha, fit.a, fit.b) == pytest.approx((0.243, 4.414, 0.793, 2.426), abs=0.002)
+
+
+def test_bgnbd_expectations_match_lifetimes(cdnow):
+    """Expected orders in 39 weeks and P(alive) equal lifetimes' for the same parameters (the closed form,
+    eq. 10 and 13 of the paper, computed by an independent implementation)."""
+    from lifetimes import BetaGeoFitter
+
+    x, t_x, T = (cdnow[c].to_numpy(float) for c in ("frequency", "recency", "T"))
+    ours = BGNBD(r=0.243, alpha=4.414, a=0.793, b=2.426)
+    ref = BetaGeoFitter()
+    ref.params_ = pd.Series({"r": ours.r, "alpha": ours.alpha, "a": ours.a, "b": ours.b})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = ref.conditional_expected_number_of_purchases_up_to_time(39, x, t_x, T)
+        alive = ref.conditional_probability_alive(x, t_x, T)
+    np.testing.assert_allclose(ours.expected_purchases(39, x, t_x, T), expected, rtol=1e-9)
+    np.testing.assert_allclose(ours.p_alive(x, t_x, T), alive, rtol=1e-9)
+    # the paper's worked example: a customer with 2 repeat orders, last at 30.43, observed 38.86 weeks
+    assert ours.expected_purchases(39, np.array([2.0]), np.array([30.43]), np.array([38.86]))[0] == pytest.approx(
+        1.226, abs=0.01)
+
+
+def test_gamma_gamma_fit_and_expectation_match_the_published_values(cdnow):
+    from lifetimes import GammaGammaFitter
+
+    repeat = cdnow[cdnow["frequency"] > 0]
+    x, m = repeat["frequency"].to_numpy(float), repeat["monetary_value"].to_numpy(float)
+    fit = GammaGamma.fit(x, m)
+    assert (fit.p, fit.q, fit.v) == pytest.approx((6.25, 3.74, 15.44), abs=0.01)
+    ref = GammaGammaFitter()
+    ref.params_ = pd.Series({"p": fit.p, "q": fit.q, "v": fit.v})
+    np.testing.assert_allclose(fit.expected_order_value(x, m),
+                               ref.conditional_expected_average_profit(repeat["frequency"], repeat["monetary_value"]),
+                               rtol=1e-9)
+
+
+def _truncated_config(synthetic_config, tmp_path, before: pd.Timestamp):
+    """The synthetic data with every transaction on or after `before` removed."""
+    raw = yaml.safe_load(open(synthetic_config).read())
+    for table, source in raw["data"].items():
+        dest = tmp_path / f"{table}.parquet"
+        if table == "transactions":
+            tx = pd.read_parquet(source["path"])
+            tx[pd.to_datetime(tx["ts"]) < before].to_parquet(dest, index=False)
+        else:
+            shutil.copy(source["path"], dest)
+        source["path"] = str(dest)
+    raw["validation"]["quarantine_dir"] = str(tmp_path / "quarantine")
+    (tmp_path / "cut.yaml").write_text(yaml.safe_dump(raw))
+    return load_config(tmp_path / "cut.yaml")
+
+
+def test_btyd_features_use_only_history_before_the_cutoff(synthetic_config, tmp_path):
+    """Transactions on or after as_of (here: everything after it) do not change the fitted features; a later
+    cutoff, whose fit sees more history, does."""
+    full = load_customer_data(load_config(synthetic_config))
+    lo, hi = full.ts_range()
+    as_of = (lo + (hi - lo) * 0.6).normalize()
+    with_future = build_features(full, as_of).set_index("customer_id")
+    cut = build_features(load_customer_data(_truncated_config(synthetic_config, tmp_path, as_of)), as_of)
+    cut = cut.set_index("customer_id")
+    pd.testing.assert_frame_equal(with_future[BTYD_COLUMNS], cut.loc[with_future.index, BTYD_COLUMNS])
+    buyers = with_future["frequency_total"] > 0
+    assert with_future.loc[buyers, BTYD_COLUMNS].notna().all().all()
+    assert with_future.loc[buyers, "btyd_p_alive"].between(0, 1).all()
+    # more expected orders over 90 days than over 30, for every buyer
+    longer, shorter = with_future.loc[buyers, "btyd_expected_orders_90d"], with_future.loc[buyers, "btyd_expected_orders_30d"]
+    assert (longer > shorter).all()
+    later = build_features(full, as_of + pd.Timedelta(days=30)).set_index("customer_id")
+    both = with_future.index[buyers].intersection(later.index)
+    assert not np.allclose(later.loc[both, "btyd_p_alive"], with_future.loc[both, "btyd_p_alive"])
+
+
+def test_published_store_holds_the_batch_btyd_values(synthetic_config, tmp_path, monkeypatch):
+    """`crmscore features publish` (publish_snapshot) stores the same BTYD values the batch build computes, so
+    the service scores with the features the model was trained on."""
+    from crmscore.serving.publish import publish_snapshot
+    from crmscore.serving.store import SqliteStore
+    from crmscore.settings import get_settings
+
+    monkeypatch.setenv("CRMSCORE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("CRMSCORE_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    data = load_customer_data(load_config(synthetic_config))
+    as_of = data.default_as_of()
+    publish_snapshot(data, as_of, get_settings())
+    batch = build_features(data, as_of).set_index("customer_id")
+    ids = list(batch.index[batch["frequency_total"] > 0][:50])
+    stored = SqliteStore(tmp_path / "home" / "online_store.sqlite").get_many(ids)
+    assert set(stored) == set(ids)
+    for cid in ids:
+        for col in BTYD_COLUMNS:
+            assert stored[cid][col] == pytest.approx(batch.loc[cid, col], rel=1e-12), (cid, col)
