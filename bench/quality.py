@@ -404,19 +404,9 @@ def _lookalike_bar(dataset: str, runs: list[Any], metric: str, requirement: str,
 @section("lookalike-synthetic", "Lookalike, synthetic latent segment young_family", "lookalike", "synthetic")
 def lookalike_synthetic(ctx: Context, cfgs: list[Any]) -> list[Bar]:
     import pandas as pd
-    import yaml
 
-    from crmscore import synthetic
-    from crmscore.config import load_config
-
+    cfg = _synthetic_config(ctx)
     folder = ctx.tmp / "synthetic"
-    synthetic.write(synthetic.generate(customers=5000, seed=42), folder)  # the demo's data
-    raw = yaml.safe_load((ctx.root / "training/configs/synthetic.yaml").read_text())
-    for source in raw["data"].values():
-        source["path"] = str(folder / Path(source["path"]).name)
-    raw["validation"]["quarantine_dir"] = str(ctx.tmp / "quarantine" / "synthetic")
-    (ctx.tmp / "synthetic.yaml").write_text(yaml.safe_dump(raw))
-    cfg = load_config(ctx.tmp / "synthetic.yaml")
     truth = pd.read_parquet(folder / "truth.parquet")
     seed = ctx.tmp / "young_families.txt"
     seed.write_text("\n".join(truth.loc[truth["latent_segment"] == "young_family", "customer_id"].astype(str)))

@@ -3,7 +3,9 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -78,3 +80,29 @@ def in_tmp_cwd(tmp_path, monkeypatch):
 
 def copy_repo_configs(dest: Path) -> None:
     shutil.copytree(REPO / "training", dest / "training", dirs_exist_ok=True)
+
+
+@pytest.fixture
+def redis_url():
+    """A real redis-server on a free 127.0.0.1 port, stopped after the test; its URL."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        pytest.skip("redis-server is not installed (.ci/run installs Debian's redis-server)")
+    import redis
+
+    from crmscore.serving.launcher import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                redis.Redis(port=port).ping()
+                break
+            except redis.exceptions.ConnectionError:
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(10)

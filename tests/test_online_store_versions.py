@@ -3,37 +3,7 @@ in one step, customers left out of it disappear, and old versions are deleted.""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import time
-
 import pandas as pd
-import pytest
-
-
-@pytest.fixture
-def redis_url():
-    exe = shutil.which("redis-server")
-    if exe is None:
-        pytest.skip("redis-server is not installed (.ci/run installs Debian's redis-server)")
-    import redis
-
-    from crmscore.serving.launcher import free_port
-
-    port = free_port()
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(100):
-            try:
-                redis.Redis(port=port).ping()
-                break
-            except redis.exceptions.ConnectionError:
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def test_publish_switches_readers_at_once_drops_left_customers_and_cleans_old_versions(redis_url):

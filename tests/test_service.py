@@ -6,10 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -194,40 +190,21 @@ def test_api_keys_hash_only_and_verify(tmp_path):
     assert v.check(key + "x") is None and v.check(None) is None
 
 
-def test_redis_online_store(served, tmp_path):
-    exe = shutil.which("redis-server")
-    if exe is None:
-        pytest.skip("redis-server is not installed (.ci/run installs Debian's redis-server)")
+def test_redis_online_store(served, redis_url):
     from crmscore.serving.store import RedisStore, SqliteStore
 
-    from crmscore.serving.launcher import free_port
+    store = RedisStore(redis_url)
+    sqlite = SqliteStore(Path(served["env"]["CRMSCORE_HOME"]) / "online_store.sqlite")
+    ids = sqlite.sample_ids(20)
+    import pandas as pd
 
-    port = free_port()
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        store = None
-        for _ in range(50):
-            try:
-                store = RedisStore(f"redis://127.0.0.1:{port}/0")
-                store.client.ping()
-                break
-            except Exception:  # noqa: BLE001
-                time.sleep(0.1)
-        sqlite = SqliteStore(Path(served["env"]["CRMSCORE_HOME"]) / "online_store.sqlite")
-        ids = sqlite.sample_ids(20)
-        import pandas as pd
-
-        frame = pd.DataFrame([{"customer_id": i, **sqlite.get(i)} for i in ids])
-        assert store.publish(frame, {"as_of": "2025-01-01"}) == 20
-        assert store.get(ids[3]) == sqlite.get(ids[3]) and store.get("missing") is None
-        assert store.meta()["as_of"] == "2025-01-01"
-        sample = store.sample_ids(5)
-        assert len(sample) == 5 and set(sample) <= set(ids)
-        assert store.get_many([ids[0], "missing", ids[1]]) == {i: sqlite.get(i) for i in ids[:2]}
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    frame = pd.DataFrame([{"customer_id": i, **sqlite.get(i)} for i in ids])
+    assert store.publish(frame, {"as_of": "2025-01-01"}) == 20
+    assert store.get(ids[3]) == sqlite.get(ids[3]) and store.get("missing") is None
+    assert store.meta()["as_of"] == "2025-01-01"
+    sample = store.sample_ids(5)
+    assert len(sample) == 5 and set(sample) <= set(ids)
+    assert store.get_many([ids[0], "missing", ids[1]]) == {i: sqlite.get(i) for i in ids[:2]}
 
 
 # -- a real server -------------------------------------------------------------------------------
