@@ -170,3 +170,59 @@ def test_tree_shap_matches_brute_force_shapley_on_a_lookalike_model(lookalike):
     assert len(cols) >= 4, pop.frame.columns
     pu = la.PUBaggingModel(bags=3, params=SMALL, num_boost_round=15, seed=3).fit(pop.frame[cols], member)
     _check_against_brute_force(pu.estimator_, pop.frame[cols].head(ROWS))
+
+
+# -- additivity on the full models of every kind ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def bundles(datasets, lookalike):
+    from crmscore.models import lookalike as la
+    from crmscore.models.pipeline import fit_and_evaluate
+
+    out = {}
+    for name, ds in datasets.items():
+        out[name] = (fit_and_evaluate(get_task(name), ds, ds.settings)[0], ds.test.head(200))
+    pop, seed, member, s = lookalike
+    out["lookalike"] = (la.fit_and_evaluate("young-family", pop, seed, member, s, {}).bundle, pop.frame.head(200))
+    return out
+
+
+@pytest.mark.parametrize("kind", ["churn", "next-purchase", "expected-spend", "next-category", "lookalike"])
+def test_base_and_contributions_add_up_to_the_score(bundles, kind):
+    """The margin (base + contributions) against the booster's raw score predicted on its own (not from the
+    contributions), moved through the calibration or the log link: calibrated log-odds for probability
+    models, the log of the amount for expected spend; and the reasons' effects are the walk from the base
+    value's score, largest contribution first."""
+    bundle, rows = bundles[kind]
+    scored = bundle.score(rows, top_k=4)
+    if bundle.kind == "multilabel":
+        for r, (_, row) in enumerate(scored.iterrows()):
+            if row["top_category"] is None or pd.isna(row["top_category"]):
+                continue
+            head = bundle.model.head(row["top_category"])
+            expl = head.explain(rows.iloc[[r]])
+            margin = head.calibrated_logit(head.decision_function(rows.iloc[[r]]))[0]
+            assert expl.base_value + expl.contributions[0].sum() == pytest.approx(margin, abs=1e-9)
+            assert 1 / (1 + np.exp(-margin)) == pytest.approx(row["score"], abs=1e-12)
+            assert row["base_value"] == pytest.approx(expl.base_value, abs=1e-12)
+        return
+    model = bundle.model
+    expl = model.explain(rows)
+    raw = model.decision_function(rows)
+    if bundle.kind == "binary":
+        margin = model.calibrated_logit(raw)
+        np.testing.assert_allclose(1 / (1 + np.exp(-margin)), scored["score"], atol=1e-12)
+        np.testing.assert_allclose(model.predict(rows), scored["score"], atol=1e-12)
+        link = lambda m: 1 / (1 + np.exp(-m))  # noqa: E731
+    else:
+        margin = raw  # Tweedie: the raw score is the log of the expected amount
+        np.testing.assert_allclose(np.log(model.predict(rows)), margin, atol=1e-9)
+        link = np.exp
+    np.testing.assert_allclose(expl.base_value + expl.contributions.sum(1), margin, atol=1e-9)
+    np.testing.assert_allclose(scored["base_value"], expl.base_value, atol=1e-12)
+    key = "probability_change" if bundle.kind == "binary" else "change"
+    for r, reasons in enumerate(scored["reasons"]):
+        c = [x["contribution"] for x in reasons]
+        assert [abs(v) for v in c] == sorted((abs(v) for v in c), reverse=True)
+        assert abs(c[-1]) >= np.sort(np.abs(expl.contributions[r]))[-len(c)] - 1e-12  # the largest ones
+        walk = link(expl.base_value + np.cumsum([0.0, *c]))
+        assert [x[key] for x in reasons] == pytest.approx(np.diff(walk).tolist(), abs=1e-12)
