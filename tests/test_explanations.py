@@ -59,25 +59,25 @@ def _expectation(node: dict, x: np.ndarray, known: frozenset[int]) -> float:
     return (wl * _expectation(left, x, known) + wr * _expectation(right, x, known)) / (wl + wr)
 
 
-def brute_force_shapley(booster, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(contributions (n_rows, n_features), base values (n_rows,)) in the booster's raw scale, by the Shapley
-    formula over every subset of features."""
+def brute_force_shapley(booster, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(contributions (n_rows, n_features), base values (n_rows,), predictions (n_rows,)) in the booster's raw
+    scale, by the Shapley formula over every subset of features; the prediction is the value of the full set."""
     trees = [t["tree_structure"] for t in booster.dump_model()["tree_info"]]
     n_feat = X.shape[1]
     weights = {s: math.factorial(s) * math.factorial(n_feat - s - 1) / math.factorial(n_feat) for s in range(n_feat)}
-    phi, base = np.zeros(X.shape), np.zeros(len(X))
+    phi, base, full = np.zeros(X.shape), np.zeros(len(X)), np.zeros(len(X))
     for r, x in enumerate(X):
         value = {}
         for size in range(n_feat + 1):
             for subset in combinations(range(n_feat), size):
                 known = frozenset(subset)
                 value[known] = sum(_expectation(t, x, known) for t in trees)
-        base[r] = value[frozenset()]
+        base[r], full[r] = value[frozenset()], value[frozenset(range(n_feat))]
         for i in range(n_feat):
             for known, v in value.items():
                 if i not in known:
                     phi[r, i] += weights[len(known)] * (value[known | {i}] - v)
-    return phi, base
+    return phi, base, full
 
 
 def _encoded(model, frame: pd.DataFrame) -> np.ndarray:
@@ -90,10 +90,11 @@ def _encoded(model, frame: pd.DataFrame) -> np.ndarray:
 def _check_against_brute_force(model, frame: pd.DataFrame) -> None:
     """The model's explanation (score space) equals the brute-force Shapley values moved into that space."""
     X = _encoded(model, frame)
-    X[np.isnan(X)] = np.nan
     codes = [i for i, c in enumerate(model.feature_names_) if c in model.categories_]
     X[:, codes] = np.where(X[:, codes] < 0, np.nan, X[:, codes])  # code -1: missing
-    phi, base = brute_force_shapley(model.booster_, X)
+    phi, base, full = brute_force_shapley(model.booster_, X)
+    # the traversal itself (missing values, category sets) predicts what LightGBM predicts
+    np.testing.assert_allclose(full, model.decision_function(frame), atol=1e-9)
     a, b = model.calibration_ if model.objective == "binary" else (1.0, 0.0)
     expl = model.explain(frame)
     assert np.abs(phi).max() > 1e-3  # the check compares something

@@ -18,7 +18,7 @@ from crmscore.explain.reasons import build_reasons
 from crmscore.models.bundle import TrainedModel
 from crmscore.models.estimator import Explanation
 from crmscore.models.evaluation import comparison_columns
-from crmscore.segments import RFMScorer, add_segments
+from crmscore.segments import add_segments
 
 log = logging.getLogger(__name__)
 STORE_PREFIX = "crmscore-"
