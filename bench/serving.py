@@ -361,11 +361,11 @@ def child_compute(bodies_path: str, seconds: float, parallel: bool) -> dict:
         t1 = time.perf_counter()
         X = np.vstack([m.row(f, strict=False) for f in feats])
         t2 = time.perf_counter()
-        scores, contrib = m.score_rows(X, True)
+        scores, expl = m.score_rows(X, True)
         m.bundle.deciles(scores)
         t3 = time.perf_counter()
         res = [{"customer_id": c["customer_id"], "model": "churn", "version": m.version, "alias": m.alias,
-                "score": float(scores[j]), "reasons": m.reasons(contrib[j], feats[j], b["top_k"])[1]}
+                "score": float(scores[j]), "reasons": m.reasons(expl, j, feats[j], b["top_k"])[1]}
                for j, c in enumerate(b["customers"])]
         t4 = time.perf_counter()
         eng.predlog.append_many([(f"parts{i}", res)])

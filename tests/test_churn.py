@@ -116,25 +116,6 @@ def test_guardrail_refuses_too_few_positives(synthetic_config, mlflow_tmp):
         train_task(task, cfg, task.settings(min_positives=100_000), register=False)
 
 
-def test_explain_agrees_with_shap(synthetic_config):
-    import shap
-
-    from crmscore.models.estimator import CustomerModel
-
-    task = get_task("churn")
-    ds = transactional_dataset(task, load_customer_data(load_config(synthetic_config)), task.settings(snapshots=3))
-    model = CustomerModel(params={"num_leaves": 7}, num_boost_round=80).fit(
-        ds.train[ds.features], ds.train["label"], ds.valid[ds.features], ds.valid["label"])
-    rows = ds.test[ds.features].head(200)
-    ours = model.explain(rows)
-    theirs = shap.TreeExplainer(model.booster_).shap_values(model._encode(rows))
-    theirs = theirs[1] if isinstance(theirs, list) else theirs
-    np.testing.assert_allclose(ours.contributions, theirs, atol=1e-6)
-    np.testing.assert_allclose(ours.raw, model.decision_function(rows), atol=1e-9)  # contributions sum to the score
-    idx = ours.top_indices(3)
-    assert (np.abs(np.take_along_axis(ours.contributions, idx, 1))[:, 0] >= np.abs(ours.contributions).max(1) - 1e-12).all()
-
-
 def _cli(*args, env=None, cwd=None):
     import os
 

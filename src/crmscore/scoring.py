@@ -44,7 +44,7 @@ def write_scores(scores: pd.DataFrame, out: object) -> None:
     """Parquet with `reasons` as a list of structs; a reason's value is stored as text (values mix numbers
     and categories across features)."""
     frame = scores.copy()
-    for col in ("reasons", "category_reasons"):
+    for col in ("reasons", "spend_reasons", "category_reasons"):
         if col in frame:
             frame[col] = [[{**r, "value": None if r["value"] is None else str(r["value"])} for r in rs]
                           for rs in frame[col]]
@@ -81,11 +81,12 @@ def score_next_purchase(models: dict[str, tuple[TrainedModel, str]], data: Custo
 
     next-purchase: customer_id, score (purchase probability in the horizon), decile, segment columns,
     days_to_next, days_to_next_low, days_to_next_high (days, if they buy within the horizon), reasons and
-    reason_1..k, model_version. expected-spend: expected_spend (currency), spend_model_version.
+    reason_1..k, model_version. expected-spend: expected_spend (currency), spend_base_value and spend_reasons
+    (with top_k > 0; log of the amount, crmscore.explain.effects), spend_model_version.
     next-category: top_category, top_category_probability, next_categories (list of {category,
-    probability}, highest first, regular categories left out unless keep_regular), category_reasons and
-    category_reason_1..k (top category), category_model_version. A customer outside a model's own
-    population (next-category: customers with a purchase) gets no value from it.
+    probability}, highest first, regular categories left out unless keep_regular), category_base_value,
+    category_reasons and category_reason_1..k (top category), category_model_version. A customer outside a
+    model's own population (next-category: customers with a purchase) gets no value from it.
     """
     purchase, version = models["next-purchase"]
     frames: dict[str, pd.DataFrame] = {}
@@ -110,8 +111,11 @@ def score_next_purchase(models: dict[str, tuple[TrainedModel, str]], data: Custo
     if "expected-spend" in models:
         spend, spend_version = models["expected-spend"]
         frame = features(spend, ids)
-        scored = score_frame(spend, frame, top_k=0, progress=progress).set_index("customer_id")["score"]
-        out["expected_spend"] = ids.map(scored).astype("float64").to_numpy()
+        scored = score_frame(spend, frame, top_k=top_k, progress=progress).set_index("customer_id")
+        out["expected_spend"] = ids.map(scored["score"]).astype("float64").to_numpy()
+        if top_k > 0:
+            out["spend_base_value"] = ids.map(scored["base_value"]).astype("float64").to_numpy()
+            out["spend_reasons"] = _lists(ids.map(scored["reasons"]))
         out["spend_model_version"] = spend_version
 
     if "next-category" in models:
@@ -123,6 +127,7 @@ def score_next_purchase(models: dict[str, tuple[TrainedModel, str]], data: Custo
         out["top_category_probability"] = ids.map(cat["score"]).astype("float64").to_numpy()
         out["next_categories"] = _lists(ids.map(cat["next_categories"]))
         if top_k > 0:
+            out["category_base_value"] = ids.map(cat["base_value"]).astype("float64").to_numpy()
             out["category_reasons"] = _lists(ids.map(cat["reasons"]))
             for j in range(top_k):
                 out[f"category_reason_{j + 1}"] = ids.map(cat[f"reason_{j + 1}"]).to_numpy()

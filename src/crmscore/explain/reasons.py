@@ -14,7 +14,11 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from crmscore.features.definitions import Feature
+import numpy as np
+import pandas as pd
+
+from crmscore.explain.effects import reason_order, sequential_effects
+from crmscore.features.definitions import Feature, FeatureSet
 
 
 def _is_missing(value: Any) -> bool:
@@ -80,6 +84,45 @@ def reason_text(feature: Feature | None, name: str, value: Any, contribution: fl
     if lang != "en":
         return _translated_reason(feature, name, value, row, effect, lang)
     return f"{_core(feature, name, value, row)}: {effect}"
+
+
+def plain_value(value: Any) -> Any:
+    """A feature value as reasons carry it (JSON-friendly): numbers as float, missing as None, text as text."""
+    if value is None or value is pd.NA:
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        v = float(value)
+        return None if math.isnan(v) else v
+    return str(value)
+
+
+def build_reasons(feature_set: FeatureSet, expl_contributions: np.ndarray, base_value: float, link: str,
+                  names: list[str], values: Mapping[str, Any], top_k: int, reason_up: str, reason_down: str,
+                  lang: str = "en", context: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The top_k reasons of one customer: the one builder for batch files, the API and the operations page.
+
+    expl_contributions: the customer's contributions in the score's space (crmscore.explain.effects), in
+    the order of `names`; values: the customer's feature values by name; context: other values a sentence
+    may use (recency_days), default values. Each reason: feature, value (plain_value), contribution, effect
+    (the sequential effect in the score's unit: probability for link 'logit', currency or value otherwise),
+    stored as `probability_change` (logit) or `change` (other links), and text.
+    """
+    c = np.asarray(expl_contributions, dtype=float)
+    order = reason_order(c, top_k)
+    effects = sequential_effects(link, base_value, c, order)
+    key = "probability_change" if link == "logit" else "change"
+    ctx = values if context is None else context
+    out = []
+    for i, effect in zip(order, effects):
+        name = names[i]
+        value = plain_value(values.get(name))
+        contribution = float(c[i])
+        out.append({"feature": name, "value": value, "contribution": contribution, key: float(effect),
+                    "text": reason_text(feature_set.get(name), name, value, contribution, ctx, reason_up, reason_down,
+                                        lang)})
+    return out
 
 
 # -- other languages ------------------------------------------------------------------------------

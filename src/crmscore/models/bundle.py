@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from crmscore.explain.reasons import reason_text
+from crmscore.explain.reasons import build_reasons
 from crmscore.features.definitions import FeatureSet, category_orders_name, slug
 from crmscore.models.estimator import CustomerModel, Explanation, MultiLabelModel, load_estimator
 from crmscore.models.feature_table import TableSchema
@@ -133,9 +133,11 @@ class TrainedModel:
         """Score and explain a feature frame.
 
         Returns customer_id, score, decile, the segment columns present in df, companion columns, and with
-        explain=True `base_value` (raw scale: log-odds, or log amount for Tweedie) and `reasons`: per row a
-        list of top_k dicts with feature, value, contribution (raw scale), probability_change (probability
-        models) or change (regression: in the score's unit, currency) and text.
+        explain=True `base_value` and `reasons` (crmscore.explain.reasons.build_reasons): per row a list of
+        top_k dicts with feature, value, contribution, probability_change (probability models) or change
+        (regression: in the score's unit, currency) and text. Contributions and base value are in the score's
+        own space (crmscore.explain.effects): calibrated log-odds (binary; sigmoid(base + sum) = score), the
+        log of the amount (Tweedie; exp(base + sum) = score).
         Multilabel models: `score` is the top category's probability, `top_category` the category and
         `next_categories` a list of up to max_targets (0 = all) {category, probability}, highest first,
         leaving out categories the customer buys regularly unless keep_regular; reasons explain the top
@@ -146,7 +148,7 @@ class TrainedModel:
         out = pd.DataFrame({"customer_id": df["customer_id"].astype("string").to_numpy()}, index=df.index)
         if explain:
             expl = self.model.explain(df)
-            out["score"] = self.model.transform(expl.raw)
+            out["score"] = expl.scores()
         else:
             out["score"] = self.predict(df)
         out["decile"] = self.deciles(out["score"].to_numpy())
@@ -193,42 +195,21 @@ class TrainedModel:
                 part = frame.iloc[rows]
                 expl = head.explain(part)
                 text = {k: getattr(self, k).replace("{target}", str(t)) for k in ("reason_up", "reason_down")}
-                for r, rs in zip(rows, self.reasons(part, expl, top_k, model=head, lang=lang, **text)):
+                for r, rs in zip(rows, self.reasons(part, expl, top_k, lang=lang, **text)):
                     reasons[r] = rs
                 base[rows] = expl.base_value
             out["base_value"] = base
             out["reasons"] = reasons
         return out
 
-    def reasons(self, df: pd.DataFrame, expl: Explanation, top_k: int, *, model: CustomerModel | None = None,
-                reason_up: str | None = None, reason_down: str | None = None,
-                lang: str = "en") -> list[list[dict[str, Any]]]:
-        """Top-k reasons per row of df from its explanation (model: the explained model, default the bundle's)."""
-        model = model or self.model
-        idx = expl.top_indices(top_k)
-        change = model.output_change(expl, idx)
-        probability = model.objective == "binary"
+    def reasons(self, df: pd.DataFrame, expl: Explanation, top_k: int, *, reason_up: str | None = None,
+                reason_down: str | None = None, lang: str = "en") -> list[list[dict[str, Any]]]:
+        """Top-k reasons per row of df from its explanation (crmscore.explain.reasons.build_reasons)."""
         up, down = reason_up or self.reason_up, reason_down or self.reason_down
         names = expl.feature_names
-        records = df[names].to_dict("records")
-        all_rows = df.to_dict("records") if "recency_days" not in names and "recency_days" in df else records
-        result = []
-        for r, (row_idx, row) in enumerate(zip(idx, records)):
-            ctx = all_rows[r]
-            reasons = []
-            for j, fi in enumerate(row_idx):
-                name = names[fi]
-                value = row[name]
-                contribution = float(expl.contributions[r, fi])
-                reasons.append({
-                    "feature": name,
-                    "value": _plain(value),
-                    "contribution": contribution,
-                    "probability_change" if probability else "change": float(change[r, j]),
-                    "text": reason_text(self.feature_set.get(name), name, value, contribution, ctx, up, down, lang),
-                })
-            result.append(reasons)
-        return result
+        rows = df.to_dict("records")
+        return [build_reasons(self.feature_set, expl.contributions[r], expl.base_value, expl.link, names, row, top_k,
+                              up, down, lang) for r, row in enumerate(rows)]
 
     # -- persistence -----------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
@@ -272,13 +253,3 @@ def label_matrix(df: pd.DataFrame, targets: list[str]) -> pd.DataFrame:
     """The multilabel label columns of df, renamed to the targets."""
     return df[[label_column(t) for t in targets]].set_axis(targets, axis=1)
 
-
-def _plain(value: Any) -> Any:
-    """JSON-friendly scalar (numpy and pandas NA to Python)."""
-    if value is None or value is pd.NA:
-        return None
-    if isinstance(value, (np.floating, float)):
-        return None if np.isnan(value) else float(value)
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    return value

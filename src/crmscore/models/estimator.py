@@ -53,24 +53,32 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Explanation:
-    """SHAP contributions of a batch, in the booster's raw scale (log-odds for binary tasks).
+    """SHAP contributions of a batch in the score's own space (crmscore.explain.effects defines the spaces).
 
-    contributions: (n_rows, n_features); base_value: scalar expected raw score;
-    raw: contributions.sum(1) + base_value, the model's raw score per row.
+    contributions: (n_rows, n_features); base_value: scalar; margin: base_value + contributions.sum(1) per row;
+    link: how the margin maps to the score: 'logit' (binary: the calibrated log-odds, score = sigmoid(margin)),
+    'log' (Tweedie and other log-link objectives: the log of the predicted amount, score = exp(margin)) or
+    'identity' (score = margin).
     """
 
     contributions: np.ndarray
     base_value: float
-    raw: np.ndarray
+    margin: np.ndarray
     feature_names: list[str]
+    link: str = "identity"
+
+    def scores(self) -> np.ndarray:
+        """The score of each row from its margin (probability, amount or value)."""
+        from crmscore.explain.effects import inverse_link
+
+        return inverse_link(self.link, self.margin)
 
     def top_indices(self, k: int) -> np.ndarray:
-        """Per row, the k features with the largest |contribution|, largest first: (n_rows, k)."""
-        k = min(k, self.contributions.shape[1])
-        mag = np.abs(self.contributions)
-        part = np.argpartition(-mag, k - 1, axis=1)[:, :k]
-        order = np.argsort(-np.take_along_axis(mag, part, axis=1), axis=1, kind="stable")
-        return np.take_along_axis(part, order, axis=1)
+        """Per row, the k features with the largest |contribution|, largest first, ties in column order: (n_rows, k)."""
+        from crmscore.explain.effects import reason_order
+
+        return np.vstack([reason_order(row, k) for row in self.contributions]) if len(self.contributions) else \
+            np.zeros((0, min(k, self.contributions.shape[1])), dtype=np.int64)
 
 
 class CustomerModel:
@@ -167,16 +175,38 @@ class CustomerModel:
         self._check()
         return self.booster_.predict(self._encode(X), num_iteration=self.best_iteration_)
 
+    @property
+    def link(self) -> str:
+        """How the explanation's margin maps to the prediction: 'logit', 'log' or 'identity'."""
+        if self.objective == "binary":
+            return "logit"
+        return "log" if self.objective in LOG_LINK else "identity"
+
     def explain(self, X: pd.DataFrame) -> Explanation:
-        """TreeSHAP contributions (LightGBM's built-in pred_contrib), in the raw score's scale."""
+        """TreeSHAP contributions (LightGBM's built-in pred_contrib) in the score's own space.
+
+        Binary: the booster's log-odds scaled through the Platt calibration (score = sigmoid(a * raw + b), so
+        each contribution is a * c_i and the base value a * base + b): base_value + sum = logit(score).
+        Log-link objectives: the log of the predicted amount, exp(base_value + sum) = prediction."""
         self._check()
         contrib = self.booster_.predict(self._encode(X), pred_contrib=True, num_iteration=self.best_iteration_)
-        contrib = np.asarray(contrib)
+        return self.explanation(np.asarray(contrib))
+
+    def explanation(self, contrib: np.ndarray) -> Explanation:
+        """An Explanation from the booster's pred_contrib output ((n_rows, n_features + 1), the base value
+        last, in the booster's raw scale), moved into the score's space: the one place the calibration
+        enters an explanation, shared by batch scoring and the service's numpy path."""
+        contrib = np.asarray(contrib, dtype=float)
         values, base = contrib[:, :-1], contrib[:, -1]
-        return Explanation(values, float(base[0]) if len(base) else 0.0, values.sum(1) + base, self.feature_names_)
+        base_value = float(base[0]) if len(base) else 0.0
+        raw = values.sum(1) + base
+        if self.objective == "binary":
+            a, b = self.calibration_
+            values, base_value, raw = a * values, a * base_value + b, self.calibrated_logit(raw)
+        return Explanation(values, base_value, raw, self.feature_names_, self.link)
 
     def transform(self, raw: np.ndarray) -> np.ndarray:
-        """The prediction from the raw score: calibrated probability (binary), exp(raw) for log-link
+        """The prediction from the booster's raw score: calibrated probability (binary), exp(raw) for log-link
         objectives (Tweedie: expected amount), else the raw score itself."""
         raw = np.asarray(raw, dtype=float)
         if self.objective == "binary":
@@ -184,12 +214,6 @@ class CustomerModel:
         if self.objective in LOG_LINK:
             return np.exp(raw)
         return raw
-
-    def output_change(self, expl: Explanation, idx: np.ndarray) -> np.ndarray:
-        """Prediction minus the prediction without each chosen contribution, in the prediction's unit
-        (probability for binary tasks, currency for expected spend). idx: (n_rows, k); returns (n_rows, k)."""
-        c = np.take_along_axis(expl.contributions, idx, axis=1)
-        return self.transform(expl.raw)[:, None] - self.transform(expl.raw[:, None] - c)
 
     # -- persistence -----------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:

@@ -638,14 +638,15 @@ def describe_customer(bundle: TrainedModel, customer_id: str, similarity: float)
 def score_audience(bundle: TrainedModel, frame: pd.DataFrame, *, top_k: int = 5, version: str | None = None,
                    progress: bool = False) -> pd.DataFrame:
     """Every non-seed customer of a feature frame: customer_id, similarity, percentile, band, segment columns
-    present in the frame, and with top_k > 0 the reasons (list of dicts) and reason_1..k sentences.
+    present in the frame, and with top_k > 0 base_value and the reasons (list of dicts; calibrated log-odds,
+    crmscore.explain.effects) and reason_1..k sentences.
     Sorted by similarity, most similar first."""
     from crmscore.scoring import score_frame
 
     seed = seed_ids(bundle)
     keep = ~frame["customer_id"].astype(str).isin(seed)
     out = score_frame(bundle, frame[keep].reset_index(drop=True), top_k=top_k, version=version, progress=progress)
-    out = out.rename(columns={"score": "similarity"}).drop(columns=["decile", "base_value"], errors="ignore")
+    out = out.rename(columns={"score": "similarity"}).drop(columns=["decile"], errors="ignore")
     sim = out["similarity"].to_numpy()
     out.insert(2, "percentile", similarity_percentile(bundle, sim))
     out.insert(3, "band", similarity_band(sim))

@@ -7,8 +7,9 @@ Input: a feature frame (one row per customer, the model's feature columns). Outp
   `p__<category>` column per category (every category, regular ones included).
 Companions add `<name>`, `<name>_low`, `<name>_high` (next-purchase: days_to_next).
 With params {"explain": true}, binary and regression models also return `base_value` and one
-`shap__<feature>` column per feature (contributions in the raw scale: log-odds, or the log of the
-amount for Tweedie, summing with base_value to the raw score).
+`shap__<feature>` column per feature, in the score's own space (crmscore.explain.effects): calibrated
+log-odds for binary models (sigmoid(base_value + sum) = score), the log of the amount for Tweedie
+(exp(base_value + sum) = score).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class CrmscorePyfunc(mlflow.pyfunc.PythonModel):
             return out
         if params.get("explain"):
             expl = b.model.explain(model_input)
-            out["score"] = b.model.transform(expl.raw)
+            out["score"] = expl.scores()
             out["base_value"] = expl.base_value
             for j, name in enumerate(expl.feature_names):
                 out[f"shap__{name}"] = expl.contributions[:, j]

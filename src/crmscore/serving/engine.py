@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from crmscore.config import SegmentsConfig
+from crmscore.explain.effects import waterfall
 from crmscore.segments import RFMScorer
 from crmscore.serving.predlog import PredictionLog
 from crmscore.serving.runtime import FeatureError, LoadedModel, discover_specs, load_models, read_served
@@ -310,7 +311,7 @@ class ScoringEngine:
                 if c.get("features") is not None:
                     feats = c["features"]
                     x = model.row(feats, strict=True)
-                    seg = model.segments_for(feats, self.segments_cfg, self.rfm)
+                    seg = model.segments_for(feats, self.segments_cfg)
                 else:
                     feats = found.get(cid)
                     if store_error is not None:
@@ -319,7 +320,10 @@ class ScoringEngine:
                         raise FeatureError(f"unknown customer_id {cid!r}: not in the published feature snapshot "
                                            f"(run `crmscore features publish`, or send its features)")
                     x = model.row(feats, strict=False)
-                    seg = (feats.get("rfm_segment"), feats.get("lifecycle_stage"))
+                    # the model's RFM scale, as batch scoring uses; the snapshot's segment for a model without one
+                    seg = model.segments_for(feats, self.segments_cfg)
+                    if seg == (None, None):
+                        seg = (feats.get("rfm_segment"), feats.get("lifecycle_stage"))
             except FeatureError as exc:
                 results[i] = {**base, "customer_id": cid, "error": str(exc)}
                 continue
@@ -330,7 +334,7 @@ class ScoringEngine:
         if rows and not model.fast:
             self._score_general(model, base, results, values, where, segs, explain, top_k, lang)
         elif rows:
-            scores, contrib = model.score_rows(np.vstack(rows), explain and top_k > 0)
+            scores, expl = model.score_rows(np.vstack(rows), explain and top_k > 0)
             deciles = model.bundle.deciles(scores)
             similar = None
             if model.bundle.task == "lookalike":
@@ -343,8 +347,8 @@ class ScoringEngine:
                 if similar is not None:
                     out["band"] = similar[j]["band"]
                     out["details"] = {k: similar[j][k] for k in ("percentile", "in_seed", "audience")}
-                if contrib is not None:
-                    out["base_value"], out["reasons"] = model.reasons(contrib[j], values[j], top_k, lang)
+                if expl is not None:
+                    out["base_value"], out["reasons"] = model.reasons(expl, j, values[j], top_k, lang)
                 results[i] = out
         return results
 
@@ -400,7 +404,8 @@ class ScoringEngine:
     # -- operations page -----------------------------------------------------------------------------
     def customer_view(self, customer_id: str, request_id: str, lang: str = "en", top_k: int = 6) -> dict[str, Any]:
         """One customer for the operations page: profile, every model's score with its reasons and a waterfall
-        (base value -> the top-k contributions -> the rest -> the score, on the score's scale), and the
+        (crmscore.explain.effects.waterfall: the score at the base value -> one step per reason, each step its
+        effect -> the rest -> the score, in the score's unit), and the
         purchase timeline. Logged in the prediction log like any served prediction."""
         check_customer_id(customer_id)
         check_top_k(top_k)
@@ -424,11 +429,13 @@ class ScoringEngine:
                                           found={customer_id: feats})
                 if res.get("error"):
                     raise RuntimeError(res["error"])
-                out.update({k: res[k] for k in ("score", "decile", "band", "base_value", "reasons", "details")
+                out.update({k: res[k] for k in ("score", "decile", "band", "segment", "lifecycle_stage", "base_value",
+                                                "reasons", "details")
                             if res.get(k) is not None})
                 if model.booster is not None:  # one booster (not next-category's per-category heads)
-                    _, contrib = model.score_rows(model.row(feats, strict=False)[None, :], True)
-                    out["waterfall"] = waterfall(model, contrib[0], [r["feature"] for r in out.get("reasons", [])])
+                    _, expl = model.score_rows(model.row(feats, strict=False)[None, :], True)
+                    out["waterfall"] = waterfall(expl.link, expl.base_value, expl.contributions[0], model.names,
+                                                 len(out.get("reasons", [])))
             except Exception as exc:  # noqa: BLE001  (one model failing must not hide the others)
                 log.warning("customer view: %s could not score a customer (%s)", model.name, type(exc).__name__)
                 out["error"] = str(exc)
@@ -484,8 +491,8 @@ class ScoringEngine:
         if rows and model.booster is not None:
             X = np.vstack(rows)
             idx = np.unique(np.linspace(0, len(X) - 1, min(sample, len(X))).astype(int))
-            _, contrib = model.score_rows(X[idx], True)
-            C = contrib[:, :-1]
+            _, expl = model.score_rows(X[idx], True)
+            C = expl.contributions
             if not importance:
                 importance = dict(zip(model.names, np.abs(C).mean(0).round(6).tolist()))
             top = [n for n, _ in sorted(importance.items(), key=lambda kv: -kv[1]) if n in model.index][:10]
@@ -520,31 +527,6 @@ def check_lang(lang: str) -> None:
 
     if lang not in LANGUAGES:
         raise RequestError(f"lang must be one of {', '.join(LANGUAGES)}, got {lang!r}")
-
-
-def _transform(model: LoadedModel, raw: float) -> float:
-    est = model.bundle.model
-    if hasattr(est, "transform"):
-        return float(est.transform(np.array([raw]))[0])
-    return float(1 / (1 + np.exp(-raw)))
-
-
-def waterfall(model: LoadedModel, contrib_row: np.ndarray, features: list[str]) -> dict[str, Any]:
-    """The path from the base value to the score on the score's scale (probability for binary models): each
-    listed feature's contribution added in turn, then the rest together. Steps add up to the score exactly."""
-    c = np.asarray(contrib_row[:-1], float)
-    raw = float(contrib_row[-1])
-    start = prev = _transform(model, raw)
-    steps = []
-    for name in features:
-        i = model.index[name]
-        raw += float(c[i])
-        now = _transform(model, raw)
-        steps.append({"feature": name, "contribution": float(c[i]), "start": prev, "end": now})
-        prev = now
-    final = _transform(model, float(np.sum(contrib_row)))
-    return {"base": start, "steps": steps, "other": {"count": len(c) - len(features), "start": prev, "end": final},
-            "final": final}
 
 
 def metrics_table(info: dict[str, Any]) -> dict[str, Any]:

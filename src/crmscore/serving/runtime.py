@@ -19,10 +19,11 @@ import numpy as np
 import pandas as pd
 
 from crmscore.config import SegmentsConfig
-from crmscore.explain.reasons import reason_text
+from crmscore.explain.reasons import build_reasons
 from crmscore.models.bundle import TrainedModel
+from crmscore.models.estimator import Explanation
 from crmscore.models.evaluation import comparison_columns
-from crmscore.segments import RFMScorer, add_segments
+from crmscore.segments import add_segments
 
 log = logging.getLogger(__name__)
 STORE_PREFIX = "crmscore-"
@@ -103,42 +104,31 @@ class LoadedModel:
                 x[i] = float(v)
         return x
 
-    def score_rows(self, X: np.ndarray, explain: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        """Calibrated scores and (explain) SHAP contributions incl. the base value column."""
+    def score_rows(self, X: np.ndarray, explain: bool) -> tuple[np.ndarray, Explanation | None]:
+        """Scores of booster input rows (calibrated probability for binary models, the prediction otherwise)
+        and, with explain, their explanation in the score's own space (CustomerModel.explanation: the same
+        contributions and base value as batch scoring)."""
         threads = 1  # workers = cores: more LightGBM threads oversubscribe them (bench/serving.py measured it)
+        model = self.bundle.model
         if explain:
             contrib = self.booster.predict(X, pred_contrib=True, num_iteration=self.iterations, num_threads=threads)
-            raw = contrib.sum(1)
-        else:
-            contrib = None
-            raw = self.booster.predict(X, raw_score=True, num_iteration=self.iterations, num_threads=threads)
-        return 1.0 / (1.0 + np.exp(-self.bundle.model.calibrated_logit(raw))), contrib
+            expl = model.explanation(contrib)
+            return expl.scores(), expl
+        raw = self.booster.predict(X, raw_score=True, num_iteration=self.iterations, num_threads=threads)
+        return model.transform(raw), None
 
-    def reasons(self, contrib_row: np.ndarray, values: dict[str, Any], top_k: int,
+    def reasons(self, expl: Explanation, row: int, values: dict[str, Any], top_k: int,
                 lang: str = "en") -> tuple[float, list[dict]]:
-        c = contrib_row[:-1]
-        base = float(contrib_row[-1])
-        raw = float(contrib_row.sum())
-        k = min(top_k, len(c))
-        top = np.argsort(-np.abs(c), kind="stable")[:k]
-        model = self.bundle.model
-        p = 1 / (1 + math.exp(-float(model.calibrated_logit(np.array(raw)))))
-        out = []
-        for i in top:
-            name = self.names[i]
-            without = 1 / (1 + math.exp(-float(model.calibrated_logit(np.array(raw - c[i])))))
-            value = values.get(name)
-            out.append({"feature": name, "value": value, "contribution": float(c[i]),
-                        "probability_change": p - without,
-                        "text": reason_text(self.bundle.feature_set.get(name), name, value, float(c[i]), values,
-                                            self.bundle.reason_up, self.bundle.reason_down, lang=lang)})
-        return base, out
+        """The base value and top_k reasons of one explained row (crmscore.explain.reasons.build_reasons)."""
+        return expl.base_value, build_reasons(self.bundle.feature_set, expl.contributions[row], expl.base_value,
+                                              expl.link, self.names, values, top_k, self.bundle.reason_up,
+                                              self.bundle.reason_down, lang)
 
-    def segments_for(self, features: dict[str, Any], cfg: SegmentsConfig,
-                     scorer: RFMScorer | None = None) -> tuple[str | None, str | None]:
-        """RFM segment and lifecycle stage for features sent by a caller, on the published snapshot's RFM scale
-        (so the same customer gets the same segment by id and with features), else the model's."""
-        scorer = scorer or self.bundle.rfm_scorer()
+    def segments_for(self, features: dict[str, Any], cfg: SegmentsConfig) -> tuple[str | None, str | None]:
+        """RFM segment and lifecycle stage of a customer's features on the model's RFM scale, the one batch
+        scoring uses (so a customer gets the same segment by id, with features and in a batch file);
+        (None, None) when the model has no RFM scale or a feature it needs is missing."""
+        scorer = self.bundle.rfm_scorer()
         needed = ("recency_days", "first_purchase_days", *(scorer.columns.values() if scorer else ()))
         if scorer is None or any(n not in features for n in needed):
             return None, None

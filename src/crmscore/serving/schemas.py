@@ -24,11 +24,13 @@ class CustomerIn(BaseModel):
 class Reason(BaseModel):
     feature: str = Field(description="Feature name.")
     value: Any = Field(description="The customer's value of the feature.")
-    contribution: float = Field(description="SHAP contribution in log-odds (raw model scale).")
-    probability_change: float | None = Field(default=None, description="How much this reason moves the "
-                                                                        "probability (probability models).")
-    change: float | None = Field(default=None, description="How much this reason moves the score, in its unit "
-                                                           "(regression models, e.g. currency).")
+    contribution: float = Field(description="SHAP contribution in the score's space: calibrated log-odds "
+                                            "(probability models), log of the amount (expected spend).")
+    probability_change: float | None = Field(default=None, description="The reason's effect on the probability: "
+                                             "its step from the base value's score to the score, reasons added "
+                                             "largest first (probability models).")
+    change: float | None = Field(default=None, description="The reason's effect on the score in its unit, "
+                                 "reasons added largest first (regression models, e.g. currency).")
     text: str = Field(description="The reason in plain language.")
 
 
@@ -42,7 +44,9 @@ class CustomerScore(BaseModel):
     band: str | None = Field(default=None, description="Lookalike band (high/medium/low/none).")
     segment: str | None = Field(default=None, description="RFM segment.")
     lifecycle_stage: str | None = None
-    base_value: float | None = Field(default=None, description="Model's expected log-odds (SHAP base value).")
+    base_value: float | None = Field(default=None, description="SHAP base value in the score's space: "
+                                     "base_value + sum(contributions) = logit(score) (probability models) or "
+                                     "log(score) (expected spend).")
     reasons: list[Reason] | None = None
     details: dict[str, Any] | None = Field(
         default=None, description="Model-specific outputs: days_to_next (median, low, high) for next-purchase, "

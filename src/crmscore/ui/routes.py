@@ -230,7 +230,6 @@ def customer_context(view: dict[str, Any], engine: ScoringEngine, page: Page) ->
             if ranked:
                 item["next_categories"] = ", ".join(f"{c['category']} {charts.pct(c['probability'], 0)}"
                                                     for c in ranked[:5])
-            steps = {}
             if s.get("waterfall"):
                 labels = [step_label(model, st["feature"], feats, lang) for st in s["waterfall"]["steps"]]
                 item["waterfall"] = charts.waterfall_svg(
@@ -239,18 +238,24 @@ def customer_context(view: dict[str, Any], engine: ScoringEngine, page: Page) ->
                     final_label=f"{t('chart.final')}: {fmt(s['score'])}", unit_label=t("chart.pts") if binary else "",
                     fmt=(lambda v: charts.pct(v, 1)) if binary else (lambda v: f"{v:,.0f}"),
                     delta=charts.points if binary else (lambda d: f"{d:+,.2f}"), title=item["title"])
-                # the change shown next to a reason is its step in the waterfall, so the list and the chart agree
-                steps = {st["feature"]: st["end"] - st["start"] for st in s["waterfall"]["steps"]}
+            # a reason's effect (crmscore.explain.effects) is its step in the waterfall: the list and the chart agree
             item["reasons"] = [{"text": r["text"], "up": r["contribution"] > 0, "feature": r["feature"],
-                                "change": ("" if r["feature"] not in steps else
-                                           f"{charts.points(steps[r['feature']])} {t('chart.pts')}" if binary
-                                           else f"{steps[r['feature']]:+,.2f}")}
+                                "change": reason_change(r, t("chart.pts"))}
                                for r in s.get("reasons") or []]
         scores.append(item)
     as_of = _date(view["as_of"])
     return {"customer_id": view["customer_id"], "as_of": as_of, "scores": scores,
             "profile": profile_cards(profile, lang), "timeline": timeline_context(view.get("timeline"), as_of, page),
             "actions": rules.suggest(profile, view["scores"], feats, lang)}
+
+
+def reason_change(reason: dict[str, Any], points_label: str) -> str:
+    """A reason's effect as the page shows it: percentage points (probability models) or the score's unit."""
+    if reason.get("probability_change") is not None:
+        return f"{charts.points(reason['probability_change'])} {points_label}"
+    if reason.get("change") is not None:
+        return f"{reason['change']:+,.2f}"
+    return ""
 
 
 def label(lang: str, group: str, name: str | None) -> str:
