@@ -39,8 +39,8 @@ def format_value(value: Any, unit: str) -> str:
     v = float(value)
     if unit == "days":
         return f"{v:.0f} day" if round(v) == 1 else f"{v:.0f} days"
-    if unit in ("orders", "count"):
-        return f"{v:.0f}"
+    if unit in ("orders", "count"):  # an expectation (BG/NBD's 0.54 orders) keeps a decimal: "1" would overstate it
+        return f"{v:.0f}" if v == round(v) else f"{v:.1f}"
     if unit == "currency":
         return f"{v:,.2f}"
     if unit == "share":
