@@ -87,6 +87,9 @@ class ScoringService:
 
     def __init__(self) -> None:
         log_privacy.install()
+        # BentoML's server logging leaves the root logger at WARNING, so a worker dropped crmscore's own INFO
+        # lines (which models it serves, from where) whatever CRMSCORE_LOG_LEVEL said
+        logging.getLogger("crmscore").setLevel(getattr(logging, get_settings().log_level.upper(), logging.INFO))
         exit_with_arbiter()
         # models load in a thread: the worker answers /livez at once, and /readyz says "loading models" (then
         # ready, or why not) instead of the worker not answering at all while a registry times out
