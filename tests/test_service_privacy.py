@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import re
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,7 @@ def test_no_customer_id_or_feature_value_in_the_log_at_info_or_on_error(served, 
     unknown_id, long_id = "NOBODY-7734-QX", "LONGID-" + "Z9" * 100
     secrets = [*known, EMAIL, str(NUMBER), unknown_id, long_id[:40], "TYPO-FEATURE-5521", "extra-value-4417",
                "55512345", "98765.4321", "RAWBODY-8812", "UNKMODEL-6613", "NOKEY-3390", "WRONGTYPE-2231",
-               "FORM-ID-7781"]
+               "FORM-ID-7781", "LOCKED-4493"]
 
     log_file = tmp_path / "serve.log"
     server = LocalServer({**served["env"], "CRMSCORE_LOG_LEVEL": "INFO"}, log_file, api_key=API_KEY)
@@ -68,6 +69,16 @@ def test_no_customer_id_or_feature_value_in_the_log_at_info_or_on_error(served, 
         assert server.call("GET", f"/v1/customers/{known[1]}")[0] == 200
         assert server.call("GET", f"/v1/customers/{unknown_id}")[0] == 404
         assert server.call("GET", f"/v1/customers/{long_id}")[0] in (400, 422)
+        # a server-side error: the prediction log held locked by another process (a backup, an export)
+        held = sqlite3.connect(Path(served["env"]["CRMSCORE_HOME"]) / "predictions.sqlite", timeout=30,
+                               isolation_level=None)
+        try:
+            held.execute("BEGIN EXCLUSIVE")
+            locked_status = score([{"customer_id": known[2]}, {"customer_id": "LOCKED-4493"}])
+        finally:
+            held.close()
+        print("prediction log locked: answered", locked_status)
+        assert locked_status != 200  # a prediction that could not be logged is not acknowledged
     finally:
         server.stop()  # the shutdown's lines are part of the log too
 
