@@ -153,7 +153,8 @@ def test_kill_9_of_a_worker_and_of_the_arbiter_under_load_loses_no_acknowledged_
             logged[(row["request_id"], row["customer_id"])] = row["score"]
     acknowledged = [(rid, r["customer_id"], r["score"]) for _, rid, results in load.acked for r in results]
     missing = [a for a in acknowledged if (a[0], a[1]) not in logged]
-    assert not missing, f"{len(missing)} of {len(acknowledged)} acknowledged predictions are not in the log: {missing[:5]}"
+    assert not missing, (f"{len(missing)} of {len(acknowledged)} acknowledged predictions are not in the log: "
+                         f"{missing[:5]}")
     assert all(logged[(rid, cid)] == score for rid, cid, score in acknowledged)
     assert all(score is not None for _, _, score in acknowledged)
     print(f"acknowledged {len(load.acked)} requests ({len(acknowledged)} predictions), all logged; "
