@@ -73,6 +73,8 @@ def everything(synthetic_config, tmp_path_factory):
         from crmscore.serving.service import ScoringService
 
         service = ScoringService()
+        service.loading.join(300)  # models load in a thread (the worker answers /livez meanwhile)
+        assert service.readiness()[0], service.readiness()[1]
         yield {"files": {k: pd.read_parquet(v) for k, v in files.items()}, "service": service,
                "engine": service.engine, "views": {}}
 

@@ -440,7 +440,7 @@ def test_operations_page_in_a_real_browser(ui_served, ui_engine, tmp_path):
             assert page.locator("#customer-title").inner_text() == f"客户 {cid}"
             zh_reasons = card.locator(".reason-text").all_inner_texts()
             assert zh_reasons and all("流失风险" in t for t in zh_reasons)
-            assert page.locator("svg.waterfall text").first.text_content() == "平均得分"
+            assert page.locator("svg.waterfall text").first.text_content() == "基线（模型基准值对应的得分）"
             shots["customer_zh"] = ARTIFACTS / "customer_zh.png"
             page.screenshot(path=str(shots["customer_zh"]), full_page=True)
             page.goto(f"{server.url}/ui/segments")

@@ -78,6 +78,20 @@ def _authenticator() -> Any:
 UNTRACED = [] if SETTINGS.trace_requests else ["/v1/", "/ui", "/health"]
 
 
+@functools.cache
+def _service_metrics() -> tuple[Any, Any, Any]:
+    """The service's Prometheus metrics, registered once per process (a second ScoringService in the same
+    process, as in tests, reuses them: prometheus_client refuses a name registered twice). Created on first
+    use, after BentoML set up multiprocess metrics."""
+    from prometheus_client import Counter, Histogram
+
+    return (Counter("crmscore_requests", "Scoring requests", ["endpoint", "model", "status"]),
+            Histogram("crmscore_request_seconds", "Scoring latency", ["endpoint", "model"],
+                      buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5)),
+            Histogram("crmscore_batch_requests", "Small scoring requests scored together in one batch (adaptive "
+                      "batching)", buckets=(1, 2, 4, 8, 16, 32, 64)))
+
+
 @bentoml.service(name="crmscore", workers=SETTINGS.workers, traffic={"timeout": 10},
                  http={"port": 3000}, logging={"access": {"enabled": False}}, metrics={"enabled": False},
                  tracing={"excluded_urls": UNTRACED})
@@ -96,13 +110,7 @@ class ScoringService:
         self.engine = ScoringEngine(get_settings(), load=False)
         self.loading = threading.Thread(target=self._load, name="crmscore-load", daemon=True)
         self.loading.start()
-        from prometheus_client import Counter, Histogram  # after BentoML set up multiprocess metrics
-
-        self.requests = Counter("crmscore_requests", "Scoring requests", ["endpoint", "model", "status"])
-        self.latency = Histogram("crmscore_request_seconds", "Scoring latency", ["endpoint", "model"],
-                                 buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
-        self.batch_sizes = Histogram("crmscore_batch_requests", "Small scoring requests scored together in one "
-                                     "batch (adaptive batching)", buckets=(1, 2, 4, 8, 16, 32, 64))
+        self.requests, self.latency, self.batch_sizes = _service_metrics()
         self.batcher = RequestBatcher(self.engine.score_many, on_batch=lambda jobs, _rows: self.batch_sizes.observe(jobs))
         # BentoML's APIMethod.__get__ builds the bound API function (inspect.signature and a wrapper) on every
         # attribute access, i.e. on every request; it is a non-data descriptor, so binding it once here serves
