@@ -87,7 +87,9 @@ class ScoringEngine:
         self.home = Path(settings.home)
         self.store = open_store(self.home, settings.redis_url)
         self.store_outage = Outage("online store")
-        self.predlog = PredictionLog(self.home / "predictions.sqlite")
+        self.predlog = PredictionLog(self.home / "predictions.sqlite", max_id_chars=MAX_ID_CHARS,
+                                     max_bytes=settings.prediction_log_max_bytes,
+                                     retention_days=settings.prediction_log_retention_days)
         self.segments_cfg = SegmentsConfig()
         if settings.config:
             from crmscore.config import load_config
