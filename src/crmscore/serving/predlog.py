@@ -138,7 +138,7 @@ class PredictionLog:
         """Rotate when due (one process at a time: a file lock) and delete archives past retention; the new
         archive's path, or None. `now` (epoch seconds) is for tests of the day boundary and retention."""
         now = time.time() if now is None else now
-        with open(f"{self.path}.rotate.lock", "a") as lock_file:
+        with open(private_file(f"{self.path}.rotate.lock"), "a") as lock_file:
             try:
                 fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
