@@ -123,3 +123,17 @@ def test_cli_export_covers_rotated_files(tmp_path):
     subprocess.run([sys.executable, "-m", "crmscore", "predictions", "--out", str(out)], env=env, check=True,
                    capture_output=True)
     assert len(pd.read_parquet(out)) == 23 * 20
+
+
+def test_an_export_under_way_reads_on_from_the_archive_a_rotation_made(tmp_path):
+    """A rotation between two chunks of an export moves the rows not yet read into an archive: the export
+    goes on from there, in order, and then reads the rows written after the rotation."""
+    path = tmp_path / "predictions.sqlite"
+    log = PredictionLog(path, max_bytes=1, check_seconds=3600)
+    _fill(log, 1, rows_each=10)
+    export = iter_log(path, chunk_rows=4)
+    seen = [r["id"] for r in next(export)]
+    assert log.rotate_if_due() is not None and log.count() == 0
+    _fill(log, 1, rows_each=3)
+    seen += [r["id"] for chunk in export for r in chunk]
+    assert seen == list(range(1, 14))
