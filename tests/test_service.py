@@ -327,3 +327,33 @@ def test_prediction_log_exports_in_chunks_to_parquet(served, engine, tmp_path):
     assert frame["request_id"].tolist() == [r["request_id"] for r in rows]
     assert export_parquet(tmp_path / "none.sqlite", tmp_path / "empty.parquet") == 0
     assert len(pd.read_parquet(tmp_path / "empty.parquet")) == 0
+
+
+def test_registered_model_pins_its_crmscore_version_and_the_service_reports_a_mismatch(served, engine, monkeypatch,
+                                                                                       caplog):
+    """The registry records the crmscore version a model was trained with (tag, bundle, pip requirement
+    pinned with ==); a service running another version still serves the model but says which versions differ."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    import crmscore
+    from crmscore.models import registry
+    from crmscore.serving.engine import ScoringEngine
+    from crmscore.settings import get_settings
+
+    registry.configure()  # this module's registry (an earlier test pointed MLflow at a dead one)
+    mv = MlflowClient().get_model_version_by_alias("churn", "champion")
+    assert mv.tags["crmscore_version"] == crmscore.__version__
+    requirements = Path(mlflow.pyfunc.get_model_dependencies(f"models:/churn/{mv.version}")).read_text().split()
+    assert f"crmscore=={crmscore.__version__}" in requirements and "crmscore" not in requirements
+    assert engine.models["churn"].bundle.info["crmscore_version"] == crmscore.__version__
+    assert not [w for w in engine.warnings if "crmscore" in w]
+
+    trained = crmscore.__version__
+    monkeypatch.setattr(crmscore, "__version__", "99.0.0")  # a later release serving the same registry
+    with caplog.at_level("WARNING", logger="crmscore.serving.engine"):
+        eng = ScoringEngine(get_settings())
+    said = [w for w in eng.warnings if w.startswith(f"churn v{mv.version} ")]
+    assert len(said) == 1 and trained in said[0] and "99.0.0" in said[0]
+    assert said[0] in caplog.text and eng.describe_models()["warnings"] == eng.warnings
+    assert eng.ready and "churn" in eng.models  # reported, still served

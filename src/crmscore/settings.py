@@ -33,6 +33,11 @@ class Settings(BaseSettings):
     max_batch: int = Field(default=1000, description="Most customers in one scoring request (413 above).")
     max_body_bytes: int = Field(default=2_000_000, description="Largest request body accepted (413 above).")
     workers: int = Field(default=1, description="Service worker processes.")
+    prediction_log_max_bytes: int = Field(
+        default=256_000_000, description="The prediction log's active file is rotated into an archive past this "
+                                         "size (and at each UTC day's end).")
+    prediction_log_retention_days: float = Field(
+        default=90, description="Archives of the prediction log older than this are deleted.")
     registry_timeout_seconds: float = Field(
         default=5, description="Timeout of one MLflow registry call at service start-up and reload "
                                "(MLFLOW_HTTP_REQUEST_TIMEOUT, when that is not set).")

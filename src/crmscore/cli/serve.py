@@ -99,8 +99,8 @@ def publish(
 
 @app.command("predictions")
 def predictions(limit: Annotated[int, typer.Option(help="Rows to show.")] = 20,
-                out: Annotated[Path | None, typer.Option(help="Export the whole log as Parquet (streamed: flat "
-                                                                              "memory).")] = None) -> None:
+                out: Annotated[Path | None, typer.Option(help="Export the whole log, every retained file, as "
+                                                              "Parquet (streamed: flat memory).")] = None) -> None:
     """Show (or export) the prediction log."""
     from crmscore.serving.predlog import export_parquet, read_log
     from crmscore.settings import get_settings
@@ -110,7 +110,7 @@ def predictions(limit: Annotated[int, typer.Option(help="Rows to show.")] = 20,
         n = export_parquet(path, out)
         log.info("exported %s predictions to %s", f"{n:,}", out)
         return
-    rows = read_log(path, limit) if path.exists() else []
+    rows = read_log(path, limit)
     table = Table(title=f"prediction log {path} (first {limit})")
     for col in ("request_id", "ts", "customer_id", "model", "version", "score", "error"):
         table.add_column(col)

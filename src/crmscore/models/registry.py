@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
+import crmscore
 from crmscore.errors import ConfigError, CrmscoreError
 from crmscore.models.bundle import TrainedModel
 from crmscore.settings import Settings, get_settings
@@ -34,7 +35,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 CHALLENGER, CHAMPION = "challenger", "champion"
-PIP_REQUIREMENTS = ["lightgbm>=4.5,<5", "pandas>=2.2", "numpy>=1.26", "scikit-learn>=1.5", "crmscore"]
+PIP_REQUIREMENTS = ["lightgbm>=4.5,<5", "pandas>=2.2", "numpy>=1.26", "scikit-learn>=1.5"]
+
+
+def pip_requirements() -> list[str]:
+    """A model's requirements, crmscore pinned to the version that trained it: the bundle's pickled parts and
+    its scoring code belong to that version, and an unpinned `crmscore` ran whatever was installed."""
+    return [*PIP_REQUIREMENTS, f"crmscore=={crmscore.__version__}"]
 
 
 METRIC_LABELS = {"roc_auc": "ROC-AUC", "normalized_gini": "normalised Gini", "hit_rate_at_3": "hit rate at 3"}
@@ -207,6 +214,7 @@ def log_and_register(result: TrainResult, tmp: Path, alias: str = CHALLENGER) ->
     from crmscore.models.pyfunc import CrmscorePyfunc
 
     bundle, ds = result.bundle, result.dataset
+    bundle.info["crmscore_version"] = crmscore.__version__  # checked by the service at load
     bdir = bundle.save(tmp / "bundle")
     example = _example(ds.test[ds.features])
     out = CrmscorePyfunc()
@@ -215,11 +223,11 @@ def log_and_register(result: TrainResult, tmp: Path, alias: str = CHALLENGER) ->
         signature = infer_signature(example, out.predict(None, example), params={"explain": False})
     entry = Path(__file__).with_name("pyfunc_entry.py")  # models from code: no pickled object in the model
     info = mlflow.pyfunc.log_model(name="model", python_model=str(entry), artifacts={"bundle": str(bdir)},
-                                   signature=signature, input_example=example, pip_requirements=PIP_REQUIREMENTS)
+                                   signature=signature, input_example=example, pip_requirements=pip_requirements())
     primary = bundle.primary_metric
     tags = {"run_id": result.run_id or "", "grade": result.grade, "primary_metric": primary,
             "test_cutoff": str(ds.cutoffs.get("test", ds.cutoffs.get("split", ""))),
-            "feature_set_version": ds.feature_set.version}
+            "feature_set_version": ds.feature_set.version, "crmscore_version": crmscore.__version__}
     for key in {primary, "roc_auc"}:
         if key in result.metrics:
             tags[key] = f"{result.metrics[key]:.4f}"

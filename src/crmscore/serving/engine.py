@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+import crmscore
 from crmscore.config import SegmentsConfig
 from crmscore.explain.effects import waterfall
 from crmscore.segments import RFMScorer
@@ -61,6 +62,22 @@ def parse_specs(text: str, default_alias: str) -> list[tuple[str, str]]:
     return specs
 
 
+def version_mismatches(models: dict[str, LoadedModel], running: str) -> list[str]:
+    """A warning for each model trained with another crmscore version than the one serving it (its scoring
+    code and pickled parts belong to the version that trained it); models trained before the version was
+    recorded say so too."""
+    out = []
+    for m in models.values():
+        trained = m.bundle.info.get("crmscore_version")
+        if trained is None:
+            out.append(f"{m.name} v{m.version} does not record the crmscore version it was trained with (trained "
+                       f"before versions were recorded); this service runs crmscore {running}: retrain it to pin it")
+        elif trained != running:
+            out.append(f"{m.name} v{m.version} was trained with crmscore {trained}; this service runs crmscore "
+                       f"{running}: serve it with crmscore=={trained} or retrain it")
+    return out
+
+
 def missing_sqlite_database(uri: str | None) -> str | None:
     """The path of a `sqlite:///...` tracking or registry database that does not exist (MLflow would create an
     empty one and the service would start with no models, saying nothing), else None."""
@@ -88,7 +105,9 @@ class ScoringEngine:
         self.home = Path(settings.home)
         self.store = open_store(self.home, settings.redis_url)
         self.store_outage = Outage("online store")
-        self.predlog = PredictionLog(self.home / "predictions.sqlite")
+        self.predlog = PredictionLog(self.home / "predictions.sqlite", max_id_chars=MAX_ID_CHARS,
+                                     max_bytes=settings.prediction_log_max_bytes,
+                                     retention_days=settings.prediction_log_retention_days)
         self.segments_cfg = SegmentsConfig()
         if settings.config:
             from crmscore.config import load_config
@@ -146,6 +165,7 @@ class ScoringEngine:
             except Exception as exc:  # noqa: BLE001  (a load that fails leaves the service not ready, and says why)
                 log.exception("loading models failed")
                 models, warnings = {}, [f"loading models failed: {type(exc).__name__}: {str(exc)[:200]}"]
+            warnings = warnings + version_mismatches(models, crmscore.__version__)
             self.models, self.warnings = models, warnings
             if models:
                 self.ready, self.not_ready_reason = True, ""
