@@ -19,7 +19,6 @@ import numpy as np
 import crmscore
 from crmscore.config import SegmentsConfig
 from crmscore.explain.effects import waterfall
-from crmscore.segments import RFMScorer
 from crmscore.serving.predlog import PredictionLog
 from crmscore.serving.runtime import FeatureError, LoadedModel, discover_specs, load_models, read_served
 from crmscore.serving.outage import Outage
@@ -113,12 +112,10 @@ class ScoringEngine:
             from crmscore.config import load_config
 
             self.segments_cfg = load_config(settings.config).segments
-        try:
-            rfm = self.store.meta().get("rfm")
+        try:  # segments come from each model's own RFM scale; this only checks the store answers
+            self.store.meta()
         except StoreUnavailable as exc:  # the service starts anyway; not ready until the store answers
             self.store_outage.failed(exc)
-            rfm = None
-        self.rfm = RFMScorer.from_dict(rfm) if rfm else None
         self.models: dict[str, LoadedModel] = {}
         self.warnings: list[str] = []
         self.ready = False
