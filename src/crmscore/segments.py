@@ -85,21 +85,23 @@ class RFMScorer:
 
     def transform(self, df: pd.DataFrame) -> pd.DataFrame:
         """Columns rfm_r, rfm_f, rfm_m (1-5, 0 for no purchase), rfm_score ('545'), rfm_segment."""
+        self._check(df)
+        c = self.columns
+        return pd.DataFrame(self.codes(*(df[c[k]].to_numpy(float) for k in ("r", "f", "m"))), index=df.index)
+
+    def codes(self, recency: np.ndarray, frequency: np.ndarray, monetary: np.ndarray) -> dict[str, np.ndarray]:
+        """transform on plain arrays (recency NaN without a purchase): the service scores one customer at a
+        time, where a one-row DataFrame would cost milliseconds."""
         if self.edges_ is None:
             raise RuntimeError("RFMScorer is not fitted: call fit() first")
-        self._check(df)
-        buyer = df["recency_days"].notna().to_numpy()
-        c = self.columns
-        r = 5 - np.searchsorted(self.edges_["r"], df[c["r"]].fillna(np.inf).to_numpy(float), side="right")
-        f = 1 + np.searchsorted(self.edges_["f"], df[c["f"]].to_numpy(float), side="left")
-        m = 1 + np.searchsorted(self.edges_["m"], df[c["m"]].to_numpy(float), side="left")
+        buyer = ~np.isnan(recency)
+        r = 5 - np.searchsorted(self.edges_["r"], np.where(buyer, recency, np.inf), side="right")
+        f = 1 + np.searchsorted(self.edges_["f"], frequency, side="left")
+        m = 1 + np.searchsorted(self.edges_["m"], monetary, side="left")
         r, f, m = (np.where(buyer, np.clip(x, 1, 5), 0).astype("int64") for x in (r, f, m))
         fm = np.floor((f + m) / 2 + 0.5).astype(int)
-        names = _SEGMENT_GRID[r, fm]  # r, fm are 0 for prospects
-        out = pd.DataFrame({"rfm_r": r, "rfm_f": f, "rfm_m": m}, index=df.index)
-        out["rfm_score"] = _SCORES[r * 100 + f * 10 + m]
-        out["rfm_segment"] = names
-        return out
+        return {"rfm_r": r, "rfm_f": f, "rfm_m": m, "rfm_score": _SCORES[r * 100 + f * 10 + m],
+                "rfm_segment": _SEGMENT_GRID[r, fm]}  # r, fm are 0 for prospects
 
     def to_dict(self) -> dict:
         return {"window_days": self.window_days, "edges": self.edges_}
@@ -111,9 +113,14 @@ class RFMScorer:
 
 def lifecycle_stage(df: pd.DataFrame, cfg: LifecycleConfig) -> pd.Series:
     """Lifecycle stage per customer (see module docstring for the rules)."""
-    rec = df["recency_days"].to_numpy(float)
-    first = df["first_purchase_days"].to_numpy(float)
     ratio = df["recency_gap_ratio"].to_numpy(float) if "recency_gap_ratio" in df else np.full(len(df), np.nan)
+    stages = lifecycle_stages(df["recency_days"].to_numpy(float), df["first_purchase_days"].to_numpy(float), ratio,
+                              cfg)
+    return pd.Series(stages, index=df.index, name="lifecycle_stage")
+
+
+def lifecycle_stages(rec: np.ndarray, first: np.ndarray, ratio: np.ndarray, cfg: LifecycleConfig) -> np.ndarray:
+    """lifecycle_stage on plain arrays (days since the last and the first purchase, recency over the usual gap)."""
     l15, l30, l60 = cfg.lapsed_days
     conditions = [
         np.isnan(rec),
@@ -125,7 +132,7 @@ def lifecycle_stage(df: pd.DataFrame, cfg: LifecycleConfig) -> pd.Series:
         np.nan_to_num(ratio, nan=0.0) >= cfg.at_risk_gap_ratio,
     ]
     choices = ["prospect", "churned", "lapsed_60", "lapsed_30", "lapsed_15", "new", "at_risk"]
-    return pd.Series(np.select(conditions, choices, default="active"), index=df.index, name="lifecycle_stage")
+    return np.select(conditions, choices, default="active")
 
 
 def add_segments(df: pd.DataFrame, cfg: SegmentsConfig, scorer: RFMScorer | None = None) -> pd.DataFrame:

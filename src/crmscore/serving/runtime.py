@@ -16,14 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from crmscore.config import SegmentsConfig
 from crmscore.explain.reasons import build_reasons
 from crmscore.models.bundle import TrainedModel
 from crmscore.models.estimator import Explanation
 from crmscore.models.evaluation import comparison_columns
-from crmscore.segments import add_segments
+from crmscore.segments import lifecycle_stages
 
 log = logging.getLogger(__name__)
 STORE_PREFIX = "crmscore-"
@@ -55,6 +54,7 @@ class LoadedModel:
                      and not getattr(self.bundle, "companions", None))
         self.booster = getattr(m, "booster_", None)
         self.iterations = getattr(m, "best_iteration_", None)
+        self.rfm_scorer = self.bundle.rfm_scorer()  # the model's RFM scale, read once
 
     def describe(self) -> dict[str, Any]:
         info = self.bundle.info
@@ -127,14 +127,21 @@ class LoadedModel:
     def segments_for(self, features: dict[str, Any], cfg: SegmentsConfig) -> tuple[str | None, str | None]:
         """RFM segment and lifecycle stage of a customer's features on the model's RFM scale, the one batch
         scoring uses (so a customer gets the same segment by id, with features and in a batch file);
-        (None, None) when the model has no RFM scale or a feature it needs is missing."""
-        scorer = self.bundle.rfm_scorer()
+        (None, None) when the model has no RFM scale or a feature it needs is missing. Plain arrays, not a
+        one-row frame: this runs for every customer the service scores."""
+        scorer = self.rfm_scorer
         needed = ("recency_days", "first_purchase_days", *(scorer.columns.values() if scorer else ()))
         if scorer is None or any(n not in features for n in needed):
             return None, None
-        frame = pd.DataFrame([{k: features.get(k) for k in {*needed, "recency_gap_ratio"}}]).astype(float)
-        seg = add_segments(frame, cfg, scorer)
-        return str(seg["rfm_segment"].iloc[0]), str(seg["lifecycle_stage"].iloc[0])
+
+        def value(name: str) -> np.ndarray:
+            return np.array([features.get(name)], dtype=float)  # None -> NaN
+
+        c = scorer.columns
+        rfm = scorer.codes(value(c["r"]), value(c["f"]), value(c["m"]))
+        stage = lifecycle_stages(value("recency_days"), value("first_purchase_days"), value("recency_gap_ratio"),
+                                 cfg.lifecycle)
+        return str(rfm["rfm_segment"][0]), str(stage[0])
 
 
 def store_name(model: str) -> str:
