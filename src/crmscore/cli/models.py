@@ -185,7 +185,7 @@ def _score(name: str, config: Path, out: Path, as_of, top_k: int, alias: str) ->
     from crmscore.cli.common import load_data
     from crmscore.config import load_config
     from crmscore.models import registry
-    from crmscore.scoring import score_frame, transactional_population, write_scores
+    from crmscore.scoring import stream_scores, transactional_population
 
     registry.configure()
     bundle, mv = registry.load_bundle(name, alias)
@@ -198,11 +198,10 @@ def _score(name: str, config: Path, out: Path, as_of, top_k: int, alias: str) ->
         data = load_data(cfg)
         as_of = as_of or data.default_as_of()
         frame = transactional_population(bundle, data, as_of)
-    scores = score_frame(bundle, frame, top_k=top_k, version=str(mv.version), progress=True)
-    scores = scores.rename(columns={"rfm_segment": "segment"})
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_scores(scores, out)
-    log.info("wrote %s scores from %s v%s (@%s) to %s", f"{len(scores):,}", name, mv.version, alias, out)
+    rows = stream_scores(bundle, frame, out, top_k=top_k, version=str(mv.version), progress=True,
+                         rename={"rfm_segment": "segment"})
+    log.info("wrote %s scores from %s v%s (@%s) to %s", f"{rows:,}", name, mv.version, alias, out)
 
 
 @score_app.command("next-purchase")

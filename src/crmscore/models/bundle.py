@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from crmscore.explain.reasons import build_reasons
+from crmscore.explain.reasons import ReasonTable, build_reasons
 from crmscore.features.definitions import FeatureSet, category_orders_name, slug
 from crmscore.models.estimator import CustomerModel, Explanation, MultiLabelModel, load_estimator
 from crmscore.models.feature_table import TableSchema
@@ -129,7 +129,7 @@ class TrainedModel:
         return (10 - np.searchsorted(np.asarray(self.decile_edges), scores, side="right")).astype(np.int64)
 
     def score(self, df: pd.DataFrame, *, explain: bool = True, top_k: int = 5, keep_regular: bool = False,
-              max_targets: int = 5, lang: str = "en") -> pd.DataFrame:
+              max_targets: int = 5, lang: str = "en", reasons: str = "records") -> pd.DataFrame:
         """Score and explain a feature frame.
 
         Returns customer_id, score, decile, the segment columns present in df, companion columns, and with
@@ -142,6 +142,9 @@ class TrainedModel:
         `next_categories` a list of up to max_targets (0 = all) {category, probability}, highest first,
         leaving out categories the customer buys regularly unless keep_regular; reasons explain the top
         category (None when every category is left out). Reason texts are in `lang` (en | zh).
+        reasons='arrow' (batch files; not multilabel): `reasons` is an Arrow-backed list<struct> column with
+        each value as text (ReasonTable.arrow) and reason_1..k hold the sentences, with no Python object per
+        reason; 'records' (default): lists of dicts, values as numbers or text.
         """
         if self.kind == "multilabel":
             return self._score_multilabel(df, explain, top_k, keep_regular, max_targets, lang)
@@ -157,10 +160,17 @@ class TrainedModel:
                 out[col] = df[col].to_numpy()
         for comp in self.companions.values():
             out = out.join(comp.predict(df))
+        out = out.reset_index(drop=True)
         if explain:
             out["base_value"] = expl.base_value
-            out["reasons"] = self.reasons(df, expl, top_k, lang=lang)
-        return out.reset_index(drop=True)
+            table = self.reasons(df, expl, top_k, lang=lang)
+            if reasons == "arrow":
+                out["reasons"] = pd.arrays.ArrowExtensionArray(table.arrow())
+                for j in range(table.index.shape[1]):
+                    out[f"reason_{j + 1}"] = pd.array(table.text[:, j], dtype="string")
+            else:
+                out["reasons"] = table.records()
+        return out
 
     def _score_multilabel(self, df: pd.DataFrame, explain: bool, top_k: int, keep_regular: bool,
                           max_targets: int, lang: str = "en") -> pd.DataFrame:
@@ -195,7 +205,7 @@ class TrainedModel:
                 part = frame.iloc[rows]
                 expl = head.explain(part)
                 text = {k: getattr(self, k).replace("{target}", str(t)) for k in ("reason_up", "reason_down")}
-                for r, rs in zip(rows, self.reasons(part, expl, top_k, lang=lang, **text)):
+                for r, rs in zip(rows, self.reasons(part, expl, top_k, lang=lang, **text).records()):
                     reasons[r] = rs
                 base[rows] = expl.base_value
             out["base_value"] = base
@@ -203,13 +213,12 @@ class TrainedModel:
         return out
 
     def reasons(self, df: pd.DataFrame, expl: Explanation, top_k: int, *, reason_up: str | None = None,
-                reason_down: str | None = None, lang: str = "en") -> list[list[dict[str, Any]]]:
-        """Top-k reasons per row of df from its explanation (crmscore.explain.reasons.build_reasons)."""
+                reason_down: str | None = None, lang: str = "en") -> ReasonTable:
+        """Top-k reasons of every row of df from its explanation, column-wise
+        (crmscore.explain.reasons.build_reasons)."""
         up, down = reason_up or self.reason_up, reason_down or self.reason_down
-        names = expl.feature_names
-        rows = df.to_dict("records")
-        return [build_reasons(self.feature_set, expl.contributions[r], expl.base_value, expl.link, names, row, top_k,
-                              up, down, lang) for r, row in enumerate(rows)]
+        return build_reasons(self.feature_set, expl.contributions, expl.base_value, expl.link, expl.feature_names,
+                             df.reset_index(drop=True), top_k, up, down, lang)
 
     # -- persistence -----------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
