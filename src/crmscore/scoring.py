@@ -106,7 +106,7 @@ def scores_table(scores: pd.DataFrame) -> pa.Table:
     arrow = [c for c in frame.columns if isinstance(frame[c].dtype, pd.ArrowDtype)]
     table = pa.Table.from_pandas(frame.drop(columns=arrow), preserve_index=False)
     for col in arrow:
-        table = table.append_column(col, pa.chunked_array(frame[col].array))
+        table = table.append_column(col, pa.array(frame[col].array))
     return table.select([str(c) for c in frame.columns])
 
 

@@ -167,7 +167,7 @@ class TrainedModel:
             if reasons == "arrow":
                 out["reasons"] = pd.arrays.ArrowExtensionArray(table.arrow())
                 for j in range(table.index.shape[1]):
-                    out[f"reason_{j + 1}"] = pd.array(table.text[:, j], dtype="string")
+                    out[f"reason_{j + 1}"] = pd.array(table.text[:, j], dtype="str")
             else:
                 out["reasons"] = table.records()
         return out
