@@ -93,6 +93,7 @@ def child_stages(config: str, model: str, population: str, top_k: str, out: str)
     import numpy as np
     import pyarrow.parquet as pq
 
+    from crmscore.models.estimator import DEFAULT_PARAMS
     from crmscore.scoring import scores_table
 
     stages: dict[str, float] = {}
@@ -128,7 +129,7 @@ def child_stages(config: str, model: str, population: str, top_k: str, out: str)
     leaves = [t["num_leaves"] for t in dump["tree_info"]]
     return {"stages": stages, "rows": len(frame), "features": len(est.feature_names_),
             "categorical": len(est.categories_), "trees": trees, "max_leaves": max(leaves),
-            "depth": bundle.model.params.get("max_depth"), "peak_rss": _peak_rss_bytes(),
+            "depth": {**DEFAULT_PARAMS, **est.params}.get("max_depth"), "peak_rss": _peak_rss_bytes(),
             "threads": int(est.params.get("num_threads", 2)) if isinstance(est.params, dict) else 2}
 
 
@@ -143,9 +144,10 @@ def _run_child(kind: str, *args: str) -> dict:
 # ----------------------------------------------------------------------------- parent
 
 
-def _model(folder: Path, customers: int, seed: int, fbench) -> Path:
-    """The churn model of the shipped shape, trained on its own smaller synthetic base (reused when saved)."""
-    model_dir = folder / f"churn_model_{customers}_{seed}"
+def _model(folder: Path, customers: int, seed: int, shapes: str, fbench) -> Path:
+    """The churn model (the shipped shape, or the shape chosen among `shapes` by explanation cost), trained on
+    its own smaller synthetic base (reused when saved)."""
+    model_dir = folder / (f"churn_model_{customers}_{seed}" + (f"_{shapes}" if shapes else ""))
     if (model_dir / "bundle.json").exists():
         return model_dir
     train_dir = folder / f"train_{customers}"
@@ -162,7 +164,10 @@ def _model(folder: Path, customers: int, seed: int, fbench) -> Path:
 
         cfg = load_config(config)
         task = get_task("churn")
-        result = train_task(task, cfg, task.settings(cfg.tasks.get("churn")), register=False)
+        chosen = [tuple(int(x) for x in shape.split("x")) for shape in shapes.split(",")] if shapes else None
+        result = train_task(task, cfg, task.settings(cfg.tasks.get("churn"), shapes=chosen), register=False)
+        print(f"  model trained: validation-chosen params {result.bundle.model.params}; "
+              f"explanation cost {result.bundle.info.get('explain_cost')}", flush=True)
         result.bundle.save(model_dir)
     finally:
         shutil.rmtree(state, ignore_errors=True)
@@ -181,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--top-k", type=int, default=5)
     ap.add_argument("--chunk", type=int, default=50_000, help="Customers scored and written at a time.")
     ap.add_argument("--train-customers", type=int, default=20_000)
+    ap.add_argument("--shapes", default="", help="Candidate shapes as LEAVESxDEPTH,... (e.g. 15x5,7x3,4x2): train the "
+                    "one cheapest to explain within the task's tolerance of the best validation metric; default: "
+                    "the shipped shape.")
     ap.add_argument("--population", choices=("all", "model"), default="all",
                     help="all: every known customer; model: the churn population only.")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
@@ -205,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {lines:,} transaction lines; "
               + (f"generated in {gen_seconds:.1f} s" if gen_seconds is not None else "reused"), flush=True)
         config = str(fbench._config(folder))
-        model = str(_model(folder, args.train_customers, args.seed, fbench))
+        model = str(_model(folder, args.train_customers, args.seed, args.shapes, fbench))
         out = folder / "out"
         out.mkdir(exist_ok=True)
         common = (config, model, args.population)
