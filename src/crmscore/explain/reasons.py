@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from crmscore.explain.effects import sequential_effects
+from crmscore.explain.effects import reason_order, sequential_effects
 from crmscore.features.definitions import Feature, FeatureSet
 
 
@@ -190,18 +190,25 @@ def build_reasons(feature_set: FeatureSet, expl_contributions: np.ndarray, base_
     made once per distinct (feature, value, context value, direction) and shared by every customer who has it.
     """
     c = np.asarray(expl_contributions, dtype=float)
-    if c.ndim == 1:
-        one = {n: [values.get(n)] for n in names}
-        ctx = None if context is None else {k: [v] for k, v in context.items()}
-        return build_reasons(feature_set, c[None, :], base_value, link, names, one, top_k, reason_up, reason_down,
-                             lang, ctx).records()[0]
+    k = max(0, min(top_k, c.shape[-1]))
+    key = "probability_change" if link == "logit" else "change"
+    ctx = values if context is None else context
+    if c.ndim == 1:  # one customer (the service): the same order, effects and sentences, without array set-up
+        order1 = reason_order(c, k)
+        chosen1 = c[order1]
+        out = []
+        for i, contribution, effect in zip(order1.tolist(), chosen1.tolist(),
+                                           sequential_effects(link, base_value, chosen1).tolist()):
+            name = names[i]
+            value = plain_value(values.get(name))
+            out.append({"feature": name, "value": value, "contribution": contribution, key: effect,
+                        "text": reason_text(feature_set.get(name), name, value, contribution, ctx, reason_up,
+                                            reason_down, lang)})
+        return out
     n_rows = len(c)
-    k = max(0, min(top_k, c.shape[1]))
     order = np.argsort(-np.abs(c), axis=1, kind="stable")[:, :k]  # as reason_order, row by row
     chosen = np.take_along_axis(c, order, axis=1)
     effects = sequential_effects(link, base_value, chosen)
-    key = "probability_change" if link == "logit" else "change"
-    ctx = values if context is None else context
     value = np.empty((n_rows, k), dtype=object)
     value_text = np.empty((n_rows, k), dtype=object)
     text = np.empty((n_rows, k), dtype=object)
