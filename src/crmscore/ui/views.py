@@ -38,7 +38,8 @@ class PageViews:
             raise online.RequestError(f"the service is not ready: {self.engine.not_ready_reason}", 503)
         feats = self.engine._store_or_503(customer_id)
         if feats is None:
-            raise online.RequestError(f"unknown customer_id {customer_id!r}: not in the published feature snapshot", 404)
+            raise online.RequestError(f"unknown customer_id {customer_id!r}: not in the published feature snapshot",
+                                      404)
         self.engine.maybe_reload()
         base = {"customer_id": customer_id}
         scores = []
@@ -50,7 +51,7 @@ class PageViews:
                 # the score, reasons and details as /v1/score gives them (spend in currency, the top category's
                 # probability and the ranked list for next-category); the waterfall from the model's own booster
                 (res,) = self.engine._score_with(model, [{"customer_id": customer_id}], True, top_k, lang,
-                                          found={customer_id: feats})
+                                                 found={customer_id: feats})
                 if res.get("error"):
                     raise RuntimeError(res["error"])
                 out.update({k: res[k] for k in ("score", "decile", "band", "segment", "lifecycle_stage", "base_value",
@@ -67,8 +68,9 @@ class PageViews:
         self.engine.predlog.append(request_id, scores)
         profile = {k: feats.get(k) for k in ("rfm_segment", "rfm_score", "lifecycle_stage", "recency_days",
                                              "frequency_365d", "monetary_365d", "gap_mean_days") if k in feats}
+        store = self.engine.store
         return {"customer_id": customer_id, "profile": profile, "features": feats, "scores": scores,
-                "timeline": self.engine.store.get_timeline(customer_id), "as_of": self.engine.store.meta().get("as_of")}
+                "timeline": store.get_timeline(customer_id), "as_of": store.meta().get("as_of")}
 
     def model_overview(self, name: str, sample: int = 300, scored: int = 10_000) -> dict[str, Any]:
         """A model for the operations page: its description, test metrics against every baseline, global drivers
@@ -104,7 +106,7 @@ class PageViews:
             # the scores as /v1/score gives them (currency for expected spend, the top category's probability
             # for next-category); the beeswarm needs one booster's SHAP values (not next-category's heads)
             scored_rows = self.engine._score_with(model, [{"customer_id": c} for c in cids], False, 0,
-                                           found=dict(zip(cids, feats)))
+                                                  found=dict(zip(cids, feats)))
             scores = np.array([r["score"] for r in scored_rows], float)
             out["by_segment"] = _distribution(scores, [f.get("rfm_segment") for f in feats])
             out["by_stage"] = _distribution(scores, [f.get("lifecycle_stage") for f in feats])
