@@ -62,7 +62,7 @@ def _frame(config: str, model: str, population: str):
     from crmscore.config import load_config
     from crmscore.data import loader
     from crmscore.models.bundle import TrainedModel
-    from crmscore.scoring import model_features, transactional_population
+    from crmscore.scoring.batch import model_features, transactional_population
 
     bundle = TrainedModel.load(model)
     data = loader.load_customer_data(load_config(config))
@@ -75,7 +75,7 @@ def _frame(config: str, model: str, population: str):
 
 def child_batch(config: str, model: str, population: str, top_k: str, chunk: str, out: str) -> dict:
     """Load to file: features, then stream_scores with top_k reasons (0: unexplained)."""
-    from crmscore.scoring import stream_scores
+    from crmscore.scoring.batch import stream_scores
 
     start = time.perf_counter()
     bundle, frame = _frame(config, model, population)
@@ -94,7 +94,8 @@ def child_stages(config: str, model: str, population: str, top_k: str, out: str)
     import pyarrow.parquet as pq
 
     from crmscore.models.estimator import DEFAULT_PARAMS
-    from crmscore.scoring import scores_table
+    from crmscore.explain.reasons import build_reasons
+    from crmscore.scoring.batch import scores_table
 
     stages: dict[str, float] = {}
 
@@ -111,7 +112,9 @@ def child_stages(config: str, model: str, population: str, top_k: str, out: str)
     step("bare predict (raw score)", lambda: booster.predict(X, raw_score=True, num_iteration=it))
     contrib = step("bare pred_contrib (TreeSHAP)", lambda: booster.predict(X, pred_contrib=True, num_iteration=it))
     expl = est.explanation(np.asarray(contrib))
-    reasons = step("reasons (column-wise)", lambda: bundle.reasons(frame, expl, int(top_k)))
+    reasons = step("reasons (column-wise)", lambda: build_reasons(
+        bundle.feature_set, expl.contributions, expl.base_value, expl.link, expl.feature_names,
+        frame.reset_index(drop=True), int(top_k), bundle.reason_up, bundle.reason_down))
     import pandas as pd
 
     def table():

@@ -85,7 +85,7 @@ def test_column_wise_reasons_are_each_customers_own(table, model, lang):
 def test_streamed_file_is_the_in_memory_one(table, model, tmp_path):
     """stream_scores over many small chunks (written by a second thread) writes the same table as scoring the
     whole frame at once and writing it."""
-    from crmscore.scoring import score_frame, stream_scores, write_scores
+    from crmscore.scoring.batch import score_frame, stream_scores, write_scores
 
     feats, _, names, fs = table
     bundle = TrainedModel("churn", "transactional", model, fs, {}, UP, DOWN)
