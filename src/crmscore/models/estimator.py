@@ -353,9 +353,14 @@ class MultiLabelModel:
         return model
 
 
-def load_estimator(path: str | Path) -> CustomerModel | MultiLabelModel:
-    """A saved CustomerModel or MultiLabelModel, whichever the folder holds."""
+def load_estimator(path: str | Path) -> Any:
+    """A saved CustomerModel, MultiLabelModel or UpliftModel (crmscore.models.uplift_learner), whichever the
+    folder holds."""
     meta = json.loads((Path(path) / "model.json").read_text())
+    if meta["objective"] == "uplift":
+        from crmscore.models.uplift_learner import UpliftModel
+
+        return UpliftModel.load(path)
     return (MultiLabelModel if meta["objective"] == "multilabel" else CustomerModel).load(path)
 
 
