@@ -22,6 +22,8 @@ def demo_data(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for the Parquet files.")] = Path("data/demo"),
     start: Annotated[dt.datetime, typer.Option(formats=["%Y-%m-%d"], help="First day of data.")] = dt.datetime(2023, 1, 1),
     end: Annotated[dt.datetime, typer.Option(formats=["%Y-%m-%d"], help="Day after the last day of data.")] = dt.datetime(2025, 1, 1),
+    campaign: Annotated[bool, typer.Option(help="Also write a randomised campaign with planted effects to "
+                                                "<out>/campaign (crmscore.synthetic.campaign).")] = True,
 ) -> None:
     """Write synthetic transactions, products, customers and events with documented drivers."""
     from crmscore import synthetic
@@ -32,6 +34,11 @@ def demo_data(
                                   progress=steps.step)
         steps.step("writing")
         paths = synthetic.write(data, out)
+        if campaign:  # its own folder: the files above stay as they are
+            camp = synthetic.campaign(data)
+            synthetic.write_campaign(camp, out / "campaign")
+            log.info("campaign %r on %s: %s customers (treated and control) in %s", camp.name, camp.at.date(),
+                     f"{len(camp.treatments):,}", out / "campaign")
     log.info("wrote %s transaction lines of %s customers to %s (%s)", f"{len(data.transactions):,}",
              f"{customers:,}", out, ", ".join(p.name for p in paths.values()))
 
@@ -53,7 +60,7 @@ def demo(
     cfg = load_config(DEMO_CONFIG)
     data_dir = Path(cfg.resolve(cfg.data.transactions.path)).parent
     demo_data(customers=customers, seed=seed, out=data_dir, start=dt.datetime(2023, 1, 1),
-              end=dt.datetime(2025, 1, 1))
+              end=dt.datetime(2025, 1, 1), campaign=True)
     data = load_data(cfg)
     as_of = data.default_as_of()
     features = build_features(data, as_of)
