@@ -204,13 +204,13 @@ def _everyone(inp: BaselineInput) -> np.ndarray:
 
 def _purchase_probability(inp: BaselineInput) -> np.ndarray:
     """A response model: LightGBM of the outcome on every training row, treated or not."""
-    from crmscore.models.estimator import CustomerModel
+    from crmscore.models.estimator import CustomerModel, small_data_threads
 
     train = inp.train.sample(frac=1.0, random_state=inp.settings.seed)
     cut = int(len(train) * 0.8)
     binary = train["label"].isin([0, 1]).all()
-    m = CustomerModel("binary" if binary else "regression", dict(inp.settings.params), inp.settings.num_boost_round,
-                      calibrate=False)
+    m = CustomerModel("binary" if binary else "regression", {**small_data_threads(len(train)), **inp.settings.params},
+                      inp.settings.num_boost_round, calibrate=False)
     m.fit(train[inp.features].iloc[:cut], train["label"].iloc[:cut], train[inp.features].iloc[cut:],
           train["label"].iloc[cut:])
     return m.decision_function(inp.test[inp.features])

@@ -37,6 +37,9 @@ import pandas as pd
 from crmscore.models.estimator import CustomerModel, Explanation, Objective, small_data_threads
 
 SHARE_BOUNDS = (0.02, 0.98)  # a treated share outside this leaves too few rows on one side to weigh
+# The pseudo-outcomes are noisy (a purchase is weighed by 1/e, about +-2 at a 50/50 split), so the effect model
+# takes larger leaves and fewer of them than an outcome model: it should find groups that respond, not rows.
+EFFECT_PARAMS: dict[str, Any] = {"num_leaves": 7, "min_child_samples": 100, "lambda_l2": 10.0, "learning_rate": 0.03}
 
 
 class UpliftModel:
@@ -89,7 +92,7 @@ class UpliftModel:
             phi[inside] = self.pseudo_outcomes(X[inside], y[inside], t[inside], mu0, mu1)
         self.control_, self.treated_ = self._pair(X, y, t, X_valid, yv, tv)
         phi_valid = self.pseudo_outcomes(X_valid, yv, tv, self.control_, self.treated_)
-        self.effect_ = CustomerModel("regression", {**small_data_threads(len(X)), **self.params},
+        self.effect_ = CustomerModel("regression", {**small_data_threads(len(X)), **EFFECT_PARAMS, **self.params},
                                      self.num_boost_round, calibrate=False)
         self.effect_.fit(X, phi, X_valid, phi_valid)
         return self
