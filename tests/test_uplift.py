@@ -235,6 +235,36 @@ def test_cli_train_promote_score_and_campaign_effect(campaign_config, tmp_path, 
     res = _cli("train", "uplift", "--campaign", "nope", "--config", str(campaign_config))
     assert isinstance(res.exception, DataContractError) and "no rows for campaign 'nope'" in str(res.exception)
 
+    # served: the service's answer for one customer, and the operations page's model view with the report
+    from types import SimpleNamespace
+
+    from crmscore.serving.engine import ScoringEngine
+    from crmscore.serving.publish import publish_snapshot
+    from crmscore.settings import get_settings
+    from crmscore.ui import i18n
+    from crmscore.ui.routes import campaign_report, model_context, templates
+
+    monkeypatch.setenv("CRMSCORE_HOME", str(tmp_path / "home"))
+    publish_snapshot(load_customer_data(load_config(campaign_config)), None, get_settings())
+    engine = ScoringEngine(get_settings())
+    batch = scores.set_index("customer_id")
+    cid = str(batch["score"].idxmax())
+    (served,) = engine.score("uplift-winback", [{"customer_id": cid}], True, 2, "r-uplift")
+    assert served["score"] == pytest.approx(batch.loc[cid, "score"], abs=1e-9)  # the service and batch agree
+    assert served["details"]["quadrant"] == batch.loc[cid, "quadrant"] == "persuadable"
+    assert served["reasons"][0]["text"] == batch.loc[cid, "reason_1"]
+    (zh,) = engine.score("uplift-winback", [{"customer_id": cid}], True, 2, "r-zh", lang="zh")
+    assert all("营销活动" in r["text"] for r in zh["reasons"])
+    for lang in ("en", "zh"):
+        page = SimpleNamespace(lang=lang, t=lambda key, _l=lang, **values: i18n.text(_l, key, **values))
+        ctx = model_context(engine.model_overview("uplift-winback"), engine.models["uplift-winback"], page)
+        assert ctx["campaign_report"] and {r["label"] for r in ctx["rows"]} >= {i18n.text(lang, "metrics.qini")}
+        html = templates().get_template("model.html").render(t=page.t, lang=lang, session=None, path="/ui/models/x",
+                                                             other_lang="en", other_lang_name="", switch_url="", **ctx)
+        assert 'href="/ui/models/uplift-winback/report"' in html
+    body = campaign_report("uplift-winback", page, engine).body.decode()
+    assert "Qini curve" in body and "data:image/png;base64," in body
+
 
 # -- a ready experiment table (the shared Starbucks promotion) --------------------------------------
 @requires_shared
