@@ -16,7 +16,7 @@ How (Kennedy 2020, "Towards optimal doubly robust estimation of heterogeneous ca
    difference of two models, whose SHAP values explain neither the lift nor each other.
 
 Why our own ~100 lines rather than causalml 0.18: causalml's meta-learners would wrap the same LightGBM,
-but installing it adds 18 packages (xgboost 3.2 with its ~300 MB NVIDIA NCCL wheel, statsmodels, black,
+but installing it adds 18 packages (`pip install --dry-run`: xgboost 3.2 with nvidia-nccl-cu12, statsmodels, black,
 pathos, seaborn...) and its DR learner's effect model is not ours, so SHAP reasons would need a second
 path. scikit-uplift 0.5.1 (2022) has only T/S-learners and class transformation, and calls a scikit-learn
 helper deprecated in 1.8 and removed in 1.10.
