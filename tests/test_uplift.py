@@ -204,8 +204,6 @@ def _cli(*args):
 def test_cli_train_promote_score_and_campaign_effect(campaign_config, tmp_path, monkeypatch):
     import mlflow
 
-    from crmscore.models.uplift import campaign_rows  # noqa: F401
-
     monkeypatch.setenv("CRMSCORE_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("CRMSCORE_ARTIFACT_LOCATION", str(tmp_path / "mlruns"))
     res = _cli("train", "uplift", "--campaign", "winback", "--config", str(campaign_config), "--json")

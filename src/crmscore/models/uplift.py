@@ -242,7 +242,8 @@ def uplift_task(campaign: str) -> Task:
         name=name,
         description=f"Expected lift of campaign {campaign!r} per customer (outcome if treated minus if not), from "
                     f"its treatment/control experiment",
-        label_fn=lambda data, as_of, s: campaign_rows(data, campaign, s.horizon_days),
+        label_fn=lambda data, as_of, s: campaign_rows(data, campaign, s.horizon_days).assign(
+            label=lambda d: d["purchase" if s.outcome == "purchase" else "spend"]),
         baselines=(EVERYONE, CHURN, PURCHASE),
         table_baselines=(EVERYONE, CHURN_TABLE, PURCHASE),
         reason_up="raises the campaign's lift",
