@@ -145,8 +145,10 @@ def test_uplift_model_beats_every_baseline_and_finds_the_persuadables(fitted, ca
 def test_scores_carry_lift_reasons_and_quadrants(fitted, tmp_path):
     from crmscore.models.bundle import TrainedModel
 
+    from crmscore.scoring.explained import score_with_reasons
+
     ds, bundle, *_ = fitted
-    out = bundle.score(ds.test.head(200), top_k=3)
+    out = score_with_reasons(bundle, ds.test.head(200), top_k=3)
     assert {"score", "p_control", "p_treated", "quadrant", "reasons", "base_value"} <= set(out.columns)
     assert set(out["quadrant"]) <= {"persuadable", "sure_thing", "lost_cause", "do_not_disturb"}
     # the reasons explain the lift itself: base value + every contribution = the score
@@ -236,11 +238,12 @@ def test_cli_train_promote_score_and_campaign_effect(campaign_config, tmp_path, 
     # served: the service's answer for one customer, and the operations page's model view with the report
     from types import SimpleNamespace
 
-    from crmscore.serving.engine import ScoringEngine
-    from crmscore.serving.publish import publish_snapshot
+    from crmscore.explain import i18n
+    from crmscore.scoring.online import ScoringEngine
+    from crmscore.scoring.publish import publish_snapshot
     from crmscore.settings import get_settings
-    from crmscore.ui import i18n
     from crmscore.ui.routes import campaign_report, model_context, templates
+    from crmscore.ui.views import PageViews
 
     monkeypatch.setenv("CRMSCORE_HOME", str(tmp_path / "home"))
     publish_snapshot(load_customer_data(load_config(campaign_config)), None, get_settings())
@@ -255,7 +258,7 @@ def test_cli_train_promote_score_and_campaign_effect(campaign_config, tmp_path, 
     assert all("营销活动" in r["text"] for r in zh["reasons"])
     for lang in ("en", "zh"):
         page = SimpleNamespace(lang=lang, t=lambda key, _l=lang, **values: i18n.text(_l, key, **values))
-        ctx = model_context(engine.model_overview("uplift-winback"), engine.models["uplift-winback"], page)
+        ctx = model_context(PageViews(engine).model_overview("uplift-winback"), engine.models["uplift-winback"], page)
         assert ctx["campaign_report"] and {r["label"] for r in ctx["rows"]} >= {i18n.text(lang, "metrics.qini")}
         html = templates().get_template("model.html").render(t=page.t, lang=lang, session=None, path="/ui/models/x",
                                                              other_lang="en", other_lang_name="", switch_url="", **ctx)

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from crmscore.cli import app
+from crmscore.cli.root import app
 
 campaign_app = typer.Typer(help="Campaign experiments: the measured effect of a finished campaign.",
                            no_args_is_help=True)

@@ -85,7 +85,7 @@ def campaign_effect(data: Any, campaign: str, horizon_days: int = 30, outcome: s
     each customer's treatment."""
     from crmscore.features.build import build_features
     from crmscore.models.uplift import campaign_rows
-    from crmscore.segments import add_segments
+    from crmscore.features.segments import add_segments
 
     rows = campaign_rows(data, campaign, horizon_days)
     start = pd.Timestamp(rows["treated_at"].min()).normalize()

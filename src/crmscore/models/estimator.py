@@ -69,13 +69,13 @@ class Explanation:
 
     def scores(self) -> np.ndarray:
         """The score of each row from its margin (probability, amount or value)."""
-        from crmscore.explain.effects import inverse_link
+        from crmscore.models.space import inverse_link
 
         return inverse_link(self.link, self.margin)
 
     def top_indices(self, k: int) -> np.ndarray:
         """Per row, the k features with the largest |contribution|, largest first, ties in column order: (n_rows, k)."""
-        from crmscore.explain.effects import reason_order
+        from crmscore.models.space import reason_order
 
         return np.vstack([reason_order(row, k) for row in self.contributions]) if len(self.contributions) else \
             np.zeros((0, min(k, self.contributions.shape[1])), dtype=np.int64)
@@ -353,14 +353,9 @@ class MultiLabelModel:
         return model
 
 
-def load_estimator(path: str | Path) -> Any:
-    """A saved CustomerModel, MultiLabelModel or UpliftModel (crmscore.models.uplift_learner), whichever the
-    folder holds."""
+def load_estimator(path: str | Path) -> CustomerModel | MultiLabelModel:
+    """A saved CustomerModel or MultiLabelModel, whichever the folder holds."""
     meta = json.loads((Path(path) / "model.json").read_text())
-    if meta["objective"] == "uplift":
-        from crmscore.models.uplift_learner import UpliftModel
-
-        return UpliftModel.load(path)
     return (MultiLabelModel if meta["objective"] == "multilabel" else CustomerModel).load(path)
 
 

@@ -172,18 +172,25 @@ class Task:
 _TASKS: dict[str, Task] = {}
 
 
+_FAMILIES: dict[str, Callable[[str], Task]] = {}
+
+
 def register_task(task: Task) -> Task:
     _TASKS[task.name] = task
     return task
 
 
+def register_task_family(prefix: str, make: Callable[[str], Task]) -> None:
+    """Tasks named `<prefix><suffix>`, one per suffix (uplift-<campaign>): make(suffix) builds and registers it."""
+    _FAMILIES[prefix] = make
+
+
 def get_task(name: str) -> Task:
-    from crmscore.models import churn, next_purchase  # noqa: F401  (tasks register themselves on import)
-
-    if name.startswith("uplift-") and name not in _TASKS:
-        from crmscore.models.uplift import uplift_task
-
-        return uplift_task(name.removeprefix("uplift-"))
+    """A registered task by name (the task modules register themselves: see crmscore.models)."""
+    if name not in _TASKS:  # a family with one task per name (uplift-<campaign>): made on first use
+        for prefix, make in _FAMILIES.items():
+            if name.startswith(prefix):
+                return make(name.removeprefix(prefix))
     if name not in _TASKS:
         from crmscore.errors import ConfigError
 

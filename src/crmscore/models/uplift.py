@@ -16,7 +16,7 @@ outcome as `label`).
   least likely to buy first), target by purchase probability (a LightGBM response model that ignores
   treatment).
 - Scoring: each customer's expected lift with SHAP reasons of the effect model, the outcome with and without
-  the campaign, and a quadrant (see `quadrant`).
+  the campaign, and a quadrant (crmscore.models.quadrants).
 """
 
 from __future__ import annotations
@@ -32,11 +32,10 @@ from crmscore.config import ProjectConfig
 from crmscore.data.loader import CustomerData
 from crmscore.errors import ConfigError, DataContractError
 from crmscore.models import baselines as common_baselines
-from crmscore.models.tasks import Baseline, BaselineInput, Task, TaskSettings, register_task
+from crmscore.models.tasks import Baseline, BaselineInput, Task, TaskSettings, register_task, register_task_family
 
 log = logging.getLogger(__name__)
 PREFIX = "uplift-"
-QUADRANTS = ("persuadable", "sure_thing", "lost_cause", "do_not_disturb")
 
 
 class UpliftSettings(TaskSettings):
@@ -52,16 +51,6 @@ class UpliftSettings(TaskSettings):
                             "this do-not-disturb.")
     sure_thing_probability: float = Field(default=0.5, gt=0, lt=1, description="Quadrants: without the campaign "
                                           "a customer this likely to buy anyway is a sure thing, else a lost cause.")
-
-
-def quadrant(lift: np.ndarray, p_control: np.ndarray, min_lift: float, sure_thing_probability: float) -> np.ndarray:
-    """Per customer: 'persuadable' (lift >= min_lift: buys because of the campaign), 'do_not_disturb' (lift <=
-    -min_lift: the campaign puts them off), else 'sure_thing' (buys anyway: probability without the campaign
-    >= sure_thing_probability) or 'lost_cause' (buys neither way)."""
-    lift, p0 = np.asarray(lift, float), np.asarray(p_control, float)
-    return np.where(lift >= min_lift, "persuadable",
-                    np.where(lift <= -min_lift, "do_not_disturb",
-                             np.where(p0 >= sure_thing_probability, "sure_thing", "lost_cause"))).astype(object)
 
 
 # -- outcomes from treatments and purchases --------------------------------------------------------
@@ -123,7 +112,8 @@ def uplift_dataset(task: Task, cfg: ProjectConfig, data: CustomerData | None, s:
                    progress: bool) -> Any:
     """The campaign's Dataset (crmscore.models.pipeline.Dataset): features before the campaign, outcome after
     each customer's treatment, the `treated` column, and `spend` as the revenue measure."""
-    from crmscore.models.pipeline import Dataset, GuardrailError
+    from crmscore.models.pipeline import GuardrailError
+    from crmscore.models.run import Dataset
 
     if data is None:  # a ready experiment table
         from crmscore.models.feature_table import load_feature_table
@@ -142,7 +132,7 @@ def uplift_dataset(task: Task, cfg: ProjectConfig, data: CustomerData | None, s:
                        None, table.decisions, settings=s, table_schema=table.schema)
     from crmscore.features.build import build_features, feature_set_for
     from crmscore.models.population import population_rule
-    from crmscore.segments import RFMScorer, add_segments
+    from crmscore.features.segments import RFMScorer, add_segments
 
     rows = campaign_rows(data, s.campaign, s.horizon_days)
     start = pd.Timestamp(rows["treated_at"].min()).normalize()
@@ -230,16 +220,11 @@ CHURN_TABLE = Baseline("churn score", "Least likely to buy first (the response m
 
 
 def uplift_task(campaign: str) -> Task:
-    """The task `uplift-<campaign>` (registered on first use)."""
-    from crmscore.models.tasks import _TASKS
-
-    name = f"{PREFIX}{campaign}"
-    if name in _TASKS:
-        return _TASKS[name]
+    """The task `uplift-<campaign>` (crmscore.models.tasks.get_task makes it on first use)."""
     if not campaign:
         raise ConfigError("uplift needs a campaign: --campaign <name>")
     return register_task(Task(
-        name=name,
+        name=f"{PREFIX}{campaign}",
         description=f"Expected lift of campaign {campaign!r} per customer (outcome if treated minus if not), from "
                     f"its treatment/control experiment",
         label_fn=lambda data, as_of, s: campaign_rows(data, campaign, s.horizon_days).assign(
@@ -257,3 +242,6 @@ def uplift_task(campaign: str) -> Task:
         fit=fit_uplift,
         population="known",
     ))
+
+
+register_task_family(PREFIX, uplift_task)

@@ -22,7 +22,7 @@ path. scikit-uplift 0.5.1 (2022) has only T/S-learners and class transformation,
 helper deprecated in 1.8 and removed in 1.10.
 
 mu0 is kept: it is each customer's baseline probability (what they do without the campaign), which with
-the lift places them in a quadrant (crmscore.models.uplift.quadrant).
+the lift places them in a quadrant (crmscore.models.quadrants).
 """
 
 from __future__ import annotations

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from crmscore.models.uplift import QUADRANTS, quadrant
+from crmscore.models.quadrants import QUADRANTS, quadrant
 from crmscore.models.uplift_evaluation import uplift_by_decile
 
 if TYPE_CHECKING:
-    from crmscore.models.pipeline import TrainResult
+    from crmscore.models.run import TrainResult
 
 CSS = """body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;color:#0f172a;background:#f8fafc;margin:0;
 padding:1rem;line-height:1.45;font-size:14px}main{max-width:1100px;margin:0 auto}h1{font-size:1.4rem}h2{font-size:1.05rem}
