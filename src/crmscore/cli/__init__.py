@@ -34,7 +34,7 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show debu
 
 
 def _register() -> None:
-    from crmscore.cli import data, demo, features, lookalike, models, serve  # noqa: F401  (each module adds its commands to `app`)
+    from crmscore.cli import data, demo, features, lookalike, models, monitor, serve  # noqa: F401  (each module adds its commands to `app`)
 
 
 def main() -> None:
