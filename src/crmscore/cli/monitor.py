@@ -64,6 +64,12 @@ def monitor(
                          log_to_mlflow=mlflow_log)
     html = write_html(checks, cfg.monitoring, out / "monitor.html")
     write_json(checks, out / "monitor.json")
+    from crmscore.monitoring.gauges import write_latest
+    from crmscore.monitoring.run import clean
+
+    # the headline for the service's /metrics gauges
+    write_latest(home, [clean({"model": c.model, "version": c.version, "as_of": c.as_of, "headline": headline(c),
+                               "retrain": c.verdict["retrain"]}) for c in checks])
     console = Console()
     for c in checks:
         h = headline(c)
