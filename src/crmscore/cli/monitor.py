@@ -68,8 +68,8 @@ def monitor(
     from crmscore.monitoring.run import clean
 
     # the headline for the service's /metrics gauges
-    write_latest(home, [clean({"model": c.model, "version": c.version, "as_of": c.as_of, "headline": headline(c),
-                               "retrain": c.verdict["retrain"]}) for c in checks])
+    write_latest(home, [clean({**c.to_dict(), "headline": headline(c), "retrain": c.verdict["retrain"]})
+                        for c in checks])
     console = Console()
     for c in checks:
         h = headline(c)

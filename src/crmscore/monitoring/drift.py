@@ -107,7 +107,11 @@ def categorical_drift(name: str, ref: dict[str, Any], now: pd.Series, cfg: Monit
     else:
         statistic, p = 0.0, 1.0
     new = [k for k in now_levels if k not in ref_levels]
-    detail = f"new levels: {new[:5]}" if new else ""
+    names = [*levels, "missing"]
+    moved = int(np.argmax(np.abs(a - e)))
+    detail = f"largest move: {names[moved]} {e[moved]:.1%} -> {a[moved]:.1%}"
+    if new:
+        detail += f"; new levels: {new[:5]}"
     return FeatureDrift(name, kind, value, "chi2", statistic, p, miss_ref, miss_now,
                         status_of(value, abs(miss_now - miss_ref), cfg), detail)
 

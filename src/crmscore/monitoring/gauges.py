@@ -30,13 +30,14 @@ GAUGES = {
 
 
 def write_latest(home: Path, models: list[dict[str, Any]]) -> Path:
-    """models: [{model, version, as_of, headline: {...}, retrain: bool}]"""
+    """models: [{model, version, as_of, headline: {...}, retrain: bool, ...the check}]; also what the
+    operations page's Monitoring view shows."""
     import time
 
     path = Path(home) / LATEST
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"checked": time.time(), "models": models}, allow_nan=False))
+    tmp.write_text(json.dumps({"checked": time.time(), "models": models}, allow_nan=False, default=str))
     tmp.replace(path)
     return path
 
@@ -76,3 +77,11 @@ def update_gauges(home: Path) -> bool:
                 gauge.labels(m["model"], str(m["version"])).set(float(value))
     _seen[str(path)] = mtime
     return True
+
+
+def read_latest(home: Path) -> dict[str, Any] | None:
+    """The last `crmscore monitor` result written to CRMSCORE_HOME, or None."""
+    try:
+        return json.loads((Path(home) / LATEST).read_text())
+    except (OSError, ValueError):
+        return None
