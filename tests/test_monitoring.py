@@ -253,3 +253,49 @@ def test_defaults_keep_the_generator_byte_identical():
     assert len(changed.transactions) < len(a.transactions)
     assert (changed.transactions.merge(changed.truth[["customer_id", "churn_date"]])
             .pipe(lambda t: (t["ts"] >= t["churn_date"]).sum())) == 0
+
+
+@pytest.mark.skipif(not (REPO.parent / "shared" / "data" / "completejourney").is_dir(),
+                    reason="the team's real datasets (../shared/data) are absent")
+def test_report_on_complete_journey_at_two_cutoffs(tmp_path, monkeypatch):
+    """Churn trained as of 2017-10-01 on Complete Journey; scores written at two cutoffs; the report at two
+    later cutoffs: the October scores are judged, the December ones wait for their horizon."""
+    from crmscore.config import load_config
+    from crmscore.data.loader import load_customer_data
+    from crmscore.models import registry
+    from crmscore.models.pipeline import train_task
+    from crmscore.models.tasks import get_task
+    from crmscore.monitoring.report import write_html
+    from crmscore.monitoring.run import monitor, write_json
+
+    monkeypatch.setenv("CRMSCORE_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("CRMSCORE_ARTIFACT_LOCATION", str(tmp_path / "mlruns"))
+    monkeypatch.chdir(REPO)  # the config's data paths are relative to the repo root
+    cfg = load_config(REPO / "training" / "configs" / "completejourney.yaml")
+    data = load_customer_data(cfg)
+    task = get_task("churn")
+    result = train_task(task, cfg, task.settings(cfg.tasks.get("churn"), num_boost_round=60), as_of="2017-10-01",
+                        data=data)
+    registry.promote("churn")
+    files = []
+    for cut in ("2017-10-01", "2017-12-01"):
+        s = _scores(result.bundle, result.version, data, cut)
+        s["model"] = "churn"
+        files.append(tmp_path / f"scores-{cut}.parquet")
+        s.to_parquet(files[-1])
+    reports = {}
+    for cut in ("2017-12-01", "2018-01-01"):
+        checks = monitor(cfg, data, as_of=cut, models=["churn"], score_files=files, log_to_mlflow=cut == "2018-01-01")
+        write_html(checks, cfg.monitoring, tmp_path / cut / "monitor.html")
+        reports[cut] = json.loads(write_json(checks, tmp_path / cut / "monitor.json").read_text())["models"][0]
+    early, late = reports["2017-12-01"], reports["2018-01-01"]
+    assert early["as_of"] == "2017-12-01" and late["as_of"] == "2018-01-01" and early["rows"] != late["rows"]
+    assert len(late["features"]) == len(result.bundle.features) and all(f["psi"] is not None for f in late["features"])
+    horizon = int(result.bundle.settings["horizon_days"])
+    december = len(pd.read_parquet(files[1]))
+    assert late["realised"]["waiting"] == december  # 2017-12-01 + horizon is after the data's end
+    assert late["realised"]["judged"] > 500 and 0.5 < late["headline"]["realised_roc_auc"] <= 1
+    assert late["realised"]["waiting_until"] == str((pd.Timestamp("2017-12-01") + pd.Timedelta(days=horizon)).date())
+    assert {m["column"] for m in late["migration"]} == {"rfm_segment", "lifecycle_stage"}
+    for cut in reports:
+        assert (tmp_path / cut / "monitor.html").read_text().count("data:image/png;base64,") == 2

@@ -79,7 +79,8 @@ def read_score_files(paths: list[Any]) -> pd.DataFrame:
 
             raise DataContractError(f"scores {p}: column {missing[0]} is missing; write the file with `crmscore "
                                     f"score` of this version (it records as_of and model_version)")
-        keep = [c for c in ("customer_id", "score", "model_version", "as_of", "segment", "lifecycle_stage") if c in df]
+        keep = [c for c in ("customer_id", "score", "model_version", "as_of", "model", "segment", "lifecycle_stage")
+                if c in df]
         frames.append(df[keep])
     if not frames:
         return pd.DataFrame(columns=["customer_id", "score", "model_version", "as_of"])

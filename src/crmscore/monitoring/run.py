@@ -106,10 +106,8 @@ def monitor(cfg: ProjectConfig, data: CustomerData, *, as_of: Any = None, models
 def _scores_of(name: str, files: pd.DataFrame, log_rows: list[dict[str, Any]], timezone: str) -> pd.DataFrame:
     parts = []
     if len(files):
-        mine = files
-        if "model" in files:
-            mine = files[files["model"] == name]
-        parts.append(mine)
+        # files from `crmscore score` name their model; older ones (no column) are taken as this model's
+        parts.append(files[files["model"].fillna(name) == name] if "model" in files else files)
     if log_rows:
         parts.append(scores_from_log(log_rows, name, timezone))
     parts = [p for p in parts if len(p)]
