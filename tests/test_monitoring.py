@@ -299,3 +299,30 @@ def test_report_on_complete_journey_at_two_cutoffs(tmp_path, monkeypatch):
     assert {m["column"] for m in late["migration"]} == {"rfm_segment", "lifecycle_stage"}
     for cut in reports:
         assert (tmp_path / cut / "monitor.html").read_text().count("data:image/png;base64,") == 2
+
+
+def test_psi_uses_the_reference_bins_and_counts_missing_as_a_bin():
+    from crmscore.config import MonitoringConfig
+    from crmscore.models.reference import profile_feature
+    from crmscore.monitoring.drift import categorical_drift, migration, numeric_drift, psi
+
+    rng = np.random.default_rng(0)
+    ref = profile_feature(pd.Series(rng.normal(0, 1, 5000)), categorical=False)
+    cfg = MonitoringConfig()
+    same = numeric_drift("x", ref, pd.Series(rng.normal(0, 1, 5000)), cfg)
+    moved = numeric_drift("x", ref, pd.Series(rng.normal(0.5, 1, 5000)), cfg)
+    assert same.psi < 0.02 and same.status == "ok" and same.p_value > 0.01
+    assert moved.psi > cfg.psi_watch and moved.p_value < 1e-6
+    # by hand: ten equal bins, half the values become missing -> each bin 5%, missing 50%
+    half = pd.Series(np.where(rng.random(5000) < 0.5, np.nan, rng.normal(0, 1, 5000)))
+    expected = psi(np.append(np.full(10, 0.1), 0.0), np.append(np.full(10, 0.05), 0.5))
+    assert numeric_drift("x", ref, half, cfg).psi == pytest.approx(expected, rel=0.05)
+    assert numeric_drift("x", ref, half, cfg).status == "act" and expected > 0.25
+    levels = profile_feature(pd.Series(["a"] * 500 + ["b"] * 500), categorical=True)
+    new = categorical_drift("c", levels, pd.Series(["a"] * 400 + ["b"] * 400 + ["z"] * 200), cfg, 1000)
+    assert "new levels: ['z']" in new.detail and new.status != "ok" and new.p_value < 1e-6
+    before = pd.DataFrame({"customer_id": ["1", "2", "3"], "lifecycle_stage": ["active", "active", "new"]})
+    after = pd.DataFrame({"customer_id": ["1", "3", "4"], "lifecycle_stage": ["lapsed_30", "active", "new"]})
+    m = migration(before, after, "lifecycle_stage")
+    assert m["transitions"] == {"active": {"lapsed_30": 1, "(gone)": 1}, "new": {"active": 1}, "(new)": {"new": 1}}
+    assert m["stayed_share"] == 0.0

@@ -109,6 +109,11 @@ def retrain(task_name: str, cfg: ProjectConfig, data: CustomerData, mcfg: Monito
     from crmscore.models import registry
     from crmscore.models.pipeline import train_task
 
+    if cfg.data.transactions is None:
+        from crmscore.errors import ConfigError
+
+        raise ConfigError(f"retrain {task_name}: the config has no data.transactions; retraining compares models on "
+                          f"out-of-time rows, which a ready feature table (data.features) has none of")
     registry.configure()
     task = get_task(task_name)
     settings = task.settings(cfg.tasks.get(task_name), **(settings_overrides or {}))
