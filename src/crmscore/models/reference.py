@@ -47,7 +47,7 @@ def _sample(values: np.ndarray, seed: int) -> list[float]:
     finite = values[np.isfinite(values)]
     if finite.size > SAMPLE:
         finite = np.random.default_rng(seed).choice(finite, SAMPLE, replace=False)
-    return [float(x) for x in finite]
+    return [float(f"{x:.6g}") for x in finite]  # 6 digits: ~1 MB of JSON in the bundle for 55 features
 
 
 def profile_feature(values: pd.Series, categorical: bool, seed: int = 0) -> dict[str, Any]:
