@@ -89,7 +89,7 @@ def _data(path: Path):
 
 
 def _scores(bundle, version: str, data, as_of: str) -> pd.DataFrame:
-    from crmscore.scoring import score_frame, transactional_population
+    from crmscore.scoring.batch import score_frame, transactional_population
 
     out = score_frame(bundle, transactional_population(bundle, data, as_of), top_k=0, version=version)
     out["as_of"] = pd.Timestamp(as_of)

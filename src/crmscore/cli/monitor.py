@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from crmscore.cli import app
+from crmscore.cli.root import app
 
 log = logging.getLogger("crmscore")
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Project YAML config.")]

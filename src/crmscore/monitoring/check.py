@@ -25,7 +25,7 @@ from crmscore.monitoring.drift import (
     worst_status,
 )
 from crmscore.monitoring.realised import Realised, realised_performance
-from crmscore.scoring import transactional_population
+from crmscore.scoring.batch import transactional_population
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ the model was trained to predict), for the customers of the model's population a
 horizon has not passed yet are counted as waiting, never judged early.
 
 Sources: batch score files (`crmscore score ... --out F.parquet`: customer_id, score, model_version,
-as_of, segment) and the service's prediction log (crmscore.serving.predlog: a served score's cutoff is
+as_of, segment) and the service's prediction log (crmscore.scoring.predlog: a served score's cutoff is
 the day before it was served, as the features published then describe the customer at that day).
 """
 

@@ -65,7 +65,7 @@ def comparison_predictions(challenger: TrainedModel, champion: TrainedModel, row
                            data: CustomerData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Labels of the challenger's out-of-time rows and both models' predictions of them, each model on its own
     feature set (the two may differ: a category vocabulary is learnt from each one's first cutoff)."""
-    from crmscore.scoring import model_features
+    from crmscore.scoring.batch import model_features
 
     y = label_matrix(rows, challenger.targets).to_numpy(float) if challenger.kind == "multilabel" \
         else rows["label"].to_numpy(float)

@@ -35,7 +35,7 @@ def published_segments(home: Path) -> tuple[pd.DataFrame | None, pd.DataFrame | 
     path = Path(home) / "online_store.sqlite"
     if not path.exists():
         return None, None, {}
-    from crmscore.serving.store import SqliteStore
+    from crmscore.features.store import SqliteStore
 
     store = SqliteStore(path)
     meta = store.meta()
@@ -63,7 +63,7 @@ def monitor(cfg: ProjectConfig, data: CustomerData, *, as_of: Any = None, models
             home: Path | None = None, compare_days: int = 30, log_to_mlflow: bool = True) -> list[ModelCheck]:
     """Check each model; returns the checks (write them with crmscore.monitoring.report)."""
     from crmscore.models import registry
-    from crmscore.scoring import model_features
+    from crmscore.scoring.batch import model_features
 
     registry.configure()
     cut = as_of_timestamp(as_of) if as_of is not None else data.default_as_of()
@@ -71,7 +71,7 @@ def monitor(cfg: ProjectConfig, data: CustomerData, *, as_of: Any = None, models
     file_scores = read_score_files(score_files or [])
     log_rows: list[dict[str, Any]] = []
     if prediction_log is not None and Path(prediction_log).exists():
-        from crmscore.serving.predlog import read_log
+        from crmscore.scoring.predlog import read_log
 
         log_rows = read_log(prediction_log)
     checks = []
