@@ -63,8 +63,9 @@ def score_frame(bundle: TrainedModel, features: pd.DataFrame, *, top_k: int = 5,
 
 def stream_scores(bundle: TrainedModel, features: pd.DataFrame, out: str | Path, *, top_k: int = 5,
                   version: str | None = None, progress: bool = False, chunk_rows: int = CHUNK,
-                  rename: dict[str, str] | None = None) -> int:
-    """Score a feature frame chunk by chunk into one Parquet file (write_scores' layout); returns the rows
+                  rename: dict[str, str] | None = None, constants: dict[str, Any] | None = None) -> int:
+    """Score a feature frame chunk by chunk into one Parquet file (write_scores' layout), columns renamed by
+    `rename` and the `constants` columns (name: one value for every row) added last; returns the rows
     written. Each chunk is written by a second thread while the next one is explained (LightGBM and Parquet
     release the GIL), and only two chunks of scores are alive at a time: memory does not grow with the base."""
     import pyarrow.parquet as pq
@@ -76,7 +77,10 @@ def stream_scores(bundle: TrainedModel, features: pd.DataFrame, out: str | Path,
         try:
             for part in score_chunks(bundle, features, top_k=top_k, version=version, progress=progress,
                                      chunk_rows=chunk_rows):
-                table = scores_table(part.rename(columns=rename or {}))
+                part = part.rename(columns=rename or {})
+                for name, value in (constants or {}).items():
+                    part[name] = value
+                table = scores_table(part)
                 if pending is not None:
                     pending.result()
                 if writer is None:
@@ -91,7 +95,10 @@ def stream_scores(bundle: TrainedModel, features: pd.DataFrame, out: str | Path,
             if writer is not None:
                 writer.close()
     if writer is None:  # no customer: an empty file with the columns
-        write_scores(score_frame(bundle, features, top_k=top_k, version=version).rename(columns=rename or {}), out)
+        empty = score_frame(bundle, features, top_k=top_k, version=version).rename(columns=rename or {})
+        for name, value in (constants or {}).items():
+            empty[name] = value
+        write_scores(empty, out)
     return rows
 
 
