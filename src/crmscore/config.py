@@ -93,6 +93,24 @@ class LeakageConfig(_Strict):
     allow: list[str] = Field(default_factory=list, description="Features the alarm never refuses (by name).")
 
 
+class MonitoringConfig(_Strict):
+    """Drift and realised-performance thresholds (crmscore.monitoring). PSI defaults are the usual practice
+    in credit scoring and CRM: under 0.1 no real shift, 0.1-0.25 a shift worth watching, above 0.25 act."""
+
+    psi_watch: float = Field(default=0.1, gt=0, description="PSI at or above this: watch.")
+    psi_act: float = Field(default=0.25, gt=0, description="PSI at or above this: act (retrain).")
+    missing_shift: float = Field(default=0.05, ge=0, le=1, description=(
+        "An absolute change of a feature's missing rate at least this large: watch."))
+    p_value: float = Field(default=0.01, gt=0, lt=1, description=(
+        "KS / chi-square p-value below which a test calls a shift significant (reported beside PSI; with "
+        "thousands of customers a negligible shift is significant, so PSI decides the status)."))
+    performance_drop: float = Field(default=0.05, ge=0, description=(
+        "Realised primary metric this far below the figure the model was promoted on: act."))
+    bootstrap: int = Field(default=500, ge=50, description="Paired bootstrap resamples when retraining.")
+    confidence: float = Field(default=0.95, gt=0.5, lt=1, description=(
+        "A challenger is promoted only when the lower end of this interval of (challenger - champion) is above 0."))
+
+
 class ValidationConfig(_Strict):
     max_bad_share: float = Field(
         default=0.01, ge=0, le=1, description="Share of bad rows in a table above which loading fails."
@@ -166,6 +184,7 @@ class ProjectConfig(_Strict):
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     segments: SegmentsConfig = Field(default_factory=SegmentsConfig)
     leakage: LeakageConfig = Field(default_factory=LeakageConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     tasks: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Per-task settings (churn, next-purchase, lookalike)."
     )

@@ -122,6 +122,8 @@ __all__ = [
     "CROSS_SELL_PAIRS",
     "SyntheticData",
     "generate",
+    "plant_churn_change",
+    "plant_order_hour_shift",
     "write",
 ]
 
@@ -715,6 +717,77 @@ def generate(
         events=events,
         truth=truth_df,
     )
+
+
+# --------------------------------------------------------------------------
+# Planted changes for monitoring tests (crmscore.monitoring). Each takes a
+# generated dataset and returns a changed copy; generate() itself is untouched,
+# so the default output stays byte-identical.
+# --------------------------------------------------------------------------
+#: A planted shift of one feature: from `after` on, orders placed before noon
+#: happen this many hours later (still before 17:00, so only the usual order
+#: hour moves, not the evening share, the day or any count).
+ORDER_HOUR_SHIFT_HOURS: int = 4
+ORDER_HOUR_SHIFT_BEFORE: int = 12
+#: A planted change of the churn mechanism: from `after` on, customers of these
+#: regions still active then (or signing up later) stop buying abruptly (no
+#: slowing down first) after an exponential time with this mean, unless their
+#: own churn comes earlier.
+CHURN_CHANGE_REGIONS: tuple[str, ...] = ("south", "east")
+CHURN_CHANGE_MEAN_DAYS: float = 60.0
+
+
+def plant_order_hour_shift(data: SyntheticData, after: str | date, hours: int = ORDER_HOUR_SHIFT_HOURS,
+                           before_hour: int = ORDER_HOUR_SHIFT_BEFORE) -> SyntheticData:
+    """Orders at or after `after` placed before `before_hour` move `hours` later the same day.
+
+    Only the time of day of those orders changes (``before_hour + hours`` must stay at or below the
+    evening hour 17), so of the declared features only ``mean_order_hour`` shifts; a drift monitor should
+    flag that one and no other.
+    """
+    if before_hour + hours > 17:
+        raise ValueError("before_hour + hours must stay <= 17 so that the evening share does not move")
+    tx = data.transactions.copy()
+    cut = pd.Timestamp(_to_date(after))
+    move = (tx["ts"] >= cut) & (tx["ts"].dt.hour < before_hour)
+    tx.loc[move, "ts"] = tx.loc[move, "ts"] + pd.Timedelta(hours=hours)
+    tx = tx.sort_values(["customer_id", "ts"], kind="stable").reset_index(drop=True)
+    logger.info("synthetic: %d order lines after %s moved %d hours later", int(move.sum()), cut.date(), hours)
+    return SyntheticData(tx, data.products, data.customers, data.events, data.truth)
+
+
+def plant_churn_change(data: SyntheticData, after: str | date, seed: int = 0,
+                       regions: tuple[str, ...] = CHURN_CHANGE_REGIONS,
+                       mean_days: float = CHURN_CHANGE_MEAN_DAYS) -> SyntheticData:
+    """From `after` on, customers of `regions` whose churn is later churn at ``max(signup, after) +
+    Exponential(mean_days)``
+    (when that comes first), abruptly: their transactions and events from then on are removed and
+    ``truth.churn_date`` is updated. A model trained before `after` knows churn only as slowing down, so
+    its realised ROC-AUC falls; the region (``attr_region``) carries the new mechanism, so a model trained
+    on later data can learn it.
+    """
+    rng = np.random.default_rng([seed, 17])
+    cut = pd.Timestamp(_to_date(after))
+    truth = data.truth.copy()
+    region = data.customers.set_index("customer_id")["region"].reindex(truth["customer_id"]).to_numpy()
+    lifetime = pd.to_timedelta(np.floor(rng.exponential(mean_days, len(truth)) * _SECONDS_PER_DAY), unit="s")
+    signup = data.customers.set_index("customer_id")["signup_ts"].reindex(truth["customer_id"]).to_numpy()
+    new_churn = pd.DatetimeIndex(np.maximum(signup, np.datetime64(cut))) + lifetime
+    old = truth["churn_date"]
+    hit = np.isin(region, list(regions)) & (old.isna() | (old > new_churn)).to_numpy()
+    stop = pd.Series(np.where(hit, new_churn.to_numpy(), np.datetime64("NaT")), index=truth["customer_id"])
+    truth.loc[hit, "churn_date"] = new_churn[hit].astype(truth["churn_date"].dtype)
+    end = max(data.transactions["ts"].max(), data.events["ts"].max())
+    truth.loc[truth["churn_date"] > end, "churn_date"] = pd.NaT
+
+    def keep(frame: pd.DataFrame) -> pd.DataFrame:
+        limit = frame["customer_id"].map(stop)
+        return frame[~(limit.notna() & (frame["ts"] >= limit))].reset_index(drop=True)
+
+    tx, ev = keep(data.transactions), keep(data.events)
+    logger.info("synthetic: churn changed after %s for %d customers of %s (%d lines removed)", cut.date(),
+                int(hit.sum()), ", ".join(regions), len(data.transactions) - len(tx))
+    return SyntheticData(tx, data.products, data.customers, ev, truth)
 
 
 def write(data: SyntheticData, out_dir: str | Path) -> dict[str, Path]:

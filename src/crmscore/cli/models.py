@@ -200,6 +200,10 @@ def _score(name: str, config: Path, out: Path, as_of, top_k: int, alias: str) ->
         frame = transactional_population(bundle, data, as_of)
     scores = score_frame(bundle, frame, top_k=top_k, version=str(mv.version), progress=True)
     scores = scores.rename(columns={"rfm_segment": "segment"})
+    if bundle.mode != "feature_table":  # the cutoff and model, so monitoring can judge the scores later
+        from crmscore.features.build import as_of_timestamp
+
+        scores["as_of"], scores["model"] = as_of_timestamp(as_of), name
     out.parent.mkdir(parents=True, exist_ok=True)
     write_scores(scores, out)
     log.info("wrote %s scores from %s v%s (@%s) to %s", f"{len(scores):,}", name, mv.version, alias, out)
@@ -244,6 +248,9 @@ def score_next_purchase(
     scores = score_next_purchase(models, data, as_of, top_k=top_k, keep_regular=keep_regular,
                                  max_categories=categories, progress=True)
     scores = scores.rename(columns={"rfm_segment": "segment"})
+    from crmscore.features.build import as_of_timestamp
+
+    scores["as_of"], scores["model"] = as_of_timestamp(as_of), "next-purchase"  # for monitoring
     out.parent.mkdir(parents=True, exist_ok=True)
     write_scores(scores, out)
     log.info("wrote %s next-purchase scores (models @%s: %s) to %s", f"{len(scores):,}", alias,

@@ -415,6 +415,16 @@ def train_task(task: Task, cfg: ProjectConfig, s: TaskSettings, *, as_of: Any = 
                             "single_feature_strength": [{"feature": x.feature, "value": round(x.value, 4),
                                                          "metric": x.metric, "target": x.target}
                                                         for x in strengths[:5]]})
+        from crmscore.models.reference import build_reference
+
+        # what the model learnt from, for drift monitoring (crmscore.monitoring.drift); segments on the model's
+        # own RFM scale, the one scoring puts customers on
+        learnt = pd.concat([ds.train, ds.valid], ignore_index=True)
+        if ds.mode == "transactions" and bundle.rfm_scorer() is not None:
+            from crmscore.features.segments import add_segments
+
+            learnt = add_segments(learnt, cfg.segments, bundle.rfm_scorer())
+        bundle.info["reference"] = build_reference(bundle, learnt, ds.features, ds.categorical, s.seed)
         result = TrainResult(task.name, bundle, metrics, base, grade, ds, run.info.run_id, curves=curves)
         with tempfile.TemporaryDirectory() as tmp:
             registry.log_training_run(result, cfg, s, summary, Path(tmp))

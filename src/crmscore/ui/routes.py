@@ -464,3 +464,42 @@ def segments_context(ov: dict[str, Any], page: Page) -> dict[str, Any]:
                                 for n, a, b in moves]
         out["sections"].append(section)
     return out
+
+
+# -- monitoring --------------------------------------------------------------------------------------
+@router.get("/monitoring")
+def monitoring_page(page: Page = Depends(signed_in), engine: ScoringEngine = Depends(get_engine)) -> Response:
+    from crmscore.monitoring.gauges import read_latest
+
+    return page.render("monitoring.html", **monitoring_context(read_latest(engine.home), page))
+
+
+def monitoring_context(latest: dict[str, Any] | None, page: Page, top: int = 15) -> dict[str, Any]:
+    """The last `crmscore monitor` result: per model its verdict, the drift table (score first, then the
+    features with the largest PSI) and realised figures beside the promoted ones as a chart."""
+    t = page.t
+    models = []
+    for m in (latest or {}).get("models", []):
+        feats = sorted(m.get("features", []), key=lambda f: -(f.get("psi") or 0))[:top]
+        drift = [{"name": t("monitoring.score") if f["kind"] == "score" else f["feature"], "feature": f["feature"],
+                  "psi": f.get("psi"), "p": f.get("p_value"), "test": f.get("test"), "status": f["status"],
+                  "status_label": t(f"monitoring.status.{f['status']}")}
+                 for f in ([m["score"]] if m.get("score") else []) + feats]
+        realised = (m.get("realised") or {})
+        overall = [g for g in realised.get("groups", []) if g["segment"] == "all"]
+        promised = realised.get("promised", {})
+        bars = []
+        for g in overall:
+            for metric in ("roc_auc", "pr_auc"):
+                now, then = g.get(metric), promised.get(g["model_version"], {}).get(metric)
+                if now is not None:
+                    bars.append((f"v{g['model_version']} {t('monitoring.metric.' + metric)}", round(now, 3),
+                                 None if then is None else round(then, 3)))
+        svg = charts.paired_bars_svg(bars, title=t("monitoring.realised_chart"), current_label=t("monitoring.realised"),
+                                     previous_label=t("monitoring.promised"), label_width=140) if bars else None
+        models.append({"model": m["model"], "title": model_title(m["model"], page.lang), "version": m["version"],
+                       "as_of": m["as_of"], "retrain": m.get("retrain"), "reasons": m.get("verdict", {}).get("reasons", []),
+                       "drift": drift, "svg": svg, "reference": m.get("reference", True),
+                       "waiting": realised.get("waiting"), "waiting_until": realised.get("waiting_until"),
+                       "judged": realised.get("judged"), "has_realised": bool(realised)})
+    return {"models": models, "has_data": bool(models)}
