@@ -35,6 +35,11 @@ class FeatureError(ValueError):
 
 @dataclass
 class LoadedModel:
+    """A registered version of a TrainedModel as the service holds it: which model, version and alias, where it
+    was loaded from (the registry, or the BentoML store while the registry is unreachable), and the
+    single-customer numpy path built once at load (row, score_rows). What it scores and explains is the
+    bundle's: it adds no model of its own."""
+
     name: str
     version: str
     alias: str
