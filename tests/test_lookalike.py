@@ -158,10 +158,10 @@ def test_pu_model_recovers_the_latent_segment(young_family):
     assert m["recall_top10"] >= 0.6, m
     assert m["recall_top10"] > centroid["recall_top10"] > young_family.baselines["random"]["recall_top10"]
     assert m["lift_top10"] == pytest.approx(m["recall_top10"] / 0.1, rel=0.05)
-    curve = young_family.curve
+    curve = young_family.curves["seed_size_curve"]
     assert curve["seed_size"].iloc[-1] == m["seed_train"] and curve["total_seed_size"].iloc[-1] == m["seed_size"]
     # similarity is calibrated "seed rather than average": the hidden members score far above the rest
-    ev = young_family.evaluation
+    ev = young_family.dataset.test.assign(score_model=young_family.curves["scores"]["model"])  # the candidates
     assert ev.loc[ev["label"] == 1, "score_model"].median() > 0.5 > ev.loc[ev["label"] == 0, "score_model"].median()
 
 

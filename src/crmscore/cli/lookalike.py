@@ -48,7 +48,7 @@ def train_lookalike(
     """Train a lookalike model for a seed audience: evaluate it on a hidden part of the seed against the
     centroid and random baselines, log it to MLflow and register it as lookalike-<name>@challenger."""
     from crmscore.config import load_config
-    from crmscore.models.lookalike import LookalikeSettings, check_name, train_lookalike
+    from crmscore.models.lookalike import LookalikeSettings, check_name, summary, train_lookalike
 
     check_name(name)
     cfg = load_config(config)
@@ -64,11 +64,11 @@ def train_lookalike(
         result = train_lookalike(cfg, name, settings, seed_file=seed_file, seed_query=seed_query,
                                  seed_campaign=seed_campaign, as_of=as_of, data=data, progress=not as_json)
     if as_json:
-        print(json.dumps(result.summary(), default=str))
+        print(json.dumps(summary(result), default=str))
         return
     console = Console()
-    m, base = result.metrics, result.baselines
-    table = Table(title=f"{result.model_name}, grade {result.grade}: recall of {int(m['seed_hidden'])} hidden seed "
+    m, base, info = result.metrics, result.baselines, result.bundle.info
+    table = Table(title=f"{result.task}, grade {result.grade}: recall of {int(m['seed_hidden'])} hidden seed "
                         f"members in the top 1/5/10/20% of {int(m['candidates']):,} customers")
     cols = ("recall_top1", "recall_top5", "recall_top10", "recall_top20", "lift_top10", "roc_auc")
     table.add_column("", no_wrap=True)
@@ -79,14 +79,14 @@ def train_lookalike(
         table.add_row(f"baseline: {bname}", *[f"{b[c]:.3f}" for c in cols])
     console.print(table)
     curve = ", ".join(f"{r['total_seed_size']}: {r['model']:.2f} vs {r['centroid']:.2f}" for r in
-                      result.curve.to_dict("records"))
+                      info["seed_size_curve"])
     needed = m.get("seed_size_needed")
-    console.print(f"seed {int(m['seed_size'])} ({result.seed.kind}); recall@10% by seed size (model vs centroid): "
+    console.print(f"seed {int(m['seed_size'])} ({info['audience']['kind']}); recall@10% by seed size (model vs centroid): "
                   f"{curve}; beats the centroid from {int(needed) if needed else 'no size tried'}", highlight=False)
-    if result.excluded:
-        console.print(f"excluded features: {', '.join(result.excluded)}", highlight=False)
-    console.print(f"MLflow run {result.run_id}, registered {result.model_name} version {result.version} (@challenger); "
-                  f"`crmscore promote {result.model_name}` makes it @champion", highlight=False)
+    if info["excluded_features"]:
+        console.print(f"excluded features: {', '.join(info['excluded_features'])}", highlight=False)
+    console.print(f"MLflow run {result.run_id}, registered {result.task} version {result.version} (@challenger); "
+                  f"`crmscore promote {result.task}` makes it @champion", highlight=False)
 
 
 def _scores(audience: str, config: Path, as_of, alias: str, top_k: int):  # noqa: ANN001, ANN202

@@ -23,18 +23,16 @@ its metrics describe exactly what is served and `crmscore promote` compares like
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import re
-import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from crmscore.models.audience_evaluation import (
     centroid_scores,
@@ -51,6 +49,8 @@ from crmscore.models.bundle import TrainedModel
 from crmscore.models.estimator import DEFAULT_PARAMS, CustomerModel, Explanation, small_data_threads
 from crmscore.models.feature_table import TableSchema
 from crmscore.models.pipeline import NON_FEATURES, GuardrailError
+from crmscore.models.run import Dataset, TrainResult
+from crmscore.models.tasks import Task, TaskSettings
 
 log = logging.getLogger(__name__)
 TASK = "lookalike"
@@ -62,10 +62,14 @@ PRIMARY_METRIC = "capture_top10"  # recall of hidden seed members in the top 10%
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 
 
-class LookalikeSettings(BaseModel):
-    """Settings from the config's `tasks.lookalike` section (CLI flags win)."""
+class LookalikeSettings(TaskSettings):
+    """Settings from the config's `tasks.lookalike` section (CLI flags win). A TaskSettings, as the shared pipeline
+    reads it; the seed checks (min_seed, max_seed_share) guard the labels, so min_positives/negatives default to 1."""
 
     model_config = ConfigDict(extra="forbid")
+
+    min_positives: int = Field(default=1, ge=1, description="Guarded by min_seed instead.")
+    min_negatives: int = Field(default=1, ge=1, description="Guarded by max_seed_share instead.")
 
     exclude: list[str] = Field(default_factory=list, description="Features (or glob patterns) never used.")
     campaign_responses: CampaignResponses | None = Field(
@@ -347,34 +351,7 @@ def check_seed(seed: Seed, pop: Population, s: LookalikeSettings) -> np.ndarray:
     return member
 
 
-# -- training --------------------------------------------------------------------------------------
-@dataclass
-class LookalikeResult:
-    name: str
-    bundle: TrainedModel
-    metrics: dict[str, float]
-    baselines: dict[str, dict[str, float]]
-    curve: pd.DataFrame
-    grade: str
-    seed: Seed
-    excluded: dict[str, str]
-    evaluation: pd.DataFrame  # candidates: customer_id, features, label (1 = hidden seed member), scores
-    population: Population
-    warnings: list[str] = field(default_factory=list)
-    run_id: str | None = None
-    version: str | None = None
-
-    @property
-    def model_name(self) -> str:
-        return PREFIX + self.name
-
-    def summary(self) -> dict[str, Any]:
-        return {"audience": self.name, "model": self.model_name, "run_id": self.run_id,
-                "registered_version": self.version, "grade": self.grade, "seed": self.seed.describe(),
-                "excluded_features": self.excluded, "metrics": self.metrics, "baselines": self.baselines,
-                "seed_size_curve": self.curve.to_dict("records"), "warnings": self.warnings}
-
-
+# -- training: a task of the shared pipeline ----------------------------------------------------------
 def check_name(name: str) -> str:
     if not _NAME.fullmatch(name):
         raise SeedError(f"audience name {name!r}: use letters, digits, '-', '_' or '.' (it becomes the registered "
@@ -382,14 +359,13 @@ def check_name(name: str) -> str:
     return name
 
 
-def fit_and_evaluate(name: str, pop: Population, seed: Seed, member: np.ndarray, s: LookalikeSettings,
-                     exclude: dict[str, str], progress: bool = False) -> LookalikeResult:
-    """Hide a share of the seed, fit the PU model on the rest, rank every other customer, compare with the
-    baselines, and trace the seed-size curve. member: the population rows in the seed (check_seed)."""
-    from sklearn import metrics as skm
-
-    from crmscore.models.evaluation import quality_grade
-
+def audience_dataset(name: str, pop: Population, seed: Seed, member: np.ndarray, s: LookalikeSettings,
+                     exclude: dict[str, str], progress: bool = False) -> Dataset:
+    """The audience's rows for the shared pipeline: a share of the seed is hidden; `train` is every customer of
+    the population labelled 1 for a visible seed member, 0 otherwise (hidden members are unlabelled among them);
+    `test` is every customer but the visible seed, labelled 1 for a hidden member. There are no validation
+    rows: each bag stops early on its own held-out sample. member: the population rows in the seed
+    (check_seed)."""
     features = [f for f in pop.features if f not in exclude]
     if not features:
         raise GuardrailError(f"every feature is excluded ({len(exclude)}): nothing is left to compare customers on")
@@ -398,13 +374,36 @@ def fit_and_evaluate(name: str, pop: Population, seed: Seed, member: np.ndarray,
     n_hidden = max(1, int(round(s.hidden_share * len(seed_rows))))
     hidden_rows = np.sort(rng.choice(seed_rows, n_hidden, replace=False))
     train_rows = np.setdiff1d(seed_rows, hidden_rows)
-    labels = np.zeros(len(member), int)
-    labels[train_rows] = 1
-    X = pop.frame[features]
-    model = PUBaggingModel.from_settings(s).fit(X, labels)
-    candidates = np.flatnonzero(labels == 0)
-    hidden = np.isin(candidates, hidden_rows).astype(int)
-    sim = model.predict_proba(X.iloc[candidates])[:, 1]
+    train = pop.frame.copy()
+    train["label"] = 0
+    train.iloc[train_rows, train.columns.get_loc("label")] = 1
+    candidates = np.flatnonzero(train["label"].to_numpy() == 0)
+    test = pop.frame.iloc[candidates].reset_index(drop=True)
+    test["label"] = np.isin(candidates, hidden_rows).astype(int)
+    tested = f"{n_hidden} hidden seed members" + (f", as of {pop.as_of.date()}" if pop.as_of is not None else "")
+    categorical = [c for c in pop.feature_set.categorical if c in features]
+    return Dataset(train, train.iloc[:0], test, features, categorical, pop.feature_set, pop.mode,
+                   {"as_of": str(pop.as_of) if pop.as_of is not None else None, "split": tested}, pop.rfm,
+                   settings=s, table_schema=pop.table_schema,
+                   context={"audience": name, "seed": seed, "excluded": exclude, "population": pop, "rng": rng,
+                            "train_rows": train_rows, "hidden_rows": hidden_rows, "candidates": candidates,
+                            "progress": progress})
+
+
+def fit_audience(task: Task, ds: Dataset, s: LookalikeSettings, params: dict[str, Any]
+                 ) -> tuple[TrainedModel, dict[str, float], dict[str, Any]]:
+    """The task's fit (crmscore.models.tasks.Task.fit): the PU model on the visible seed, the ranking of every
+    candidate against the centroid and random baselines (the task's own baseline metrics), the seed-size curve."""
+    from sklearn import metrics as skm
+
+    ctx = ds.context
+    pop, seed, rng = ctx["population"], ctx["seed"], ctx["rng"]
+    train_rows, hidden_rows, candidates = ctx["train_rows"], ctx["hidden_rows"], ctx["candidates"]
+    features, name = ds.features, ctx["audience"]
+    X = ds.train[features]
+    model = PUBaggingModel.from_settings(s.model_copy(update={"params": params})).fit(X, ds.train["label"].to_numpy())
+    hidden = ds.test["label"].to_numpy()
+    sim = model.predict_proba(ds.test[features])[:, 1]
     centroid = centroid_scores(X, train_rows, candidates)
 
     def measured(score: np.ndarray) -> dict[str, float]:
@@ -414,11 +413,12 @@ def fit_and_evaluate(name: str, pop: Population, seed: Seed, member: np.ndarray,
     metrics = measured(sim)
     baselines = {"centroid": measured(centroid),
                  "random": {**random_reference(len(candidates)), "roc_auc": 0.5, "pr_auc": float(hidden.mean())}}
-    curve = seed_size_curve(X, train_rows, hidden_rows, s, rng, progress)
+    curve = seed_size_curve(X, train_rows, hidden_rows, s, rng, ctx["progress"])
+    seed_rows = np.union1d(train_rows, hidden_rows)
     curve.loc[curve["seed_size"] == len(train_rows), "total_seed_size"] = len(seed_rows)
     metrics.update({"seed_size": float(len(seed_rows)), "seed_train": float(len(train_rows)),
-                    "seed_hidden": float(n_hidden), "candidates": float(len(candidates)),
-                    "population": float(len(member)), "features_used": float(len(features)),
+                    "seed_hidden": float(len(hidden_rows)), "candidates": float(len(candidates)),
+                    "population": float(len(ds.train)), "features_used": float(len(features)),
                     "trees": float(model.estimator_.best_iteration_)})
     warnings = []
     needed = needed_seed_size(curve)
@@ -433,28 +433,121 @@ def fit_and_evaluate(name: str, pop: Population, seed: Seed, member: np.ndarray,
                             f"beats the centroid baseline")
     for w in warnings:
         log.warning("%s: %s", name, w)
-    # the registry compares versions on the task's primary metric through ranking_metrics, where the share
-    # of positives in the top 10% is `capture_top10`: the recall of hidden seed members at 10%
+    # the primary metric, `capture_top10` (the share of positives in the top 10%, as ranking_metrics names it), is
+    # the recall of hidden seed members at 10%; the grade compares it with the centroid's
     metrics["capture_top10"] = metrics["recall_top10"]
-    grade = quality_grade(metrics["recall_top10"], baselines["centroid"]["recall_top10"])
+    baselines["centroid"]["capture_top10"] = baselines["centroid"]["recall_top10"]
     # the bundle: the averaged booster with the full feature set (scoring rebuilds every column)
+    member = np.zeros(len(ds.train), bool)
+    member[seed_rows] = True
     others = model.predict_proba(X[~member])[:, 1]
-    bundle = TrainedModel(TASK, pop.mode, model.estimator_, pop.feature_set, s.model_dump(mode="json"), REASON_UP,
-                          REASON_DOWN, [float(x) for x in np.quantile(others, np.linspace(0.1, 0.9, 9))], pop.rfm, {},
-                          table_schema=pop.table_schema)
+    bundle = TrainedModel(TASK, ds.mode, model.estimator_, ds.feature_set, s.model_dump(mode="json"), REASON_UP,
+                          REASON_DOWN, [float(x) for x in np.quantile(others, np.linspace(0.1, 0.9, 9))], ds.rfm, {},
+                          table_schema=ds.table_schema)
     bundle.info.update({
         "audience": {"name": name, **seed.describe(), "size": int(len(seed_rows)), "given": len(seed.ids),
-                     "hidden": int(n_hidden), "as_of": str(pop.as_of.date()) if pop.as_of is not None else None},
+                     "hidden": int(len(hidden_rows)), "as_of": str(pop.as_of.date()) if pop.as_of is not None else None},
         # every given id, also those outside this population: scoring at another date leaves them all out
-        "seed_ids": sorted(set(map(str, seed.ids))), "excluded_features": exclude,
+        "seed_ids": sorted(set(map(str, seed.ids))), "excluded_features": ctx["excluded"],
         "similarity_quantiles": [float(x) for x in np.quantile(others, np.linspace(0, 1, 101))],
-        "trees_per_bag": model.trees_per_bag_, "primary_metric": PRIMARY_METRIC,
+        "trees_per_bag": model.trees_per_bag_, "seed_size_curve": curve.to_dict("records"), "warnings": warnings,
     })
-    evaluation = pop.frame.iloc[candidates][["customer_id", *pop.features]].reset_index(drop=True)
-    evaluation["label"] = hidden
-    evaluation["score_model"], evaluation["score_centroid"] = sim, centroid
-    return LookalikeResult(name, bundle, metrics, baselines, curve, grade, seed, exclude, evaluation, pop, warnings)
+    raw = model.decision_function(ds.test[features])
+    return bundle, metrics, {"scores": {"model": sim}, "uncalibrated": 1 / (1 + np.exp(-raw)),
+                             "baseline_metrics": baselines, "centroid": centroid, "seed_size_curve": curve}
 
+
+def log_audience(result: TrainResult, tmp: Path) -> dict[str, str]:
+    """The task's own artifacts in the run (Task.log_run), after the shared ones: the seed-size curve, the
+    audience's definition, the seed and its hidden members, the recall plots. Returns the version's extra tags."""
+    import mlflow
+
+    from crmscore.models.audience_evaluation import save_plots
+
+    ds, bundle = result.dataset, result.bundle
+    seed, name, curve = ds.context["seed"], ds.context["audience"], result.curves["seed_size_curve"]
+    mlflow.set_tags({"audience": name, "seed_kind": seed.kind})
+    mlflow.log_params({"audience": name, "seed_kind": seed.kind, "seed_definition": seed.definition[:500],
+                       "excluded_features": ", ".join(ds.context["excluded"])[:500] or "none"})
+    mlflow.log_table(curve, "evaluation/seed_size_curve.json")
+    mlflow.log_dict({"excluded_features": ds.context["excluded"], "warnings": bundle.info["warnings"],
+                     **seed.describe()}, "audience/definition.json")
+    seed_frame = pd.DataFrame({"customer_id": bundle.info["seed_ids"]})
+    seed_frame["in_population"] = seed_frame["customer_id"].isin(set(ds.train["customer_id"].astype(str)))
+    seed_frame["hidden"] = seed_frame["customer_id"].isin(set(ds.test.loc[ds.test["label"] == 1, "customer_id"]
+                                                              .astype(str)))
+    seed_frame.to_parquet(tmp / "seed.parquet", index=False)
+    mlflow.log_artifact(str(tmp / "seed.parquet"), "audience")
+    rankings = {"model": result.curves["scores"]["model"], "centroid": result.curves["centroid"]}
+    save_plots(ds.test["label"].to_numpy(), rankings, curve, tmp / "audience_plots", result.task)
+    mlflow.log_artifacts(str(tmp / "audience_plots"), "plots")
+    return {"audience": name, "seed_kind": seed.kind, "seed_size": str(int(result.metrics["seed_size"])),
+            "recall_top10": f"{result.metrics['recall_top10']:.4f}",
+            "recall_top10_centroid": f"{result.baselines['centroid']['recall_top10']:.4f}"}
+
+
+def _no_cutoff_labels(data: CustomerData, cutoff: pd.Timestamp, s: Any) -> pd.DataFrame:
+    raise GuardrailError("a lookalike's labels are its seed, not a window after a cutoff: train it with "
+                         "`crmscore train lookalike --name N --seed-...`")
+
+
+def lookalike_task(name: str, *, seed_file: str | Path | None = None, seed_query: str | None = None,
+                   seed_campaign: str | None = None) -> Task:
+    """The task `lookalike-<name>` for one seed: its dataset resolves and checks the seed in the population
+    (audience_dataset), its fit is the PU model (fit_audience); the pipeline does the rest."""
+    check_name(name)
+
+    def dataset(task: Task, cfg: ProjectConfig, data: CustomerData | None, s: LookalikeSettings, as_of: Any,
+                progress: bool) -> Dataset:
+        pop = load_population(cfg, s, as_of=as_of, data=data)
+        seed = resolve_seed(cfg, pop, s, seed_file=seed_file, seed_query=seed_query, seed_campaign=seed_campaign)
+        member = check_seed(seed, pop, s)
+        exclude = excluded_features(pop.feature_set, seed.defining_features, s.exclude, cfg.segments.rfm_window_days)
+        if exclude:
+            log.info("excluded features: %s", ", ".join(f"{k} ({v})" for k, v in exclude.items()))
+        return audience_dataset(name, pop, seed, member, s, exclude, progress)
+
+    return Task(name=PREFIX + name, description=f"Customers like the seed of audience {name!r}",
+                label_fn=_no_cutoff_labels, baselines=(), table_baselines=(), reason_up=REASON_UP,
+                reason_down=REASON_DOWN, primary_metric=PRIMARY_METRIC, settings_model=LookalikeSettings,
+                dataset=dataset, fit=fit_audience, log_run=log_audience)
+
+
+def fit_and_evaluate(name: str, pop: Population, seed: Seed, member: np.ndarray, s: LookalikeSettings,
+                     exclude: dict[str, str], progress: bool = False) -> TrainResult:
+    """Fit and evaluate an audience on a population in hand, through the pipeline's fit step, without MLflow."""
+    from crmscore.models import pipeline
+    from crmscore.models.evaluation import quality_grade
+
+    task = lookalike_task(name)
+    ds = audience_dataset(name, pop, seed, member, s, exclude, progress)
+    bundle, metrics, baselines, curves = pipeline.fit_and_evaluate(task, ds, s)
+    grade = quality_grade(metrics[PRIMARY_METRIC], metrics[f"best_baseline_{PRIMARY_METRIC}"])
+    return TrainResult(task.name, bundle, metrics, baselines, grade, ds, curves=curves)
+
+
+def train_lookalike(cfg: ProjectConfig, name: str, s: LookalikeSettings, *, seed_file: str | Path | None = None,
+                    seed_query: str | None = None, seed_campaign: str | None = None, as_of: Any = None,
+                    data: CustomerData | None = None, register: bool = True, progress: bool = False) -> TrainResult:
+    """Resolve and check the seed, fit and evaluate, log to MLflow and register `lookalike-<name>@challenger`,
+    through the shared pipeline (crmscore.models.pipeline.train_task)."""
+    from crmscore.models.pipeline import train_task
+
+    task = lookalike_task(name, seed_file=seed_file, seed_query=seed_query, seed_campaign=seed_campaign)
+    result = train_task(task, cfg, s, as_of=as_of, data=data, register=register, progress=progress)
+    log.info("%s: recall at 10%% %.3f (centroid %.3f, random %.3f)", result.task, result.metrics["recall_top10"],
+             result.baselines["centroid"]["recall_top10"], result.baselines["random"]["recall_top10"])
+    return result
+
+
+def summary(result: TrainResult) -> dict[str, Any]:
+    """A lookalike run for the command line: the pipeline's summary with the audience, its seed and curve."""
+    info = result.bundle.info
+    return {**result.summary(), "audience": info["audience"]["name"], "model": result.task,
+            "seed": {"kind": info["audience"]["kind"], "definition": info["audience"]["definition"],
+                     "size": info["audience"]["given"], "defining_features": info["audience"]["defining_features"]},
+            "excluded_features": info["excluded_features"], "seed_size_curve": info["seed_size_curve"],
+            "warnings": info["warnings"]}
 
 def seed_size_curve(X: pd.DataFrame, train_rows: np.ndarray, hidden_rows: np.ndarray, s: LookalikeSettings,
                     rng: np.random.Generator, progress: bool = False) -> pd.DataFrame:
@@ -480,102 +573,6 @@ def seed_size_curve(X: pd.DataFrame, train_rows: np.ndarray, hidden_rows: np.nda
         rows.append({"seed_size": int(size), "total_seed_size": int(np.ceil(size / (1 - s.hidden_share))),
                      "model": float(np.mean(got_m)), "centroid": float(np.mean(got_c))})
     return pd.DataFrame(rows)
-
-
-def train_lookalike(cfg: ProjectConfig, name: str, s: LookalikeSettings, *, seed_file: str | Path | None = None,
-                    seed_query: str | None = None, seed_campaign: str | None = None, as_of: Any = None,
-                    data: CustomerData | None = None, register: bool = True, progress: bool = False) -> LookalikeResult:
-    """Resolve and check the seed, fit and evaluate, log to MLflow and register `lookalike-<name>@challenger`."""
-    import mlflow
-
-    from crmscore.models import registry
-
-    check_name(name)
-    pop = load_population(cfg, s, as_of=as_of, data=data)
-    seed = resolve_seed(cfg, pop, s, seed_file=seed_file, seed_query=seed_query, seed_campaign=seed_campaign)
-    member = check_seed(seed, pop, s)
-    exclude = excluded_features(pop.feature_set, seed.defining_features, s.exclude, cfg.segments.rfm_window_days)
-    if exclude:
-        log.info("excluded features: %s", ", ".join(f"{k} ({v})" for k, v in exclude.items()))
-    registry.configure()
-    experiment_id = registry.experiment(TASK)
-    with mlflow.start_run(experiment_id=experiment_id,
-                          run_name=f"{PREFIX}{name}-{dt.datetime.now():%Y%m%d-%H%M%S}") as run:
-        result = fit_and_evaluate(name, pop, seed, member, s, exclude, progress)
-        result.run_id = run.info.run_id
-        result.bundle.info.update({
-            "trained_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "grade": result.grade,
-            "cutoffs": {"as_of": str(pop.as_of) if pop.as_of is not None else None}, "metrics": result.metrics,
-            "baselines": result.baselines, "config": cfg.name, "feature_set_version": pop.feature_set.version,
-            "seed_size_curve": result.curve.to_dict("records"), "warnings": result.warnings})
-        with tempfile.TemporaryDirectory() as tmp:
-            _log_run(result, cfg, s, Path(tmp))
-            if register:
-                result.version = _register(result, Path(tmp))
-    log.info("%s: recall at 10%% %.3f (centroid %.3f, random %.3f), grade %s; run %s, version %s",
-             result.model_name, result.metrics["recall_top10"], result.baselines["centroid"]["recall_top10"],
-             result.baselines["random"]["recall_top10"], result.grade, result.run_id, result.version)
-    return result
-
-
-def _log_run(result: LookalikeResult, cfg: ProjectConfig, s: LookalikeSettings, tmp: Path) -> None:
-    import mlflow
-
-    from crmscore.models import registry
-    from crmscore.models.audience_evaluation import save_plots
-    from crmscore.models.registry import git_commit
-
-    pop, bundle, seed = result.population, result.bundle, result.seed
-    mlflow.set_tags({"task": TASK, "audience": result.name, "mode": pop.mode, "grade": result.grade,
-                     "config": cfg.name, "seed_kind": seed.kind, "mlflow.source.git.commit": git_commit()})
-    mlflow.log_params({"audience": result.name, "seed_kind": seed.kind, "seed_definition": seed.definition[:500],
-                       "as_of": str(pop.as_of), "feature_set_version": pop.feature_set.version,
-                       "excluded_features": ", ".join(result.excluded)[:500] or "none",
-                       "code_version": git_commit()[:12],
-                       **{k: v for k, v in s.model_dump(mode="json").items()
-                          if k not in ("params", "campaign_responses", "exclude")},
-                       **{f"lgbm_{k}": v for k, v in s.params.items()}})
-    registry.log_comparison(result.metrics, result.baselines, _TABLE_METRICS)
-    mlflow.log_table(result.curve, "evaluation/seed_size_curve.json")
-    mlflow.log_dict({"excluded_features": result.excluded, "warnings": result.warnings, **seed.describe()},
-                    "audience/definition.json")
-    seed_frame = pd.DataFrame({"customer_id": bundle.info["seed_ids"]})
-    ev = result.evaluation
-    seed_frame["in_population"] = seed_frame["customer_id"].isin(set(pop.frame["customer_id"].astype(str)))
-    seed_frame["hidden"] = seed_frame["customer_id"].isin(set(ev.loc[ev["label"] == 1, "customer_id"].astype(str)))
-    seed_frame.to_parquet(tmp / "seed.parquet", index=False)
-    mlflow.log_artifact(str(tmp / "seed.parquet"), "audience")
-    plots = tmp / "plots"
-    rankings = {"model": ev["score_model"].to_numpy(), "centroid": ev["score_centroid"].to_numpy()}
-    save_plots(ev["label"].to_numpy(), rankings, result.curve, plots, result.model_name)
-    features = bundle.features
-    sample = pop.frame.sample(min(len(pop.frame), s.explain_sample), random_state=s.seed)
-    expl = registry.save_shap_plot(bundle, sample, features, plots / "shap_summary.png")
-    mlflow.log_artifacts(str(plots), "plots")
-    registry.log_global_importance(bundle, features, np.abs(expl.contributions).mean(0))
-    # the evaluation rows with a `label` (hidden seed member): what `crmscore promote` scores both versions on
-    registry.log_test_set(ev.drop(columns=["score_model", "score_centroid"]), tmp)
-    bundle.info["run_id"] = result.run_id
-
-
-_TABLE_METRICS = ("recall_top1", "recall_top5", "recall_top10", "recall_top20", "lift_top10", "roc_auc")
-
-
-def _register(result: LookalikeResult, tmp: Path) -> str:
-    """Register through the shared registry (pyfunc, signature, alias @challenger) with lookalike tags; the
-    evaluation rows (the candidates, hidden seed members among them) are the input example."""
-    from crmscore.models import registry
-
-    pop, bundle = result.population, result.bundle
-    tested = (f"{int(result.metrics['seed_hidden'])} hidden seed members"
-              + (f", as of {pop.as_of.date()}" if pop.as_of is not None else ""))
-    tags = {"task": TASK, "audience": result.name, "seed_kind": result.seed.kind,
-            "seed_size": str(int(result.metrics["seed_size"])),
-            "recall_top10": f"{result.metrics['recall_top10']:.4f}",
-            "recall_top10_centroid": f"{result.baselines['centroid']['recall_top10']:.4f}"}
-    return registry.register_bundle(result.model_name, bundle, result.evaluation[bundle.features], tmp,
-                                    run_id=result.run_id, grade=result.grade, metrics=result.metrics,
-                                    test_cutoff=tested, tags=tags)
 
 
 # -- scoring ---------------------------------------------------------------------------------------

@@ -192,6 +192,7 @@ def fit_and_evaluate(task: Task, ds: Dataset, s: TaskSettings, params: dict[str,
     bundle, metrics, curves = fit(task, ds, s, {**s.params, **(params or {})})
     bundle.info["primary_metric"] = task.primary_metric
     base_results, preds = _baselines(task, ds, s, bundle)
+    base_results.update(curves.pop("baseline_metrics", {}))  # measured by the task's own fit (Task.fit)
     curves["baselines"] = preds
     values = [r[task.primary_metric] for r in base_results.values() if np.isfinite(r.get(task.primary_metric, np.nan))]
     pick = max if task.higher_is_better else min
@@ -404,7 +405,9 @@ def train_task(task: Task, cfg: ProjectConfig, s: TaskSettings, *, as_of: Any = 
         ds = transactional_dataset(task, data, s, as_of, progress)
         s = ds.settings or s
     check_guardrails(ds, s)
-    strengths = check_single_feature_leakage(task, ds, s, cfg)
+    # the leakage alarm reads the validation rows; a task without them (lookalike: each bag holds out its own)
+    # has nothing to measure it on
+    strengths = check_single_feature_leakage(task, ds, s, cfg) if len(ds.valid) else []
     summary = usability_summary(ds)
     for line in summary.splitlines():
         log.info("data: %s", line)
@@ -429,7 +432,7 @@ def train_task(task: Task, cfg: ProjectConfig, s: TaskSettings, *, as_of: Any = 
             # what one row's explanation costs against its prediction, kept with the model (validation rows)
             bundle.info["explain_cost"] = explain_cost(bundle.model, ds.valid[ds.features])
             mlflow.log_metrics({f"explain_{k}": v for k, v in bundle.info["explain_cost"].items()})
-        if ds.mode == "feature_table" and task.kind != "uplift":
+        if ds.mode == "feature_table" and task.fit is None:
             metrics.update(cross_validate(task, ds, s, bundle.model.best_iteration_))
         primary = task.primary_metric
         sign = 1.0 if task.higher_is_better else -1.0
@@ -455,8 +458,9 @@ def train_task(task: Task, cfg: ProjectConfig, s: TaskSettings, *, as_of: Any = 
         result = TrainResult(task.name, bundle, metrics, base, grade, ds, run.info.run_id, curves=curves)
         with tempfile.TemporaryDirectory() as tmp:
             registry.log_training_run(result, cfg, s, summary, Path(tmp))
+            tags = task.log_run(result, Path(tmp)) if task.log_run is not None else {}
             if register:
-                result.version = registry.log_and_register(result, Path(tmp))
+                result.version = registry.log_and_register(result, Path(tmp), tags=tags)
     log.info("%s: %s %.4f (best baseline %.4f) grade %s; run %s, version %s", task.name, primary, metrics[primary],
              metrics[f"best_baseline_{primary}"], grade, result.run_id, result.version)
     return result

@@ -245,12 +245,15 @@ def log_test_set(rows: pd.DataFrame, tmp: Path) -> None:
     mlflow.log_artifact(str(path), "evaluation")
 
 
-def log_and_register(result: TrainResult, tmp: Path, alias: str = CHALLENGER) -> str:
-    """Register a training run's model under its task name (register_bundle), its test rows as the example."""
+def log_and_register(result: TrainResult, tmp: Path, alias: str = CHALLENGER,
+                     tags: dict[str, str] | None = None) -> str:
+    """Register a training run's model under its task name (register_bundle), its test rows as the example;
+    tags: the task's extra version tags (Task.log_run)."""
     ds = result.dataset
     return register_bundle(result.task, result.bundle, ds.test[ds.features], tmp, run_id=result.run_id,
                            grade=result.grade, metrics=result.metrics,
-                           test_cutoff=str(ds.cutoffs.get("test", ds.cutoffs.get("split", ""))), alias=alias)
+                           test_cutoff=str(ds.cutoffs.get("test", ds.cutoffs.get("split", ""))), alias=alias,
+                           tags=tags)
 
 
 def register_bundle(name: str, bundle: TrainedModel, example_rows: pd.DataFrame, tmp: Path, *, run_id: str | None,

@@ -34,6 +34,7 @@ class Dataset:
     settings: TaskSettings | None = None  # the run's settings after the task's prepare step, when it has one
     population: PopulationRule | None = None  # transactional data: who the task predicts for
     table_schema: TableSchema | None = None  # feature tables: the typing decided on the training file
+    context: dict[str, Any] = field(default_factory=dict)  # what a task's own dataset hands its own fit and run log
 
 
 @dataclass

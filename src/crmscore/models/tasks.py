@@ -90,6 +90,7 @@ PrepareFn = Callable[[CustomerData, pd.Timestamp, TaskSettings], TaskSettings]
 FeatureSetFn = Callable[[CustomerData, pd.Timestamp, TaskSettings], FeatureSet]
 DatasetFn = Callable[..., Any]  # (task, cfg, data or None, settings, as_of, progress) -> pipeline.Dataset
 FitFn = Callable[..., Any]  # (task, dataset, settings, params) -> (TrainedModel, metrics, curves)
+LogRunFn = Callable[..., dict[str, str]]  # (result, tmp dir) -> extra tags of the registered version
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,10 @@ class Task:
     companions: quantile models fitted alongside (see Companion).
     dataset / fit: a task whose rows are not snapshots at cutoffs (uplift: one campaign's experiment) builds its
         own Dataset and fits its own model; the pipeline runs everything else (guardrails, leakage alarm,
-        baselines, MLflow, registration) as for the others.
+        baselines, MLflow, registration) as for the others. A fit may measure baselines the pipeline cannot
+        score row by row (lookalike's random ranking) and return their metrics as curves["baseline_metrics"].
+    log_run: the task's own artifacts, logged in the run after the shared ones (lookalike: the seed, its
+        seed-size curve); returns extra tags for the registered version.
     """
 
     name: str
@@ -158,6 +162,7 @@ class Task:
     population: Default = "known"
     dataset: DatasetFn | None = None
     fit: FitFn | None = None
+    log_run: LogRunFn | None = None
 
     def population_rule(self, settings: TaskSettings, lifecycle: LifecycleConfig) -> PopulationRule:
         """This task's population at these settings (an explicit lookback_days wins over the default)."""
