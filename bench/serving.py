@@ -23,7 +23,7 @@ Steps (everything in a temporary folder, removed at the end unless --keep or --d
 The references and the service are measured interleaved (per request size: the compute, then floor and
 service cell by cell, both servers up), so they see the same background load on a shared machine; the
 CPU used by other processes during each cell is printed. LightGBM runs as the service runs it: one thread a
-process (crmscore.scoring.runtime.LoadedModel.score_rows), whatever the number of rows.
+process (crmscore.scoring.runtime.ServedModel.score_rows), whatever the number of rows.
 Load: wrk (Debian's, one client thread, Lua script cycling through the bodies) at 1, 8 and 32 connections,
 each cell --duration seconds after a warm-up, traffic to 127.0.0.1 only; an asyncio/httpx client is used
 if wrk is not installed (slower: it eats more of the server's CPU). Server CPU per request is read from
@@ -690,7 +690,7 @@ PROFILE_GROUPS = (  # (label, substrings of the leaf frame's file); first match 
                                                        "asyncio/", "h11", "httptools")),
 )
 KEY_FUNCTIONS = ("ScoringService.score", "RequestBatcher._flush", "ScoringEngine.score_many",
-                 "LoadedModel.score_rows", "SqliteStore.get_many", "LoadedModel.reasons", "PredictionLog.append_many",
+                 "ServedModel.score_rows", "SqliteStore.get_many", "ServedModel.reasons", "PredictionLog.append_many",
                  "IOMixin.from_http_request", "ServiceAppFactory.api_endpoint")
 
 

@@ -31,14 +31,14 @@ def _server(env: dict, log: Path, **kw):
 def test_hung_registry_start_is_live_at_once_and_serves_the_version_last_served(served, engine, tmp_path):
     import json
 
-    from crmscore.scoring.runtime import LoadedModel, read_served, save_to_bentoml_store
+    from crmscore.scoring.runtime import ServedModel, read_served, save_to_bentoml_store
 
     home = Path(served["env"]["CRMSCORE_HOME"])
     assert read_served(home)["churn@champion"]["version"] == "1"  # `engine` loaded it from the registry
     # a newer copy in the BentoML store that this service never served (a challenger, a rolled-back version):
     # the old fallback took the store's latest; it must not be served
     churn = engine.models["churn"]
-    save_to_bentoml_store(LoadedModel("churn", "77", "challenger", churn.bundle, "registry"))
+    save_to_bentoml_store(ServedModel("churn", "77", "challenger", churn.bundle, "registry"))
     hung = socket.socket()
     hung.bind(("127.0.0.1", 0))
     hung.listen(64)  # connections are accepted by the kernel and never answered

@@ -66,9 +66,9 @@ class TrainedModel:
     trained (feature set or feature-table typing, decile edges, RFM scale, settings, companion models and the
     run's facts in `info`). The training pipeline makes it, the registry saves it as the `bundle` artifact of
     an MLflow model, and every scoring path (batch files, the service, the operations page) scores with it.
-    The two other model classes only carry it: CrmscorePyfunc (crmscore.models.pyfunc) is its MLflow pyfunc
-    face for tools outside crmscore, LoadedModel (crmscore.scoring.runtime) is a registered version of it as
-    the service holds it."""
+    The two other model classes only carry it: TrainedModelPyfunc (crmscore.models.pyfunc) is its MLflow
+    pyfunc face for tools outside crmscore, ServedModel (crmscore.scoring.runtime) is a registered version of
+    it as the service serves it."""
 
     task: str
     mode: Mode

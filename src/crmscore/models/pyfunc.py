@@ -25,11 +25,10 @@ from crmscore.features.definitions import slug
 from crmscore.models.bundle import TrainedModel
 
 
-class CrmscorePyfunc(mlflow.pyfunc.PythonModel):
+class TrainedModelPyfunc(mlflow.pyfunc.PythonModel):
     """The MLflow pyfunc face of a TrainedModel (its `bundle` artifact), so that `mlflow.pyfunc.load_model`
     and tools built on it score a registered crmscore model with the columns above. crmscore itself unwraps
-    the bundle (crmscore.models.registry.load_bundle) and scores with it directly. The name is kept: every
-    registered version's code (pyfunc_entry.py) imports it."""
+    the bundle (crmscore.models.registry.load_bundle) and scores with it directly."""
 
     def load_context(self, context: Any) -> None:
         self.bundle = TrainedModel.load(context.artifacts["bundle"])
@@ -60,3 +59,7 @@ class CrmscorePyfunc(mlflow.pyfunc.PythonModel):
         for comp in b.companions.values():
             out = out.join(comp.predict(model_input))
         return out
+
+
+# Versions registered before the rename run a copy of pyfunc_entry.py that imports this class by its old name.
+CrmscorePyfunc = TrainedModelPyfunc

@@ -265,12 +265,12 @@ def register_bundle(name: str, bundle: TrainedModel, example_rows: pd.DataFrame,
     test_cutoff: what the test rows were (a date, or a description); tags: extra version tags."""
     from mlflow.models import infer_signature
 
-    from crmscore.models.pyfunc import CrmscorePyfunc
+    from crmscore.models.pyfunc import TrainedModelPyfunc
 
     bundle.info["crmscore_version"] = crmscore.__version__  # checked by the service at load
     bdir = bundle.save(tmp / "bundle")
     example = _example(example_rows)
-    out = CrmscorePyfunc()
+    out = TrainedModelPyfunc()
     out.bundle = bundle
     with _no_integer_schema_hint():  # inputs are doubles (_example); integer outputs (decile) are never missing
         signature = infer_signature(example, out.predict(None, example), params={"explain": False})

@@ -19,7 +19,7 @@ import crmscore
 from crmscore.config import SegmentsConfig
 from crmscore.scoring.predlog import PredictionLog
 from crmscore.scoring.explained import score_with_reasons
-from crmscore.scoring.runtime import FeatureError, LoadedModel, discover_specs, load_models, read_served
+from crmscore.scoring.runtime import FeatureError, ServedModel, discover_specs, load_models, read_served
 from crmscore.scoring.outage import Outage
 from crmscore.features.store import StoreUnavailable, open_store
 from crmscore.settings import Settings
@@ -60,7 +60,7 @@ def parse_specs(text: str, default_alias: str) -> list[tuple[str, str]]:
     return specs
 
 
-def version_mismatches(models: dict[str, LoadedModel], running: str) -> list[str]:
+def version_mismatches(models: dict[str, ServedModel], running: str) -> list[str]:
     """A warning for each model trained with another crmscore version than the one serving it (its scoring
     code and pickled parts belong to the version that trained it); models trained before the version was
     recorded say so too."""
@@ -115,7 +115,7 @@ class ScoringEngine:
             self.store.meta()
         except StoreUnavailable as exc:  # the service starts anyway; not ready until the store answers
             self.store_outage.failed(exc)
-        self.models: dict[str, LoadedModel] = {}
+        self.models: dict[str, ServedModel] = {}
         self.warnings: list[str] = []
         self.ready = False
         self.not_ready_reason = "loading models"
@@ -214,7 +214,7 @@ class ScoringEngine:
         """The loaded model a request's `model` names ("lookalike/<audience>" is registered as lookalike-<audience>)."""
         return model.replace("lookalike/", "lookalike-", 1)
 
-    def get_model(self, name: str) -> LoadedModel:
+    def get_model(self, name: str) -> ServedModel:
         model = self.models.get(name)
         if model is None and not self.ready:
             raise RequestError(f"the service is not ready: {self.not_ready_reason}", 503)
@@ -242,7 +242,7 @@ class ScoringEngine:
         RequestError for bad input)."""
         self.maybe_reload()
         outs: list[list[dict[str, Any]] | Exception] = [None] * len(jobs)  # type: ignore[list-item]
-        groups: dict[tuple, tuple[LoadedModel, list[int]]] = {}
+        groups: dict[tuple, tuple[ServedModel, list[int]]] = {}
         for n, job in enumerate(jobs):
             try:
                 model = self._check(job)
@@ -296,7 +296,7 @@ class ScoringEngine:
         except StoreUnavailable as exc:
             raise RequestError(f"{STORE_DOWN} ({exc}): try again shortly", 503) from None
 
-    def _check(self, job: ScoreJob) -> LoadedModel:
+    def _check(self, job: ScoreJob) -> ServedModel:
         if not job.customers:
             raise RequestError("customers is empty: send at least one {\"customer_id\": ...}")
         if len(job.customers) > self.settings.max_batch:
@@ -306,7 +306,7 @@ class ScoringEngine:
         check_lang(job.lang)
         return self.get_model(self.loaded_name(job.model))
 
-    def _score_with(self, model: LoadedModel, customers: list[dict[str, Any]], explain: bool,
+    def _score_with(self, model: ServedModel, customers: list[dict[str, Any]], explain: bool,
                     top_k: int, lang: str = "en", found: dict[str, dict[str, Any]] | None = None
                     ) -> list[dict[str, Any]]:
         """found: the features of customers by id, when the caller has read them already."""
@@ -368,7 +368,7 @@ class ScoringEngine:
         return results
 
     @staticmethod
-    def _score_general(model: LoadedModel, base: dict[str, Any], results: list, values: list, where: list,
+    def _score_general(model: ServedModel, base: dict[str, Any], results: list, values: list, where: list,
                        segs: list, explain: bool, top_k: int, lang: str = "en") -> None:
         """Models beyond plain binary: score_with_reasons on a small frame; model-specific outputs go to `details`."""
         import pandas as pd

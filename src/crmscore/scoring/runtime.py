@@ -34,7 +34,7 @@ class FeatureError(ValueError):
 
 
 @dataclass
-class LoadedModel:
+class ServedModel:
     """A registered version of a TrainedModel as the service holds it: which model, version and alias, where it
     was loaded from (the registry, or the BentoML store while the registry is unreachable), and the
     single-customer numpy path built once at load (row, score_rows). What it scores and explains is the
@@ -149,11 +149,14 @@ class LoadedModel:
         return str(rfm["rfm_segment"][0]), str(stage[0])
 
 
+LoadedModel = ServedModel  # its former name, for code written before the rename
+
+
 def store_name(model: str) -> str:
     return STORE_PREFIX + "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in model.lower())
 
 
-def save_to_bentoml_store(loaded: LoadedModel) -> None:
+def save_to_bentoml_store(loaded: ServedModel) -> None:
     """Keep a copy in the BentoML model store (once per registry version) for registry outages."""
     import bentoml
 
@@ -178,7 +181,7 @@ def read_served(home: Path) -> dict[str, dict[str, str]]:
         return {}
 
 
-def record_served(home: Path, loaded: dict[str, LoadedModel]) -> None:
+def record_served(home: Path, loaded: dict[str, ServedModel]) -> None:
     """Remember the version served for each model and alias (loaded from the registry), written atomically:
     the only versions a registry outage may fall back to."""
     record = read_served(home)
@@ -193,20 +196,20 @@ def record_served(home: Path, loaded: dict[str, LoadedModel]) -> None:
     os.replace(tmp, path)
 
 
-def load_from_bentoml_store(model: str, alias: str, version: str, reason: str) -> LoadedModel:
+def load_from_bentoml_store(model: str, alias: str, version: str, reason: str) -> ServedModel:
     """The BentoML store's copy of exactly `model` v`version` (what was last served for the alias)."""
     import bentoml
 
     for m in bentoml.models.list(store_name(model)):
         if m.info.labels.get("registry_version") == version:
             bundle = TrainedModel.load(m.path)
-            return LoadedModel(model, version, alias, bundle,
+            return ServedModel(model, version, alias, bundle,
                                f"bentoml-store {m.tag} (registry unreachable: {reason})")
     raise LookupError(f"no copy of {model} v{version} in the BentoML store")
 
 
 def load_models(specs: list[tuple[str, str]], home: Path,
-                unreachable: str | None = None) -> tuple[dict[str, LoadedModel], list[str]]:
+                unreachable: str | None = None) -> tuple[dict[str, ServedModel], list[str]]:
     """Load (name, alias-or-version) pairs from the registry; while it cannot be reached, load the version
     last served for that model and alias from the BentoML store, and nothing else.
 
@@ -223,7 +226,7 @@ def load_models(specs: list[tuple[str, str]], home: Path,
         if unreachable is None:
             try:
                 bundle, mv = registry.load_bundle(name, ref)
-                lm = LoadedModel(name, str(mv.version), ref, bundle, "registry")
+                lm = ServedModel(name, str(mv.version), ref, bundle, "registry")
                 try:
                     save_to_bentoml_store(lm)
                 except Exception as exc:  # noqa: BLE001  (the copy is a convenience; serving goes on)
