@@ -215,6 +215,8 @@ def log_and_register(result: TrainResult, tmp: Path, alias: str = CHALLENGER) ->
 
     bundle, ds = result.bundle, result.dataset
     bundle.info["crmscore_version"] = crmscore.__version__  # checked by the service at load
+    # the feature contract: the service serves the model only on a snapshot with these same definitions
+    bundle.info["feature_definitions"] = bundle.feature_definitions()
     bdir = bundle.save(tmp / "bundle")
     example = _example(ds.test[ds.features])
     out = CrmscorePyfunc()
@@ -223,7 +225,9 @@ def log_and_register(result: TrainResult, tmp: Path, alias: str = CHALLENGER) ->
         signature = infer_signature(example, out.predict(None, example), params={"explain": False})
     entry = Path(__file__).with_name("pyfunc_entry.py")  # models from code: no pickled object in the model
     info = mlflow.pyfunc.log_model(name="model", python_model=str(entry), artifacts={"bundle": str(bdir)},
-                                   signature=signature, input_example=example, pip_requirements=pip_requirements())
+                                   signature=signature, input_example=example, pip_requirements=pip_requirements(),
+                                   metadata={"feature_set_version": ds.feature_set.version,
+                                             "feature_definitions": bundle.info["feature_definitions"]})
     primary = bundle.primary_metric
     tags = {"run_id": result.run_id or "", "grade": result.grade, "primary_metric": primary,
             "test_cutoff": str(ds.cutoffs.get("test", ds.cutoffs.get("split", ""))),
