@@ -211,6 +211,8 @@ class ScoringEngine:
     def _snapshot_changed(self) -> bool:
         """True when a publish changed the snapshot's feature definitions since the models were checked (or
         the store answers again after they could not be)."""
+        if self.store_outage.down:  # asked again once it answers (a down Redis costs a request a timeout)
+            return False
         try:
             digest = self.store.meta().get(SNAPSHOT_DIGEST, "")
         except StoreUnavailable:
@@ -494,7 +496,7 @@ class ScoringEngine:
                 if res.get("error"):
                     raise RuntimeError(res["error"])
                 out.update({k: res[k] for k in ("score", "decile", "band", "segment", "lifecycle_stage", "base_value",
-                                                "reasons", "details")
+                                                "reasons", "details", "in_population", "population")
                             if res.get(k) is not None})
                 if model.booster is not None:  # one booster (not next-category's per-category heads)
                     _, expl = model.score_rows(model.row(feats, strict=False)[None, :], True)
