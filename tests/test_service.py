@@ -423,6 +423,16 @@ def test_changing_feature_windows_and_publishing_again_makes_the_service_refuse_
         time.sleep(0.1)
     assert not running.ready and running.not_ready_reason == reason and "churn" not in running.models
 
+    # a registry outage falls back to the version last served here (served_models.json): checked the same way
+    with pytest.MonkeyPatch.context() as dead:
+        dead.setenv("CRMSCORE_TRACKING_URI", "http://127.0.0.1:9")  # nothing listens there
+        dead.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        dead.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+        outage = ScoringEngine(get_settings())
+    registry.configure()  # MLflow (and its MLFLOW_TRACKING_URI, which subprocesses inherit) back on this module's
+    assert not outage.ready and "churn" not in outage.models
+    assert outage.not_ready_reason.startswith(f"churn v{version} was trained on features"), outage.not_ready_reason
+
 
 def test_publish_fails_rather_than_falls_back_when_the_served_models_cannot_be_read(served, synthetic_config,
                                                                                    tmp_path, monkeypatch):
@@ -432,14 +442,14 @@ def test_publish_fails_rather_than_falls_back_when_the_served_models_cannot_be_r
 
     from crmscore.serving.store import SqliteStore
 
-    env = {**os.environ, "CRMSCORE_HOME": str(tmp_path / "home"),
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}, "CRMSCORE_HOME": str(tmp_path / "home"),
            "CRMSCORE_SERVE_MODELS": "churn@champion,no-such-model@champion"}
     proc = subprocess.run([sys.executable, "-m", "crmscore", "features", "publish", "--config", str(synthetic_config)],
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "cannot read the served models' feature sets" in errors[0], proc.stderr[-3000:]
-    assert "no-such-model" in errors[0] and "nothing was published" in errors[0]
+    assert "no-such-model" in errors[0] and "nothing was published" in errors[0], errors[0]
     assert SqliteStore(tmp_path / "home" / "online_store.sqlite").meta() == {}
 
 
@@ -454,8 +464,9 @@ def test_a_customer_outside_the_population_is_scored_and_flagged(served, engine)
     rule = PopulationRule.of_model(model.bundle)
     assert rule.within_days == served["cfg"].segments.lifecycle.churned_days
     rows = engine.store.sample_rows(2000)
-    outside = next(cid for cid, f in rows if f.get("recency_days") is not None and f["recency_days"] >= rule.within_days)
-    inside = next(cid for cid, f in rows if f.get("recency_days") is not None and f["recency_days"] < rule.within_days)
+    bought = [(cid, f["recency_days"]) for cid, f in rows if f.get("recency_days") is not None]
+    outside = next(cid for cid, days in bought if days >= rule.within_days)
+    inside = next(cid for cid, days in bought if days < rule.within_days)
     never = next((cid for cid, f in rows if f.get("recency_days") is None), None)
     ids = [outside, inside] + ([never] if never else [])
     by_id = engine.score("churn", [{"customer_id": c} for c in ids], True, 3, "population")

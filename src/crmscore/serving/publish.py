@@ -41,6 +41,7 @@ def served_models(settings: Settings) -> list[tuple[str, str, TrainedModel]]:
     from crmscore.serving.runtime import discover_specs
 
     try:
+        registry.configure(settings)  # CRMSCORE_SERVE_MODELS skips discover_specs, which would configure it
         specs = (parse_specs(settings.serve_models, settings.serve_alias) if settings.serve_models
                  else discover_specs(settings.serve_alias))
         out = []
