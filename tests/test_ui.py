@@ -36,7 +36,7 @@ def _keys(d: dict, prefix: str = "") -> set[str]:
 
 
 def test_translation_files_have_the_same_keys():
-    from crmscore.ui import i18n
+    from crmscore.explain import i18n
 
     en, zh = _keys(i18n.catalog("en")), _keys(i18n.catalog("zh"))
     zh_only = {k for k in zh if k.split(".")[0] in ("reason", "effects")}  # Chinese grammar of reason texts
@@ -48,7 +48,7 @@ def test_translation_files_have_the_same_keys():
 
 
 def test_language_choice():
-    from crmscore.ui.i18n import pick_language
+    from crmscore.explain.i18n import pick_language
 
     assert pick_language("zh", "en", "en-US") == "zh"
     assert pick_language(None, "zh", "en-US") == "zh"
@@ -96,7 +96,7 @@ def test_reason_text_english_unchanged_and_chinese():
 def test_every_task_effect_is_translated():
     from crmscore.errors import CrmscoreError
     from crmscore.models.tasks import get_task
-    from crmscore.ui import i18n
+    from crmscore.explain import i18n
 
     effects = []
     for name in ("churn", "next-purchase", "expected-spend", "next-category"):
@@ -112,7 +112,7 @@ def test_every_task_effect_is_translated():
     except (ImportError, AttributeError):
         pass
     untranslated = [e for e in effects if i18n.effect("zh", e) == e]
-    assert effects and not untranslated, f"add these to the 'effects' of ui/i18n/zh.json: {untranslated}"
+    assert effects and not untranslated, f"add these to the 'effects' of explain/i18n/zh.json: {untranslated}"
     assert i18n.effect("zh", "makes buying baby more likely") == "提高购买baby的可能性"
 
 
@@ -128,7 +128,7 @@ def _classes(root: ET.Element, tag: str, cls: str) -> list[ET.Element]:
 
 
 def test_waterfall_svg():
-    from crmscore.ui.charts import waterfall_svg
+    from crmscore.models.charts import waterfall_svg
 
     wf = {"base": 0.30, "final": 0.52, "steps": [
         {"feature": "recency_days", "contribution": 0.8, "start": 0.30, "end": 0.45},
@@ -147,7 +147,7 @@ def test_waterfall_svg():
 
 
 def test_other_charts_are_valid_svg():
-    from crmscore.ui import charts
+    from crmscore.models import charts
 
     tl = {"from": "2024-01-02", "to": "2024-12-31", "days": [["2024-02-08", 1, 13.7], ["2024-11-30", 2, -5.0]]}
     root = _parse(charts.timeline_svg(tl, months="J F M A M J J A S O N D".split(), title="t", spend_label="spend"))
@@ -237,7 +237,7 @@ def ui_served(synthetic_config, tmp_path_factory):
     from crmscore.models import registry
     from crmscore.models.pipeline import train_task
     from crmscore.models.tasks import get_task
-    from crmscore.serving.publish import publish_snapshot
+    from crmscore.scoring.publish import publish_snapshot
     from crmscore.settings import get_settings
 
     home = tmp_path_factory.mktemp("ui")
@@ -258,7 +258,7 @@ def ui_served(synthetic_config, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ui_engine(ui_served):
-    from crmscore.serving.engine import ScoringEngine
+    from crmscore.scoring.online import ScoringEngine
     from crmscore.settings import get_settings
 
     return ScoringEngine(get_settings())
@@ -279,7 +279,9 @@ def _pick_customer(engine) -> str:
 
 def test_customer_view_waterfall_adds_up_and_speaks_chinese(ui_engine):
     cid = _pick_customer(ui_engine)
-    view = ui_engine.customer_view(cid, "req-ui", "en", top_k=5)
+    from crmscore.ui.views import PageViews
+
+    view = PageViews(ui_engine).customer_view(cid, "req-ui", "en", top_k=5)
     (s,) = view["scores"]
     wf = s["waterfall"]
     assert "error" not in s
@@ -296,26 +298,29 @@ def test_customer_view_waterfall_adds_up_and_speaks_chinese(ui_engine):
     assert [r["contribution"] for r in zh["reasons"]] == [r["contribution"] for r in en["reasons"]]
     cust = ui_engine.customer(cid, "r-c", 2, lang="zh")
     assert "流失风险" in cust["scores"][0]["reasons"][0]["text"]
-    from crmscore.serving.engine import RequestError
+    from crmscore.scoring.online import RequestError
 
     with pytest.raises(RequestError, match="lang must be one of en, zh"):
         ui_engine.score("churn", [{"customer_id": cid}], True, 3, "r", lang="fr")
 
 
 def test_model_overview(ui_engine):
-    ov = ui_engine.model_overview("churn")
+    from crmscore.ui.views import PageViews
+
+    views = PageViews(ui_engine)
+    ov = views.model_overview("churn")
     assert ov["metrics"]["columns"][0] == "model" and ov["metrics"]["rows"][0][0] == "roc_auc"
     assert 0.5 < ov["metrics"]["rows"][0][1] <= 1 and len(ov["metrics"]["columns"]) >= 3
     assert ov["importance"][0]["value"] >= ov["importance"][-1]["value"] > 0
     assert len(ov["beeswarm"]) == 10 and len(ov["beeswarm"][0]["shap"]) == ov["sampled"] > 50
     assert sum(g["n"] for g in ov["by_segment"]) == ov["scored"] == sum(g["n"] for g in ov["by_stage"])
     assert "prospect" not in {g["group"] for g in ov["by_segment"]}  # only the model's population
-    assert ui_engine.model_overview("churn") is ov  # cached
+    assert views.model_overview("churn") is ov  # cached
 
 
 def test_publish_keeps_the_previous_snapshot_for_transitions(ui_served, tmp_path, monkeypatch):
-    from crmscore.serving.publish import publish_snapshot
-    from crmscore.serving.store import SqliteStore
+    from crmscore.scoring.publish import publish_snapshot
+    from crmscore.features.store import SqliteStore
     from crmscore.settings import get_settings
 
     monkeypatch.setenv("CRMSCORE_HOME", str(tmp_path))
@@ -342,7 +347,7 @@ def test_publish_keeps_the_previous_snapshot_for_transitions(ui_served, tmp_path
 
 
 def test_evaluation_report(ui_served, tmp_path):
-    from crmscore.ui.report import write_evaluation_report
+    from crmscore.models.report import write_evaluation_report
 
     path = write_evaluation_report(ui_served["result"], tmp_path / "report.html")
     html = path.read_text()

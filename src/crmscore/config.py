@@ -131,7 +131,7 @@ class FeaturesConfig(_Strict):
 
 
 class LifecycleConfig(_Strict):
-    """Lifecycle thresholds in days (see crmscore.segments)."""
+    """Lifecycle thresholds in days (see crmscore.features.segments)."""
 
     new_days: int = Field(default=30, description="First purchase within this many days: 'new'.")
     lapsed_days: list[int] = Field(

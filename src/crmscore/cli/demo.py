@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from crmscore.cli import app
+from crmscore.cli.root import app
 
 log = logging.getLogger("crmscore")
 DEMO_CONFIG = Path("training/configs/synthetic.yaml")
@@ -67,7 +67,7 @@ def demo(
     from crmscore.models import registry
     from crmscore.models.pipeline import train_task
     from crmscore.models.tasks import get_task
-    from crmscore.scoring import NEXT_PURCHASE_MODELS, score_frame, transactional_population, write_scores
+    from crmscore.scoring.batch import NEXT_PURCHASE_MODELS, score_frame, transactional_population, write_scores
 
     task = get_task("churn")
     result = train_task(task, cfg, task.settings(cfg.tasks.get("churn")), data=data, progress=True)
@@ -109,7 +109,7 @@ def _serve_and_score(data, as_of, customer_id: str, out: Path) -> None:  # noqa:
     from rich.console import Console
 
     from crmscore.serving.launcher import LocalServer
-    from crmscore.serving.publish import publish_snapshot
+    from crmscore.scoring.publish import publish_snapshot
     from crmscore.settings import get_settings
 
     settings = get_settings()

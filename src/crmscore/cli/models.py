@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from crmscore.cli import app
+from crmscore.cli.root import app
 
 log = logging.getLogger("crmscore")
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Project YAML config.")]
@@ -185,7 +185,7 @@ def _score(name: str, config: Path, out: Path, as_of, top_k: int, alias: str) ->
     from crmscore.cli.common import load_data
     from crmscore.config import load_config
     from crmscore.models import registry
-    from crmscore.scoring import score_frame, transactional_population, write_scores
+    from crmscore.scoring.batch import score_frame, transactional_population, write_scores
 
     registry.configure()
     bundle, mv = registry.load_bundle(name, alias)
@@ -223,7 +223,7 @@ def score_next_purchase(
     from crmscore.cli.common import load_data
     from crmscore.config import load_config
     from crmscore.models import registry
-    from crmscore.scoring import NEXT_PURCHASE_MODELS, score_next_purchase, write_scores
+    from crmscore.scoring.batch import NEXT_PURCHASE_MODELS, score_next_purchase, write_scores
 
     registry.configure()
     models, absent = {}, []

@@ -20,11 +20,10 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from crmscore.explain.reasons import build_reasons
 from crmscore.features.definitions import FeatureSet, category_orders_name, slug
 from crmscore.models.estimator import CustomerModel, Explanation, MultiLabelModel, load_estimator
 from crmscore.models.feature_table import TableSchema
-from crmscore.segments import SEGMENT_COLUMNS, RFMScorer
+from crmscore.features.segments import SEGMENT_COLUMNS, RFMScorer
 
 Mode = Literal["transactions", "feature_table"]
 
@@ -45,6 +44,17 @@ class CompanionModels:
         q = np.clip(q, self.bounds[0], self.bounds[1] if self.bounds[1] is not None else np.inf)
         return pd.DataFrame({self.name: q[:, 1], f"{self.name}_low": q[:, 0], f"{self.name}_high": q[:, 2]},
                             index=df.index)
+
+
+@dataclass(frozen=True)
+class ExplainedRows:
+    """Rows of a scored frame (positions) with the explanation of their score and how a reason's effect reads
+    for them (multilabel: the top category's words)."""
+
+    rows: np.ndarray
+    explanation: Explanation
+    reason_up: str
+    reason_down: str
 
 
 @dataclass
@@ -152,27 +162,35 @@ class TrainedModel:
             return np.full(len(scores), 0, dtype=np.int64)
         return (10 - np.searchsorted(np.asarray(self.decile_edges), scores, side="right")).astype(np.int64)
 
-    def score(self, df: pd.DataFrame, *, explain: bool = True, top_k: int = 5, keep_regular: bool = False,
-              max_targets: int = 5, lang: str = "en") -> pd.DataFrame:
-        """Score and explain a feature frame.
+    def score(self, df: pd.DataFrame, *, explain: bool = True, keep_regular: bool = False,
+              max_targets: int = 5) -> pd.DataFrame:
+        """Score a feature frame (no reasons: crmscore.scoring.explained adds them from `explained`).
 
         Returns customer_id, score, decile, the segment columns present in df, companion columns, and with
-        explain=True `base_value` and `reasons` (crmscore.explain.reasons.build_reasons): per row a list of
-        top_k dicts with feature, value, contribution, probability_change (probability models) or change
-        (regression: in the score's unit, currency) and text. Contributions and base value are in the score's
-        own space (crmscore.explain.effects): calibrated log-odds (binary; sigmoid(base + sum) = score), the
-        log of the amount (Tweedie; exp(base + sum) = score).
+        explain=True `base_value`, in the score's own space (crmscore.explain.effects): calibrated log-odds
+        (binary; sigmoid(base + sum of contributions) = score), the log of the amount (Tweedie;
+        exp(base + sum) = score). With explain=True the score is computed from the explanation's margin, so
+        it is exactly what the contributions add up to.
         Multilabel models: `score` is the top category's probability, `top_category` the category and
         `next_categories` a list of up to max_targets (0 = all) {category, probability}, highest first,
-        leaving out categories the customer buys regularly unless keep_regular; reasons explain the top
-        category (None when every category is left out). Reason texts are in `lang` (en | zh).
+        leaving out categories the customer buys regularly unless keep_regular; the base value is the top
+        category's (None when every category is left out).
         """
+        return self.explained(df, explain=explain, keep_regular=keep_regular, max_targets=max_targets)[0]
+
+    def explained(self, df: pd.DataFrame, *, explain: bool = True, keep_regular: bool = False,
+                  max_targets: int = 5) -> tuple[pd.DataFrame, list[ExplainedRows]]:
+        """`score`'s frame and, with explain=True, the explanations behind it: one ExplainedRows for all rows
+        (binary, regression), one per top category (multilabel: each row is explained by its top category's
+        head). Row positions are those of the returned frame."""
         if self.kind == "multilabel":
-            return self._score_multilabel(df, explain, top_k, keep_regular, max_targets, lang)
+            return self._score_multilabel(df, explain, keep_regular, max_targets)
         out = pd.DataFrame({"customer_id": df["customer_id"].astype("string").to_numpy()}, index=df.index)
+        parts: list[ExplainedRows] = []
         if explain:
             expl = self.model.explain(df)
             out["score"] = expl.scores()
+            parts.append(ExplainedRows(np.arange(len(df)), expl, self.reason_up, self.reason_down))
         else:
             out["score"] = self.predict(df)
         out["decile"] = self.deciles(out["score"].to_numpy())
@@ -183,11 +201,10 @@ class TrainedModel:
             out = out.join(comp.predict(df))
         if explain:
             out["base_value"] = expl.base_value
-            out["reasons"] = self.reasons(df, expl, top_k, lang=lang)
-        return out.reset_index(drop=True)
+        return out.reset_index(drop=True), parts
 
-    def _score_multilabel(self, df: pd.DataFrame, explain: bool, top_k: int, keep_regular: bool,
-                          max_targets: int, lang: str = "en") -> pd.DataFrame:
+    def _score_multilabel(self, df: pd.DataFrame, explain: bool, keep_regular: bool,
+                          max_targets: int) -> tuple[pd.DataFrame, list[ExplainedRows]]:
         targets = self.targets
         P = self.predict(df)
         ranked = np.where(self.regular_mask(df), -np.inf, P) if not keep_regular else P
@@ -206,8 +223,8 @@ class TrainedModel:
         for col in SEGMENT_COLUMNS:
             if col in df.columns:
                 out[col] = df[col].to_numpy()
+        parts: list[ExplainedRows] = []
         if explain:
-            reasons: list[list[dict[str, Any]]] = [[] for _ in range(len(df))]
             base = np.full(len(df), np.nan)
             tops = np.asarray(top, dtype=object)
             frame = df.reset_index(drop=True)
@@ -216,24 +233,12 @@ class TrainedModel:
                 head = self.model.head(t)
                 if not len(rows) or head is None:
                     continue
-                part = frame.iloc[rows]
-                expl = head.explain(part)
-                text = {k: getattr(self, k).replace("{target}", str(t)) for k in ("reason_up", "reason_down")}
-                for r, rs in zip(rows, self.reasons(part, expl, top_k, lang=lang, **text)):
-                    reasons[r] = rs
+                expl = head.explain(frame.iloc[rows])
+                up, down = (getattr(self, k).replace("{target}", str(t)) for k in ("reason_up", "reason_down"))
+                parts.append(ExplainedRows(rows, expl, up, down))
                 base[rows] = expl.base_value
             out["base_value"] = base
-            out["reasons"] = reasons
-        return out
-
-    def reasons(self, df: pd.DataFrame, expl: Explanation, top_k: int, *, reason_up: str | None = None,
-                reason_down: str | None = None, lang: str = "en") -> list[list[dict[str, Any]]]:
-        """Top-k reasons per row of df from its explanation (crmscore.explain.reasons.build_reasons)."""
-        up, down = reason_up or self.reason_up, reason_down or self.reason_down
-        names = expl.feature_names
-        rows = df.to_dict("records")
-        return [build_reasons(self.feature_set, expl.contributions[r], expl.base_value, expl.link, names, row, top_k,
-                              up, down, lang) for r, row in enumerate(rows)]
+        return out, parts
 
     # -- persistence -----------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +27,8 @@ from crmscore.config import ProjectConfig
 from crmscore.data.loader import CustomerData
 from crmscore.errors import CrmscoreError
 from crmscore.features.build import as_of_timestamp, build_training_set, feature_set_for
-from crmscore.features.definitions import FeatureSet
 from crmscore.models.bundle import CompanionModels, TrainedModel, label_matrix
 from crmscore.models.estimator import CustomerModel, MultiLabelModel, small_data_threads
-from crmscore.models.feature_table import TableSchema
 from crmscore.models.evaluation import (
     mean_roc_auc,
     multilabel_metrics,
@@ -42,8 +39,9 @@ from crmscore.models.evaluation import (
     regression_metrics,
 )
 from crmscore.models.population import PopulationRule
+from crmscore.models.run import Dataset, TrainResult
 from crmscore.models.tasks import BaselineInput, Task, TaskSettings
-from crmscore.segments import SEGMENT_COLUMNS
+from crmscore.features.segments import SEGMENT_COLUMNS
 
 log = logging.getLogger(__name__)
 NON_FEATURES = {"customer_id", "as_of", "label", *SEGMENT_COLUMNS}
@@ -51,43 +49,6 @@ NON_FEATURES = {"customer_id", "as_of", "label", *SEGMENT_COLUMNS}
 
 class GuardrailError(CrmscoreError):
     """Not enough data to train a trustworthy model; the message says what is missing."""
-
-
-@dataclass
-class Dataset:
-    """Train / validation / test rows of one task, with what the run needs to describe them."""
-
-    train: pd.DataFrame
-    valid: pd.DataFrame
-    test: pd.DataFrame
-    features: list[str]
-    categorical: list[str]
-    feature_set: FeatureSet
-    mode: str
-    cutoffs: dict[str, Any] = field(default_factory=dict)
-    rfm: dict[str, Any] | None = None
-    decisions: dict[str, str] = field(default_factory=dict)
-    settings: TaskSettings | None = None  # the run's settings after the task's prepare step, when it has one
-    population: PopulationRule | None = None  # transactional data: who the task predicts for
-    table_schema: TableSchema | None = None  # feature tables: the typing decided on the training file
-
-
-@dataclass
-class TrainResult:
-    task: str
-    bundle: TrainedModel
-    metrics: dict[str, float]
-    baselines: dict[str, dict[str, float]]
-    grade: str
-    dataset: Dataset
-    run_id: str | None = None
-    version: str | None = None
-    curves: dict[str, Any] = field(default_factory=dict)  # test-row scores of model and baselines, for plots
-
-    def summary(self) -> dict[str, Any]:
-        return {"task": self.task, "run_id": self.run_id, "registered_version": self.version,
-                "grade": self.grade, "metrics": self.metrics, "baselines": self.baselines,
-                "cutoffs": {k: str(v) for k, v in self.dataset.cutoffs.items()}}
 
 
 # -- datasets ------------------------------------------------------------------------------------
@@ -152,7 +113,7 @@ def transactional_dataset(task: Task, data: CustomerData, s: TaskSettings, as_of
     test = frame[frame["as_of"] == cut["test"]].reset_index(drop=True)
     valid = frame[frame["as_of"] == cut["train"][-1]].reset_index(drop=True)
     train = frame[frame["as_of"] < cut["train"][-1]].reset_index(drop=True)
-    from crmscore.segments import RFMScorer
+    from crmscore.features.segments import RFMScorer
 
     rfm = RFMScorer(data.config.segments.rfm_window_days).fit(test).to_dict()
     return Dataset(train, valid, test, fs.names, fs.categorical, fs, "transactions", cut, rfm, settings=s,

@@ -30,7 +30,7 @@ from crmscore.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from crmscore.config import ProjectConfig
-    from crmscore.models.pipeline import TrainResult
+    from crmscore.models.run import TrainResult
     from crmscore.models.tasks import TaskSettings
 
 log = logging.getLogger(__name__)
@@ -201,7 +201,7 @@ def log_training_run(result: TrainResult, cfg: ProjectConfig, s: TaskSettings, s
     test_path = tmp / "test_set.parquet"
     ds.test.to_parquet(test_path, index=False)
     mlflow.log_artifact(str(test_path), "evaluation")
-    from crmscore.ui.report import write_evaluation_report
+    from crmscore.models.report import write_evaluation_report
 
     mlflow.log_artifact(str(write_evaluation_report(result, tmp / "report.html")), "evaluation")
     bundle.info["run_id"] = result.run_id

@@ -169,8 +169,7 @@ def register_task(task: Task) -> Task:
 
 
 def get_task(name: str) -> Task:
-    from crmscore.models import churn, next_purchase  # noqa: F401  (tasks register themselves on import)
-
+    """A registered task by name (the task modules register themselves: see crmscore.models)."""
     if name not in _TASKS:
         from crmscore.errors import ConfigError
 

@@ -32,14 +32,14 @@ from pydantic import Field
 
 from crmscore.serving import log_privacy
 from crmscore.serving.batching import QueueFull, RequestBatcher
-from crmscore.serving.engine import MAX_ID_CHARS, MAX_TOP_K, RequestError, ScoreJob, ScoringEngine
+from crmscore.scoring.online import MAX_ID_CHARS, MAX_TOP_K, RequestError, ScoreJob, ScoringEngine
 from crmscore.serving.guard import Guard, error_response
 from crmscore.serving.http_metrics import RouteMetrics
 from crmscore.serving.openapi import OpenAPIDocument
 from crmscore.serving.schemas import CustomerIn, CustomerScore, ScoreResponse
-from crmscore.serving.store import StoreUnavailable
+from crmscore.features.store import StoreUnavailable
 from crmscore.settings import get_settings
-from crmscore.ui.i18n import LANGUAGES
+from crmscore.explain.i18n import LANGUAGES
 
 log = logging.getLogger("crmscore.service")
 SETTINGS = get_settings()

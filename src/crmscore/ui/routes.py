@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
+import weakref
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -28,12 +29,14 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from crmscore.explain.reasons import format_value_in
 from crmscore.features.translations import description
 from crmscore.models.evaluation import LOWER_IS_BETTER
-from crmscore.segments import LIFECYCLE_STAGES, RFM_SEGMENTS
-from crmscore.serving.engine import RequestError, ScoringEngine
-from crmscore.ui import charts, i18n
+from crmscore.features.segments import LIFECYCLE_STAGES, RFM_SEGMENTS
+from crmscore.scoring.online import RequestError, ScoringEngine
+from crmscore.explain import i18n
+from crmscore.models import charts
 from crmscore.ui.actions import load_rules
 from crmscore.ui.auth import COOKIE, Authenticator, Session, load_secret
 from crmscore.ui.settings import UISettings
+from crmscore.ui.views import PageViews
 
 log = logging.getLogger("crmscore.ui")
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -52,6 +55,17 @@ def get_engine() -> ScoringEngine:
     import bentoml
 
     return bentoml.get_current_service().engine
+
+
+_VIEWS: "weakref.WeakKeyDictionary[ScoringEngine, PageViews]" = weakref.WeakKeyDictionary()
+
+
+def page_views(engine: ScoringEngine) -> PageViews:
+    """The page's view models of an engine, one per engine so that model overviews stay cached."""
+    views = _VIEWS.get(engine)
+    if views is None:
+        views = _VIEWS[engine] = PageViews(engine)
+    return views
 
 
 @lru_cache(maxsize=1)
@@ -199,7 +213,7 @@ def _examples(engine: ScoringEngine, n: int = 5) -> list[str]:
 def customer_page(customer_id: str, page: Page = Depends(signed_in),
                   engine: ScoringEngine = Depends(get_engine)) -> Response:
     try:
-        view = engine.customer_view(customer_id, page.request_id, page.lang)
+        view = page_views(engine).customer_view(customer_id, page.request_id, page.lang)
     except RequestError as exc:
         if exc.status in (404, 422):  # unknown, or an id too long to be one (shown cut to the limit)
             return page.render("search.html", status=exc.status, examples=_examples(engine), missing=customer_id[:128],
@@ -344,7 +358,7 @@ def models_page(page: Page = Depends(signed_in), engine: ScoringEngine = Depends
 @router.get("/models/{name}")
 def model_page(name: str, page: Page = Depends(signed_in), engine: ScoringEngine = Depends(get_engine)) -> Response:
     try:
-        ov = engine.model_overview(name)
+        ov = page_views(engine).model_overview(name)
     except RequestError as exc:
         return page.render("models.html", status=exc.status, missing=name, warnings=engine.warnings,
                            models=[{"name": n, "title": model_title(n, page.lang), **engine.models[n].describe()}
@@ -402,7 +416,7 @@ def model_context(ov: dict[str, Any], model: Any, page: Page) -> dict[str, Any]:
 # -- segments ----------------------------------------------------------------------------------------
 @router.get("/segments")
 def segments_page(page: Page = Depends(signed_in), engine: ScoringEngine = Depends(get_engine)) -> Response:
-    return page.render("segments.html", **segments_context(engine.segments_overview(), page))
+    return page.render("segments.html", **segments_context(page_views(engine).segments_overview(), page))
 
 
 def segments_context(ov: dict[str, Any], page: Page) -> dict[str, Any]:

@@ -22,9 +22,9 @@ from crmscore.errors import FeatureContractError
 from crmscore.features.build import DUCKDB, as_of_timestamp, build_features, feature_set_for
 from crmscore.features.contract import refusal, snapshot_meta
 from crmscore.features.definitions import FeatureSet
+from crmscore.features.segments import RFMScorer
+from crmscore.features.store import RedisStore, SqliteStore
 from crmscore.models.bundle import TrainedModel
-from crmscore.segments import RFMScorer
-from crmscore.serving.store import RedisStore, SqliteStore
 from crmscore.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -37,8 +37,8 @@ def served_models(settings: Settings) -> list[tuple[str, str, TrainedModel]]:
     A registry that cannot be read fails the publish (FeatureContractError): publishing the data's default
     set instead would leave out, or redefine, the served models' features without a word."""
     from crmscore.models import registry
-    from crmscore.serving.engine import parse_specs
-    from crmscore.serving.runtime import discover_specs
+    from crmscore.scoring.online import parse_specs
+    from crmscore.scoring.runtime import discover_specs
 
     try:
         registry.configure(settings)  # CRMSCORE_SERVE_MODELS skips discover_specs, which would configure it
