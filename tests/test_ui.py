@@ -396,6 +396,25 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 
 @pytest.mark.browser
 @pytest.mark.integration
+def _write_monitoring(served) -> dict:
+    """A monitoring check of the served churn model written where `crmscore monitor` writes it (the home):
+    drift at the end of the data, realised performance of scores written 120 days before it."""
+    from crmscore.monitoring.check import check_model
+    from crmscore.monitoring.gauges import write_latest
+    from crmscore.monitoring.run import clean, headline
+    from crmscore.scoring.batch import score_frame, transactional_population
+
+    res, data = served["result"], served["data"]
+    cut = data.default_as_of() - np.timedelta64(120, "D")
+    scores = score_frame(res.bundle, transactional_population(res.bundle, data, cut), top_k=0, version=res.version)
+    scores["as_of"] = cut
+    check = check_model(res.bundle, res.version, data, data.default_as_of(), served["cfg"].monitoring,
+                        scores=scores.rename(columns={"rfm_segment": "segment"}))
+    body = clean({**check.to_dict(), "headline": headline(check), "retrain": check.verdict["retrain"]})
+    write_latest(Path(served["env"]["CRMSCORE_HOME"]), [body])
+    return body
+
+
 def test_operations_page_in_a_real_browser(ui_served, ui_engine, tmp_path):
     exe = _chromium()
     if exe is None:
@@ -410,6 +429,7 @@ def test_operations_page_in_a_real_browser(ui_served, ui_engine, tmp_path):
     cid = _pick_customer(ui_engine)
     other = next(c for c in ui_engine.store.sample_ids(50) if c != cid and ui_engine.store.get(c).get("recency_days"))
     published = ui_engine.store.meta()["customers"]
+    monitored = _write_monitoring(ui_served)
     server = LocalServer(ui_served["env"], tmp_path / "serve.log", api_key=API_KEY)
     shots: dict[str, Path] = {}
     try:
@@ -480,6 +500,28 @@ def test_operations_page_in_a_real_browser(ui_served, ui_engine, tmp_path):
             assert page.locator("ul.moves li").count() >= 2
             shots["segments"] = ARTIFACTS / "segments.png"
             page.screenshot(path=str(shots["segments"]), full_page=True)
+            # the monitoring view: drift table (score first), realised against promoted, in English and Chinese
+            page.goto(f"{server.url}/ui/monitoring?lang=en")
+            assert page.locator("h1").inner_text() == "Monitoring"
+            card = page.locator('section.monitor-model[data-model="churn"]')
+            drift = card.locator("table.drift tbody tr")
+            assert drift.count() == 16 and drift.first.get_attribute("data-feature") == "score"
+            statuses = {r.get_attribute("data-feature"): r.get_attribute("data-status") for r in drift.all()}
+            worst = max(monitored["features"], key=lambda f: f["psi"])
+            assert statuses[worst["feature"]] == worst["status"]
+            assert card.locator(".realised-chart svg g.count-bar").count() == 2  # ROC-AUC and PR-AUC of v1
+            assert card.get_attribute("data-model") == "churn" and card.locator("p.verdict").count() == 1
+            shots["monitoring"] = ARTIFACTS / "monitoring.png"
+            page.screenshot(path=str(shots["monitoring"]), full_page=True)
+            page.goto(f"{server.url}/ui/monitoring?lang=zh")
+            assert page.locator("h1").inner_text() == "模型监控"
+            assert page.locator("table.drift thead th").nth(3).inner_text() == "状态"
+            shots["monitoring_zh"] = ARTIFACTS / "monitoring_zh.png"
+            page.screenshot(path=str(shots["monitoring_zh"]), full_page=True)
+            page.goto(f"{server.url}/ui/segments?lang=en")
+            # the headline as Prometheus gauges
+            metrics = page.request.get(f"{server.url}/metrics").text()
+            assert f'crmscore_monitor_feature_psi_max{{model="churn",version="{monitored["version"]}"}}' in metrics
             # sign out: pages ask for the key again
             page.click("form.logout button")
             page.wait_for_url("**/ui/login")
@@ -513,6 +555,6 @@ def test_operations_page_in_a_real_browser(ui_served, ui_engine, tmp_path):
     if os.environ.get("CRMSCORE_UPDATE_SCREENSHOTS") == "1":
         docs = REPO / "docs" / "screenshots"
         docs.mkdir(parents=True, exist_ok=True)
-        for name in ("customer", "customer_zh", "model", "segments", "phone_customer"):
+        for name in ("customer", "customer_zh", "model", "segments", "phone_customer", "monitoring", "monitoring_zh"):
             shutil.copy(shots[name], docs / f"{name}.png")
     (ARTIFACTS / "pages.json").write_text(json.dumps({k: str(v) for k, v in shots.items()}, indent=1))
