@@ -265,6 +265,8 @@ def register_bundle(name: str, bundle: TrainedModel, example_rows: pd.DataFrame,
     from crmscore.models.pyfunc import CrmscorePyfunc
 
     bundle.info["crmscore_version"] = crmscore.__version__  # checked by the service at load
+    # the feature contract: the service serves the model only on a snapshot with these same definitions
+    bundle.info["feature_definitions"] = bundle.feature_definitions()
     bdir = bundle.save(tmp / "bundle")
     example = _example(example_rows)
     out = CrmscorePyfunc()
@@ -273,7 +275,9 @@ def register_bundle(name: str, bundle: TrainedModel, example_rows: pd.DataFrame,
         signature = infer_signature(example, out.predict(None, example), params={"explain": False})
     entry = Path(__file__).with_name("pyfunc_entry.py")  # models from code: no pickled object in the model
     info = mlflow.pyfunc.log_model(name="model", python_model=str(entry), artifacts={"bundle": str(bdir)},
-                                   signature=signature, input_example=example, pip_requirements=pip_requirements())
+                                   signature=signature, input_example=example, pip_requirements=pip_requirements(),
+                                   metadata={"feature_set_version": ds.feature_set.version,
+                                             "feature_definitions": bundle.info["feature_definitions"]})
     primary = bundle.primary_metric
     version_tags = {"run_id": run_id or "", "grade": grade, "primary_metric": primary, "test_cutoff": test_cutoff,
                     "feature_set_version": bundle.feature_set.version, "crmscore_version": crmscore.__version__}
