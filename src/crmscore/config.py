@@ -69,6 +69,10 @@ class FeatureTableConfig(_Strict):
     positive: Any = Field(default=1, description="Label value that counts as positive.")
     format: Literal["csv", "parquet"] | None = None
     exclude: list[str] = Field(default_factory=list, description="Columns never used as features.")
+    treatment: str | None = Field(default=None, description=(
+        "Uplift on a ready experiment table: the column that says treated or control (the label column is then "
+        "the outcome); never a feature."))
+    treated_value: Any = Field(default=1, description="Value of the treatment column that means treated.")
     keep: list[str] = Field(default_factory=list, description=(
         "Columns used as features although they look like identifiers (a row number, a whole number different "
         "on every row) or free text (fewer than 5 rows a distinct value), which are otherwise left out."))
@@ -80,6 +84,8 @@ class DataConfig(_Strict):
     customers: CustomersSourceConfig | None = None
     attribute_history: AttributeHistoryConfig | None = None
     events: SourceConfig | None = None
+    treatments: SourceConfig | None = Field(default=None, description=(
+        "Campaign experiments (customer, campaign, treated 1/0, time), for uplift models and campaign effects."))
     features: FeatureTableConfig | None = None
 
 

@@ -811,3 +811,112 @@ def write(data: SyntheticData, out_dir: str | Path) -> dict[str, Path]:
         paths[name] = path
         logger.info("synthetic: wrote %s (%d rows)", path, len(frame))
     return paths
+
+
+# --------------------------------------------------------------------------
+# A campaign experiment with planted heterogeneous effects (uplift models).
+# Separate from generate(): its output is untouched; the campaign is written
+# to its own folder (write_campaign) with a full copy of the transactions.
+# --------------------------------------------------------------------------
+PERSUADABLE_RECENCY_DAYS: tuple[int, int] = (30, 150)
+PERSUADABLE_EXTRA_ORDER_PROB = 0.35
+DO_NOT_DISTURB_RATE_PER_30D = 1.5
+DO_NOT_DISTURB_DROP_PROB = 0.6
+
+
+@dataclass(frozen=True)
+class SyntheticCampaign:
+    """A randomised campaign on a :class:`SyntheticData`, with known effects per customer.
+
+    Who responds and by how much (the module constants):
+
+    - Every customer who signed up before ``at`` is in the experiment, treated with probability
+      ``treated_share``, else control; all are assigned at ``at`` 09:00 (``treatments``: customer_id,
+      campaign, treated 1/0, ts).
+    - **Persuadables**: customers whose last purchase (an order with a positive amount) before ``at`` is
+      ``PERSUADABLE_RECENCY_DAYS`` = 30 to 150 days old (lapsing, still reachable). Treated ones get one
+      extra order (one line, a random product, channel ``online``) with probability
+      ``PERSUADABLE_EXTRA_ORDER_PROB`` = 0.35, at a uniform time in the ``horizon_days`` after ``at``.
+    - **Do-not-disturb**: heavy buyers, ``base_rate_per_30d`` >= ``DO_NOT_DISTURB_RATE_PER_30D`` = 1.5
+      (and not persuadable). For treated ones each of their orders in the horizon is removed with
+      probability ``DO_NOT_DISTURB_DROP_PROB`` = 0.6 (the contact annoys them).
+    - Everyone else: no effect.
+    ``truth``: customer_id, treated, planted_segment (persuadable / do_not_disturb / none),
+    added_orders, removed_orders. ``transactions``: the data's lines with those orders added and removed.
+    """
+
+    name: str
+    at: pd.Timestamp
+    horizon_days: int
+    treatments: pd.DataFrame
+    transactions: pd.DataFrame
+    truth: pd.DataFrame
+
+
+def campaign(data: SyntheticData, *, name: str = "winback", at: str | date | None = None, horizon_days: int = 30,
+             treated_share: float = 0.5, seed: int = 7) -> SyntheticCampaign:
+    """A campaign on ``data`` at ``at`` (default: ``horizon_days`` + 30 days before the last transaction's
+    day), with the effects documented on :class:`SyntheticCampaign`. Deterministic for the same inputs."""
+    rng = np.random.default_rng(seed)
+    tx = data.transactions
+    last_day = pd.Timestamp(tx["ts"].max()).normalize()
+    at_ts = pd.Timestamp(_to_date(at)) if at is not None else last_day - pd.Timedelta(days=horizon_days + 30)
+    end_ts = at_ts + pd.Timedelta(days=horizon_days)
+    cust = data.customers[data.customers["signup_ts"] < at_ts][["customer_id"]].reset_index(drop=True)
+    cust = cust.merge(data.truth[["customer_id", "base_rate_per_30d"]], on="customer_id", how="left")
+    treated = (rng.random(len(cust)) < treated_share).astype(np.int64)
+    orders = tx[tx["ts"] < at_ts].groupby(["customer_id", "order_id"], sort=False).agg(
+        ts=("ts", "min"), amount=("amount", "sum")).reset_index()
+    last = orders[orders["amount"] > 0].groupby("customer_id")["ts"].max()
+    recency = (at_ts - cust["customer_id"].map(last)).dt.total_seconds().to_numpy() / 86400.0
+    lo, hi = PERSUADABLE_RECENCY_DAYS
+    persuadable = (recency >= lo) & (recency <= hi)  # NaN (never bought) compares False
+    dnd = ~persuadable & (cust["base_rate_per_30d"].to_numpy(float) >= DO_NOT_DISTURB_RATE_PER_30D)
+    segment = np.where(persuadable, "persuadable", np.where(dnd, "do_not_disturb", "none"))
+    # persuadables: one extra order each with the planted probability
+    add = (treated == 1) & persuadable & (rng.random(len(cust)) < PERSUADABLE_EXTRA_ORDER_PROB)
+    who = cust.loc[add, "customer_id"].to_numpy()
+    seconds = rng.uniform(0, horizon_days * 86400.0, len(who)).astype(np.int64)
+    products = data.products["product_id"].to_numpy()
+    prices = tx.groupby("product_id")["amount"].median().abs().clip(lower=0.5)
+    pick = rng.integers(0, len(products), len(who))
+    extra = pd.DataFrame({
+        "customer_id": who.astype(str),
+        "ts": (at_ts + pd.to_timedelta(seconds, unit="s")).to_numpy().astype("datetime64[us]"),
+        "amount": np.round(pd.Series(products[pick]).map(prices).fillna(5.0).to_numpy(float), 2),
+        "order_id": [f"C{name[:6]}{i:07d}" for i in range(len(who))],
+        "product_id": products[pick].astype(str),
+        "quantity": np.ones(len(who), dtype=np.int64),
+        "channel": "online",
+        "store_id": "online",
+    })
+    # do-not-disturb: each treated heavy buyer's order in the horizon dropped with the planted probability
+    annoyed = set(cust.loc[(treated == 1) & dnd, "customer_id"])
+    window = tx[(tx["ts"] >= at_ts) & (tx["ts"] < end_ts) & tx["customer_id"].isin(annoyed)]
+    keys = window[["customer_id", "order_id"]].drop_duplicates().sort_values(["customer_id", "order_id"])
+    dropped = keys[rng.random(len(keys)) < DO_NOT_DISTURB_DROP_PROB]
+    drop_ids = set(dropped["order_id"])
+    kept = tx[~(tx["order_id"].isin(drop_ids) & tx["customer_id"].isin(annoyed) & (tx["ts"] >= at_ts))]
+    transactions = pd.concat([kept, extra[tx.columns]], ignore_index=True).sort_values(
+        ["customer_id", "ts"], kind="stable").reset_index(drop=True)
+    treatments = pd.DataFrame({"customer_id": cust["customer_id"].astype(str), "campaign": name, "treated": treated,
+                               "ts": np.full(len(cust), (at_ts + pd.Timedelta(hours=9)).to_datetime64()).astype(
+                                   "datetime64[us]")})
+    truth = pd.DataFrame({"customer_id": cust["customer_id"].astype(str), "treated": treated,
+                          "planted_segment": segment,
+                          "added_orders": cust["customer_id"].isin(set(who)).astype(np.int64),
+                          "removed_orders": cust["customer_id"].map(dropped.groupby("customer_id").size())
+                          .fillna(0).astype(np.int64)})
+    return SyntheticCampaign(name, at_ts, horizon_days, treatments, transactions, truth)
+
+
+def write_campaign(camp: SyntheticCampaign, out_dir: str | Path) -> dict[str, Path]:
+    """Write treatments, transactions (with the campaign's effects) and campaign_truth as zstd Parquet."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, frame in (("treatments", camp.treatments), ("transactions", camp.transactions),
+                        ("campaign_truth", camp.truth)):
+        paths[name] = out / f"{name}.parquet"
+        frame.to_parquet(paths[name], engine="pyarrow", compression="zstd", index=False)
+    return paths

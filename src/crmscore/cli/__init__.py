@@ -10,7 +10,7 @@ from crmscore.errors import CrmscoreError
 __all__ = ["app", "main"]
 
 def _register() -> None:
-    from crmscore.cli import data, demo, features, lookalike, models, monitor, serve  # noqa: F401  (each module adds its commands to `app`)
+    from crmscore.cli import campaign, data, demo, features, lookalike, models, monitor, serve  # noqa: F401  (each module adds its commands to `app`)
 
 
 def main() -> None:

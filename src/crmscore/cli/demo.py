@@ -28,6 +28,8 @@ def demo_data(
     churn_change_after: Annotated[dt.datetime | None, typer.Option(
         formats=["%Y-%m-%d"], help="Planted change of the churn mechanism: from this day on, customers of the "
                                    "south and east regions stop buying abruptly (mean 60 days).")] = None,
+    campaign: Annotated[bool, typer.Option(help="Also write a randomised campaign with planted effects to "
+                                                "<out>/campaign (crmscore.synthetic.campaign).")] = True,
 ) -> None:
     """Write synthetic transactions, products, customers and events with documented drivers."""
     from crmscore import synthetic
@@ -42,6 +44,11 @@ def demo_data(
             data = synthetic.plant_churn_change(data, churn_change_after.date(), seed=seed)
         steps.step("writing")
         paths = synthetic.write(data, out)
+        if campaign:  # its own folder: the files above stay as they are
+            camp = synthetic.campaign(data)
+            synthetic.write_campaign(camp, out / "campaign")
+            log.info("campaign %r on %s: %s customers (treated and control) in %s", camp.name, camp.at.date(),
+                     f"{len(camp.treatments):,}", out / "campaign")
     log.info("wrote %s transaction lines of %s customers to %s (%s)", f"{len(data.transactions):,}",
              f"{customers:,}", out, ", ".join(p.name for p in paths.values()))
 
@@ -63,7 +70,7 @@ def demo(
     cfg = load_config(DEMO_CONFIG)
     data_dir = Path(cfg.resolve(cfg.data.transactions.path)).parent
     demo_data(customers=customers, seed=seed, out=data_dir, start=dt.datetime(2023, 1, 1),
-              end=dt.datetime(2025, 1, 1))
+              end=dt.datetime(2025, 1, 1), campaign=True)
     data = load_data(cfg)
     as_of = data.default_as_of()
     features = build_features(data, as_of)

@@ -7,6 +7,9 @@ What `score` returns depends on the kind of model (see crmscore.models.tasks):
 - regression (expected-spend): `score` is the predicted amount (currency);
 - multilabel (next-category): `score` is the top category's probability, `top_category` and
   `next_categories` the ranked list; reasons explain the top category.
+- uplift (uplift-<campaign>): `score` is the expected lift (outcome if treated minus if not: points of
+  probability, or currency), with `p_control` and `p_treated` (the outcome without and with the campaign) and
+  `quadrant` (crmscore.models.quadrants); reasons explain the lift (SHAP of the DR-learner's effect model).
 Companions (next-purchase's days to next purchase) add `<name>`, `<name>_low` and `<name>_high`.
 """
 
@@ -81,6 +84,8 @@ class TrainedModel:
         """'binary', 'regression' or 'multilabel'."""
         if isinstance(self.model, MultiLabelModel):
             return "multilabel"
+        if self.model.objective == "uplift":
+            return "uplift"
         return "binary" if self.model.objective == "binary" else "regression"
 
     @property
@@ -105,6 +110,10 @@ class TrainedModel:
         from crmscore.models.evaluation import multilabel_metrics, normalized_gini, ranking_metrics
 
         pred = self.predict(test)
+        if self.kind == "uplift":
+            from crmscore.models.uplift_evaluation import uplift_metrics
+
+            return uplift_metrics(test["label"], test["treated"], pred)["qini"]
         if self.kind == "multilabel":
             Y = label_matrix(test, self.targets).to_numpy(float)
             return multilabel_metrics(Y, pred)[self.primary_metric]
@@ -175,9 +184,20 @@ class TrainedModel:
                 out[col] = df[col].to_numpy()
         for comp in self.companions.values():
             out = out.join(comp.predict(df))
+        if self.kind == "uplift":
+            out = out.join(self.uplift_columns(df, out["score"].to_numpy()))
         if explain:
             out["base_value"] = expl.base_value
         return out.reset_index(drop=True), parts
+
+    def uplift_columns(self, df: pd.DataFrame, lift: np.ndarray) -> pd.DataFrame:
+        """Uplift models: p_control, p_treated (the outcome without and with the campaign) and quadrant."""
+        from crmscore.models.quadrants import quadrant
+
+        p0, p1 = self.model.outcomes(df)
+        quad = quadrant(lift, p0, float(self.settings.get("min_lift", 0.02)),
+                        float(self.settings.get("sure_thing_probability", 0.5)))
+        return pd.DataFrame({"p_control": p0, "p_treated": p1, "quadrant": quad}, index=df.index)
 
     def _score_multilabel(self, df: pd.DataFrame, explain: bool, keep_regular: bool,
                           max_targets: int) -> tuple[pd.DataFrame, list[ExplainedRows]]:
@@ -243,10 +263,19 @@ class TrainedModel:
                                   tuple(c["bounds"]))
             for name, c in meta.get("companions", {}).items()}
         schema = meta.get("table_schema")
-        return cls(meta["task"], meta["mode"], load_estimator(path / "estimator"),
+        return cls(meta["task"], meta["mode"], _load_model(path / "estimator"),
                    FeatureSet.from_dict(meta["feature_set"]), meta["settings"], meta["reason_up"],
                    meta["reason_down"], meta["decile_edges"], meta["rfm"], meta["info"], companions,
                    TableSchema.from_dict(schema) if schema else None)
+
+
+def _load_model(path: Path) -> Any:
+    """The saved estimator: an UpliftModel (crmscore.models.uplift_learner) or what load_estimator reads."""
+    if json.loads((path / "model.json").read_text())["objective"] == "uplift":
+        from crmscore.models.uplift_learner import UpliftModel
+
+        return UpliftModel.load(path)
+    return load_estimator(path)
 
 
 def label_column(target: str) -> str:

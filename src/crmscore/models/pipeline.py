@@ -188,14 +188,14 @@ def fit_and_evaluate(task: Task, ds: Dataset, s: TaskSettings, params: dict[str,
     """Fit the task's model (and companions) on train, stop early on valid, and measure it and every baseline
     on the test rows. Returns the bundle, the model's metrics, each baseline's metrics and the test-row
     predictions (for plots). metrics[f"best_baseline_{primary}"] is the best baseline's primary metric."""
-    fit = {"binary": _fit_binary, "regression": _fit_regression, "multilabel": _fit_multilabel}[task.kind]
+    fit = task.fit or {"binary": _fit_binary, "regression": _fit_regression, "multilabel": _fit_multilabel}[task.kind]
     bundle, metrics, curves = fit(task, ds, s, {**s.params, **(params or {})})
     bundle.info["primary_metric"] = task.primary_metric
     base_results, preds = _baselines(task, ds, s, bundle)
     curves["baselines"] = preds
     values = [r[task.primary_metric] for r in base_results.values() if np.isfinite(r.get(task.primary_metric, np.nan))]
     pick = max if task.higher_is_better else min
-    fallback = {"roc_auc": 0.5, "normalized_gini": 0.0}.get(task.primary_metric, float("nan"))
+    fallback = {"roc_auc": 0.5, "normalized_gini": 0.0, "qini": 0.0}.get(task.primary_metric, float("nan"))
     metrics[f"best_baseline_{task.primary_metric}"] = float(pick(values)) if values else fallback
     for comp in task.companions:
         metrics.update(_fit_companion(comp, ds, s, bundle))
@@ -285,6 +285,11 @@ def _baselines(task: Task, ds: Dataset, s: TaskSettings, bundle: TrainedModel
             sc = np.asarray(b.score(binp), float)
             if task.kind == "multilabel":
                 result = _multilabel_result(Y, sc, regular)
+            elif task.kind == "uplift":
+                from crmscore.models.uplift_evaluation import uplift_metrics
+
+                result = uplift_metrics(ds.test["label"], ds.test["treated"], sc, share=getattr(s, "share", 0.3),
+                                        spend=ds.test["spend"] if "spend" in ds.test else None)
             elif task.kind == "regression":
                 result = regression_metrics(ds.test["label"].to_numpy(float), sc)
             else:
@@ -377,7 +382,14 @@ def train_task(task: Task, cfg: ProjectConfig, s: TaskSettings, *, as_of: Any = 
 
     from crmscore.models import registry
 
-    if cfg.data.features is not None and cfg.data.transactions is None:
+    if task.dataset is not None:
+        if data is None and cfg.data.transactions is not None:
+            from crmscore.data.loader import load_customer_data
+
+            data = load_customer_data(cfg)
+        ds = task.dataset(task, cfg, data, s, as_of, progress)
+        s = ds.settings or s
+    elif cfg.data.features is not None and cfg.data.transactions is None:
         if task.transactions_only:
             from crmscore.errors import ConfigError
 
@@ -402,7 +414,7 @@ def train_task(task: Task, cfg: ProjectConfig, s: TaskSettings, *, as_of: Any = 
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{task.name}-{dt.datetime.now():%Y%m%d-%H%M%S}") as run:
         params = tune(task, ds, s, tune_trials) if tune_trials else {}
         bundle, metrics, base, curves = fit_and_evaluate(task, ds, s, params)
-        if ds.mode == "feature_table":
+        if ds.mode == "feature_table" and task.kind != "uplift":
             metrics.update(cross_validate(task, ds, s, bundle.model.best_iteration_))
         primary = task.primary_metric
         sign = 1.0 if task.higher_is_better else -1.0

@@ -281,6 +281,8 @@ def label(lang: str, group: str, name: str | None) -> str:
 def model_title(name: str, lang: str) -> str:
     if name.startswith("lookalike-"):
         return f"{i18n.text(lang, 'models.lookalike')}: {name[len('lookalike-'):]}"
+    if name.startswith("uplift-"):
+        return f"{i18n.text(lang, 'models.uplift')}: {name[len('uplift-'):]}"
     key = f"models.{name}"
     return i18n.text(lang, key) if i18n.has("en", key) else name
 
@@ -366,6 +368,20 @@ def model_page(name: str, page: Page = Depends(signed_in), engine: ScoringEngine
     return page.render("model.html", **model_context(ov, engine.models[name], page))
 
 
+@router.get("/models/{name}/report")
+def campaign_report(name: str, page: Page = Depends(signed_in), engine: ScoringEngine = Depends(get_engine)) -> Response:
+    """An uplift model's campaign report (crmscore.models.uplift_report), as logged with its run: self-contained
+    HTML kept in the model's bundle, so it shows without the tracking server."""
+    try:
+        model = engine.get_model(name)
+    except RequestError:
+        raise HTTPException(404, f"no model {name!r} is served") from None
+    html = model.bundle.info.get("campaign_report")
+    if not html:
+        raise HTTPException(404, f"{name} has no campaign report (only uplift models have one)")
+    return HTMLResponse(html, headers=HEADERS)
+
+
 def model_context(ov: dict[str, Any], model: Any, page: Page) -> dict[str, Any]:
     lang, t = page.lang, page.t
     fs = model.bundle.feature_set
@@ -393,7 +409,8 @@ def model_context(ov: dict[str, Any], model: Any, page: Page) -> dict[str, Any]:
                                 axis_label=t("chart.shap"), low_label=t("chart.low"), high_label=t("chart.high"),
                                 value_label=t("chart.feature_value"), missing_label=t("chart.missing")) \
         if ov["beeswarm"] else None
-    fmt = (lambda v: charts.pct(v, 0)) if binary else (lambda v: f"{v:,.0f}")
+    uplift = ov["kind"] == "uplift"  # a lift in points of probability
+    fmt = (lambda v: charts.pct(v, 0)) if binary else (lambda v: charts.pct(v, 1)) if uplift else (lambda v: f"{v:,.0f}")
     by_seg = sorted(ov["by_segment"], key=lambda g: SEGMENT_ORDER.index(g["group"]) if g["group"] in SEGMENT_ORDER else 99)
     by_stage = sorted(ov["by_stage"], key=lambda g: LIFECYCLE_STAGES.index(g["group"])
                       if g["group"] in LIFECYCLE_STAGES else 99)
@@ -409,6 +426,7 @@ def model_context(ov: dict[str, Any], model: Any, page: Page) -> dict[str, Any]:
             "columns": columns, "rows": rows, "drivers_svg": bars, "swarm_svg": swarm, "seg_svg": seg_svg,
             "stage_svg": stage_svg, "sampled": ov["sampled"], "scored": ov["scored"],
             "population": ov.get("population"),
+            "campaign_report": bool(model.bundle.info.get("campaign_report")),
             "drivers": [{"feature": i["feature"], "desc": desc(i["feature"]), "value": i["value"]}
                         for i in importance[:10]]}
 

@@ -139,7 +139,8 @@ def metrics_table(info: dict[str, Any]) -> dict[str, Any]:
     metrics = info.get("metrics") or {}
     baselines = info.get("baselines") or {}
     wanted = [k for k in ("roc_auc", "pr_auc", "lift_top10", "capture_top10", "brier", "ece", "normalized_gini",
-                          "spearman", "hit_rate_at_3", "ndcg") if k in metrics]
+                          "spearman", "hit_rate_at_3", "ndcg", "qini", "auuc", "lift_at_share",
+                          "incremental_purchases_at_share") if k in metrics]
     rows = [[k, metrics.get(k), *[(b.get(k) if isinstance(b, dict) else None) for b in baselines.values()]]
             for k in wanted]
     return {"columns": ["model", *baselines], "rows": rows, "grade": info.get("grade")}
