@@ -102,6 +102,20 @@ class TrainedModel:
             return normalized_gini(test["label"].to_numpy(float), pred)
         return ranking_metrics(test["label"].to_numpy(), pred)[self.primary_metric]
 
+    def cross_sell_mask(self, df: pd.DataFrame) -> np.ndarray:
+        """Multilabel: (n_rows, n_targets) True where a category is left out of the cross-sell list: bought in
+        the last `cross_sell_lookback_days` before the cutoff when that setting is given (its days-since-bought
+        feature), otherwise bought regularly (regular_mask)."""
+        lookback = self.settings.get("cross_sell_lookback_days")
+        if lookback is None:
+            return self.regular_mask(df)
+        cols = [f"category_recency_{slug(t)}" for t in self.targets]
+        missing = [c for c in cols if c not in df.columns]
+        if missing:
+            raise ValueError(f"feature columns {missing[:3]} are missing: cross_sell_lookback_days needs the "
+                             f"per-category purchase history (history_windows must not be [])")
+        return df[cols].to_numpy(float) <= float(lookback)  # NaN (never bought) compares False
+
     def regular_mask(self, df: pd.DataFrame) -> np.ndarray:
         """Multilabel: (n_rows, n_targets) True where the customer buys the category regularly: at least
         `regular_share` of spend on it in the last 365 days, over at least `regular_min_orders` orders with
@@ -166,7 +180,7 @@ class TrainedModel:
                           max_targets: int, lang: str = "en") -> pd.DataFrame:
         targets = self.targets
         P = self.predict(df)
-        ranked = np.where(self.regular_mask(df), -np.inf, P) if not keep_regular else P
+        ranked = np.where(self.cross_sell_mask(df), -np.inf, P) if not keep_regular else P
         order = np.argsort(-ranked, axis=1, kind="stable")
         n_show = len(targets) if max_targets <= 0 else min(max_targets, len(targets))
         lists, top = [], []
@@ -175,6 +189,7 @@ class TrainedModel:
                      if np.isfinite(ranked[r, j])]
             lists.append(items)
             top.append(items[0]["category"] if items else None)
+        self._add_timing(df, lists)
         out = pd.DataFrame({"customer_id": df["customer_id"].astype("string").to_numpy()})
         out["score"] = [lst[0]["probability"] if lst else np.nan for lst in lists]
         out["top_category"] = pd.array(top, dtype="string")
@@ -201,6 +216,26 @@ class TrainedModel:
             out["base_value"] = base
             out["reasons"] = reasons
         return out
+
+    def _add_timing(self, df: pd.DataFrame, lists: list[list[dict[str, Any]]]) -> None:
+        """With the timing model (crmscore.models.category_timing), each listed category gets `days` (median
+        days from the cutoff to buying it, if bought within the horizon) with `days_low` and `days_high`
+        (10-90%)."""
+        from crmscore.models import category_timing
+
+        timing = self.companions.get(category_timing.NAME)
+        if timing is None:
+            return
+        frame = df.reset_index(drop=True)
+        pairs = [(r, item["category"]) for r, items in enumerate(lists) for item in items]
+        pred = category_timing.predict(timing, frame, self.feature_set.names, pairs)
+        days = pred[[category_timing.NAME, f"{category_timing.NAME}_low", f"{category_timing.NAME}_high"]].to_numpy()
+        i = 0
+        for items in lists:
+            for item in items:
+                item.update(days=round(float(days[i, 0]), 1), days_low=round(float(days[i, 1]), 1),
+                            days_high=round(float(days[i, 2]), 1))
+                i += 1
 
     def reasons(self, df: pd.DataFrame, expl: Explanation, top_k: int, *, reason_up: str | None = None,
                 reason_down: str | None = None, lang: str = "en") -> list[list[dict[str, Any]]]:
@@ -247,6 +282,11 @@ class TrainedModel:
 def label_column(target: str) -> str:
     """The label column of a multilabel target: `label__<slug>`."""
     return f"label__{slug(target)}"
+
+
+def days_column(target: str) -> str:
+    """Days from the cutoff to the first purchase of a multilabel target in the horizon: `days__<slug>`."""
+    return f"days__{slug(target)}"
 
 
 def label_matrix(df: pd.DataFrame, targets: list[str]) -> pd.DataFrame:

@@ -293,20 +293,35 @@ def _fit_multilabel(task: Task, ds: Dataset, s: TaskSettings, params: dict[str, 
     Y = label_matrix(ds.test, targets).to_numpy(float)
     S = model.predict(ds.test[ds.features])
     bundle = _bundle(task, ds, s, model, None)
-    regular = bundle.regular_mask(ds.test)
+    regular = bundle.cross_sell_mask(ds.test)
     metrics = _multilabel_result(Y, S, regular)
     metrics.update({"best_iteration": float(model.best_iteration_),
                     "test_rows": float(len(Y)), "test_positive_rate": float((Y.sum(1) > 0).mean()),
                     "targets": float(len(targets))})
+    if "bought_any" in ds.test.columns:  # buyers in the horizon who bought at least one target category
+        buyers = ds.test["bought_any"].to_numpy(bool)
+        metrics["buyer_coverage"] = float((Y.sum(1)[buyers] > 0).mean()) if buyers.any() else float("nan")
+    if getattr(s, "category_timing", False):
+        from crmscore.models import category_timing
+
+        bundle.companions[category_timing.NAME] = category_timing.fit(
+            ds.train, ds.valid, ds.features, targets, s.horizon_days, s.params, s.num_boost_round)
+        ranked = np.where(regular, -np.inf, S)
+        best = ranked.argmax(1)
+        top = [targets[j] if np.isfinite(ranked[r, j]) else None for r, j in enumerate(best)]
+        metrics.update(category_timing.evaluate(bundle.companions[category_timing.NAME], ds.test, ds.features,
+                                                top, s.horizon_days))
     return bundle, metrics, {"scores": {"model": S}, "regular": regular}
 
 
 def _multilabel_result(Y: np.ndarray, S: np.ndarray, regular: np.ndarray) -> dict[str, float]:
-    """Multilabel metrics of scores S against labels Y, again with each customer's regular categories left
-    out (xsell_*), and the mean per-category ROC-AUC."""
+    """Multilabel metrics of scores S against labels Y (next basket: every category), again with the categories
+    the cross-sell list leaves out removed from ranking and truth (xsell_*; bundle.cross_sell_mask), and the mean
+    per-category ROC-AUC of both views (xsell: over the rows where the category is not left out)."""
     result = multilabel_metrics(Y, S)
     result.update({f"xsell_{k}": v for k, v in multilabel_metrics(Y, S, exclude=regular).items()})
     result["mean_roc_auc"] = mean_roc_auc(Y, S)
+    result["xsell_mean_roc_auc"] = mean_roc_auc(Y, S, keep=~regular)
     return result
 
 
@@ -318,7 +333,7 @@ def _baselines(task: Task, ds: Dataset, s: TaskSettings, bundle: TrainedModel
     preds: dict[str, np.ndarray] = {}
     binp = BaselineInput(pd.concat([ds.train, ds.valid], ignore_index=True), ds.test, s, ds.categorical, ds.features)
     if task.kind == "multilabel":
-        Y, regular = label_matrix(ds.test, bundle.targets).to_numpy(float), bundle.regular_mask(ds.test)
+        Y, regular = label_matrix(ds.test, bundle.targets).to_numpy(float), bundle.cross_sell_mask(ds.test)
     for b in (task.baselines if ds.mode == "transactions" else task.table_baselines):
         try:
             sc = np.asarray(b.score(binp), float)
