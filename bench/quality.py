@@ -91,6 +91,7 @@ class Context:
     root: Path
     tmp: Path
     without_btyd: bool = False  # --without-btyd: every config's buy-till-you-die features off, for comparison
+    as_of_only: tuple[str, ...] = ()  # --as-of: only these as-of dates of next-category-tafeng (parallel runs)
 
     def config(self, relative: str) -> Any:
         """Load a config from training/configs; its quarantine folder goes to the temp dir, not the repo."""
@@ -267,7 +268,8 @@ TF_NEXT_BASKET_MUST_BEAT = ("popularity", "copurchase", "most_bought")
 
 def _tafeng_note(m: dict[str, float], view: str) -> str:
     p = "xsell_" if view == "cross-sell" else ""
-    note = (f"{view} view: {int(m[p + 'rows'])} buyers of {int(m['targets'])} categories; hit rate @1 "
+    note = (f"co-purchase blend weight {m.get('copurchase_blend', 0):g}; "
+            f"{view} view: {int(m[p + 'rows'])} buyers of {int(m['targets'])} categories; hit rate @1 "
             f"{m[p + 'hit_rate_at_1']:.3f}, @5 {m[p + 'hit_rate_at_5']:.3f}; precision @1/3/5 "
             f"{m[p + 'precision_at_1']:.3f}/{m[p + 'precision_at_3']:.3f}/{m[p + 'precision_at_5']:.3f}; NDCG "
             f"{m[p + 'ndcg']:.3f}; mean per-category ROC-AUC {m[p + 'mean_roc_auc']:.3f}")
@@ -291,7 +293,7 @@ def next_category_tafeng(ctx: Context, cfgs: list[Any]) -> list[Bar]:
     (cfg,) = cfgs
     data = load_customer_data(cfg)
     bars = []
-    for as_of in TF_AS_OF:
+    for as_of in [a for a in TF_AS_OF if not ctx.as_of_only or a in ctx.as_of_only]:
         r = ctx.train("next-category", cfg, as_of=as_of, data=data)
         xsell = _beats("next-category", r, "xsell_hit_rate_at_3", tuple(r.baselines), as_of,
                        _tafeng_note(r.metrics, "cross-sell"), "tafeng")
@@ -574,6 +576,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--without-btyd", action="store_true",
                     help="Turn the buy-till-you-die features off in every config (features.btyd_horizons: []), to "
                          "measure what they add.")
+    ap.add_argument("--as-of", nargs="+", default=(), metavar="DATE",
+                    help="next-category-tafeng: run only these of its as-of dates (to run them in parallel "
+                         "processes on a busy machine).")
     ap.add_argument("-v", "--verbose", action="store_true", help="Log the library's INFO messages.")
     args = ap.parse_args(argv)
 
@@ -602,7 +607,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.pop("CRMSCORE_REGISTRY_URI", None)
     print(f"MLflow tracking: {os.environ['CRMSCORE_TRACKING_URI']}"
           f"{'' if args.tracking_uri else ' (temporary, deleted at the end)'}", flush=True)
-    ctx = Context(REPO, tmp, args.without_btyd)
+    ctx = Context(REPO, tmp, args.without_btyd, tuple(args.as_of))
     bars: list[Bar] = []
     cwd = os.getcwd()
     try:

@@ -174,19 +174,27 @@ def copurchase_rules(train: pd.DataFrame, targets: list[str]) -> pd.DataFrame:
                          "confidence": conf.ravel(), "lift": lift.ravel()})
 
 
-def _copurchase(inp: BaselineInput) -> np.ndarray:
-    """Score of B = the highest confidence of a rule A -> B over the categories A the customer bought
-    (A = B included: buying a category again is a rule too); popularity for customers with no history."""
-    targets = _targets(inp)
-    rules = copurchase_rules(inp.train, targets)
+def copurchase_confidence(train: pd.DataFrame, targets: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(k, k) confidence of each rule A -> B (0 for rules from fewer than 20 customers: noise) and each
+    category's popularity (share of training rows buying it), from labelled training rows."""
+    rules = copurchase_rules(train, targets)
     k = len(targets)
     conf = rules["confidence"].to_numpy().reshape(k, k)
-    support_ok = rules["customers_with_antecedent"].to_numpy().reshape(k, k) >= 20  # rules from few customers are noise
-    conf = np.where(support_ok, conf, 0.0)
-    A = history_matrix(inp.test, targets) > 0
+    support_ok = rules["customers_with_antecedent"].to_numpy().reshape(k, k) >= 20
+    return np.where(support_ok, conf, 0.0), _label_matrix(train, targets).mean(0)
+
+
+def copurchase_scores(df: pd.DataFrame, targets: list[str], conf: np.ndarray, pop: np.ndarray) -> np.ndarray:
+    """Score of B = the highest confidence of a rule A -> B over the categories A the customer bought
+    (A = B included: buying a category again is a rule too); popularity for customers with no history."""
+    A = history_matrix(df, targets) > 0
     scores = np.where(A[:, :, None], conf[None, :, :], 0.0).max(1)
-    pop = _label_matrix(inp.train, targets).mean(0)
     return np.where(A.any(1)[:, None], scores + 1e-6 * pop[None, :], pop[None, :])  # popularity breaks ties
+
+
+def _copurchase(inp: BaselineInput) -> np.ndarray:
+    targets = _targets(inp)
+    return copurchase_scores(inp.test, targets, *copurchase_confidence(inp.train, targets))
 
 
 def _history(inp: BaselineInput) -> np.ndarray:

@@ -87,8 +87,14 @@ class TrainedModel:
 
     def predict(self, df: pd.DataFrame) -> np.ndarray:
         """Per row of a feature frame (columns by name; extra columns ignored): the calibrated probability
-        (binary), the predicted amount (regression) or an (n_rows, n_targets) probability matrix (multilabel)."""
-        return self.model.predict(df)
+        (binary), the predicted amount (regression) or an (n_rows, n_targets) probability matrix (multilabel;
+        blended with the co-purchase rules' score when the settings' copurchase_blend is above 0)."""
+        pred = self.model.predict(df)
+        weight = float(self.settings.get("copurchase_blend", 0.0) or 0.0)
+        rules = self.info.get("copurchase")
+        if self.kind == "multilabel" and weight > 0 and rules:
+            pred = blend_copurchase(pred, df, self.targets, rules, weight)
+        return pred
 
     def evaluate(self, test: pd.DataFrame) -> float:
         """The primary metric on labelled rows (a logged test set): ROC-AUC, normalised Gini or hit rate at 3."""
@@ -282,6 +288,16 @@ class TrainedModel:
 def label_column(target: str) -> str:
     """The label column of a multilabel target: `label__<slug>`."""
     return f"label__{slug(target)}"
+
+
+def blend_copurchase(pred: np.ndarray, df: pd.DataFrame, targets: list[str], rules: dict[str, Any],
+                     weight: float) -> np.ndarray:
+    """(1 - weight) x the model's probabilities + weight x the co-purchase rules' scores (rules: the
+    `confidence` (k, k) and `popularity` (k) fitted at training, crmscore.models.baselines)."""
+    from crmscore.models.baselines import copurchase_scores
+
+    rule = copurchase_scores(df, targets, np.asarray(rules["confidence"], float), np.asarray(rules["popularity"], float))
+    return (1.0 - weight) * pred + weight * rule
 
 
 def days_column(target: str) -> str:

@@ -63,6 +63,10 @@ class NextCategorySettings(TaskSettings):
                                                  "before the cutoff (needs history_windows); unset, it leaves out "
                                                  "the categories bought regularly (regular_share, "
                                                  "regular_min_orders).")
+    copurchase_blend: float = Field(default=0.0, ge=0, le=1, description="Weight of the co-purchase rules' "
+                                    "score (a confidence, a probability too) in the ranking: (1 - w) x the model's "
+                                    "probability + w x the rules' score; 0 = the model alone. Choose on validation "
+                                    "cutoffs: every run logs the metrics of the blends at BLEND_WEIGHTS.")
     category_timing: bool = Field(default=False, description="Also fit the timing model (crmscore.models."
                                   "category_timing): days until each listed category is bought, 10-90% interval.")
     history_windows: list[int] = Field(default=[30, 90], description="Windows (days) of the per-category order "

@@ -28,8 +28,8 @@ from crmscore.config import ProjectConfig
 from crmscore.data.loader import CustomerData
 from crmscore.errors import CrmscoreError
 from crmscore.features.build import as_of_timestamp, build_training_set, feature_set_for
-from crmscore.features.definitions import FeatureSet
-from crmscore.models.bundle import CompanionModels, TrainedModel, label_matrix
+from crmscore.features.definitions import FeatureSet, slug
+from crmscore.models.bundle import CompanionModels, TrainedModel, blend_copurchase, label_matrix
 from crmscore.models.estimator import CustomerModel, MultiLabelModel, small_data_threads
 from crmscore.models.feature_table import TableSchema
 from crmscore.models.evaluation import (
@@ -47,6 +47,7 @@ from crmscore.segments import SEGMENT_COLUMNS
 
 log = logging.getLogger(__name__)
 NON_FEATURES = {"customer_id", "as_of", "label", *SEGMENT_COLUMNS}
+BLEND_WEIGHTS = (0.0, 0.25, 0.5, 0.75)  # next-category: the co-purchase blends measured at every run
 
 
 class GuardrailError(CrmscoreError):
@@ -291,10 +292,25 @@ def _fit_multilabel(task: Task, ds: Dataset, s: TaskSettings, params: dict[str, 
     model.fit(ds.train[ds.features], label_matrix(ds.train, targets), ds.valid[ds.features],
               label_matrix(ds.valid, targets))
     Y = label_matrix(ds.test, targets).to_numpy(float)
-    S = model.predict(ds.test[ds.features])
     bundle = _bundle(task, ds, s, model, None)
     regular = bundle.cross_sell_mask(ds.test)
+    blends: dict[str, float] = {}
+    if all(f"category_share_{slug(t)}" in ds.test.columns for t in targets):
+        from crmscore.models.baselines import copurchase_confidence
+
+        # the same rules as the copurchase baseline (train + validation rows), kept for scoring
+        conf, pop = copurchase_confidence(pd.concat([ds.train, ds.valid], ignore_index=True), targets)
+        bundle.info["copurchase"] = {"confidence": conf.tolist(), "popularity": pop.tolist()}
+        raw = model.predict(ds.test[ds.features])
+        for w in BLEND_WEIGHTS:  # logged so that the weight can be chosen on validation cutoffs
+            blended = blend_copurchase(raw, ds.test, targets, bundle.info["copurchase"], w)
+            m = _multilabel_result(Y, blended, regular)
+            blends.update({f"blend_{w:g}_{k}": m[k] for k in ("hit_rate_at_3", "xsell_hit_rate_at_3", "ndcg",
+                                                               "xsell_ndcg")})
+    S = bundle.predict(ds.test)
     metrics = _multilabel_result(Y, S, regular)
+    metrics.update(blends)
+    metrics["copurchase_blend"] = float(getattr(s, "copurchase_blend", 0.0))
     metrics.update({"best_iteration": float(model.best_iteration_),
                     "test_rows": float(len(Y)), "test_positive_rate": float((Y.sum(1) > 0).mean()),
                     "targets": float(len(targets))})
