@@ -105,7 +105,7 @@ TA_FENG = SHARED_DATA / "ta_feng" / "ta_feng.parquet"
 def test_ta_feng_cross_sell_list_leaves_out_the_lookbacks_categories(tmp_path, monkeypatch):
     from conftest import REPO
     from crmscore.models.pipeline import fit_and_evaluate, transactional_dataset
-    from crmscore.scoring import transactional_population
+    from crmscore.scoring.batch import transactional_population
 
     monkeypatch.chdir(REPO)
     cfg = load_config(REPO / "training" / "configs" / "ta_feng.yaml")

@@ -186,11 +186,11 @@ def _aggs(feats: Iterable[Feature]) -> str:
 def build_features(data: CustomerData, as_of: AsOf, fs: FeatureSet | None = None,
                    *, segments: bool = True) -> pd.DataFrame:
     """The feature table at as_of: `customer_id`, every feature of fs (columns in declaration order),
-    and, with segments=True, the RFM and lifecycle columns of crmscore.segments.
+    and, with segments=True, the RFM and lifecycle columns of crmscore.features.segments.
 
     fs: the feature set to build (a trained model's); default: discovered from data before as_of.
     """
-    from crmscore.segments import add_segments
+    from crmscore.features.segments import add_segments
 
     fs = fs or feature_set_for(data, as_of)
     df = data.con.execute(feature_sql(data, as_of, fs)).df()  # (DuckDB 2 warns on Arrow from execute())
