@@ -18,6 +18,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from crmscore.models.copurchase import copurchase_scores, history_matrix
 from crmscore.models.tasks import Baseline, BaselineInput
 
 log = logging.getLogger(__name__)
@@ -139,17 +140,6 @@ def _label_matrix(df: pd.DataFrame, targets: list[str]) -> np.ndarray:
     return label_matrix(df, targets).to_numpy(float)
 
 
-def history_matrix(df: pd.DataFrame, targets: list[str]) -> np.ndarray:
-    """Each customer's share of spend per category over the share window (0 when none), (n, k)."""
-    from crmscore.features.definitions import slug
-
-    cols = [f"category_share_{slug(t)}" for t in targets]
-    missing = [c for c in cols if c not in df.columns]
-    if missing:
-        raise ValueError(f"feature columns {missing[:3]} are missing: the feature set lacks these categories")
-    return df[cols].fillna(0).to_numpy(float)
-
-
 def _popularity(inp: BaselineInput) -> np.ndarray:
     rate = _label_matrix(inp.train, _targets(inp)).mean(0)
     return np.tile(rate, (len(inp.test), 1))
@@ -182,14 +172,6 @@ def copurchase_confidence(train: pd.DataFrame, targets: list[str]) -> tuple[np.n
     conf = rules["confidence"].to_numpy().reshape(k, k)
     support_ok = rules["customers_with_antecedent"].to_numpy().reshape(k, k) >= 20
     return np.where(support_ok, conf, 0.0), _label_matrix(train, targets).mean(0)
-
-
-def copurchase_scores(df: pd.DataFrame, targets: list[str], conf: np.ndarray, pop: np.ndarray) -> np.ndarray:
-    """Score of B = the highest confidence of a rule A -> B over the categories A the customer bought
-    (A = B included: buying a category again is a rule too); popularity for customers with no history."""
-    A = history_matrix(df, targets) > 0
-    scores = np.where(A[:, :, None], conf[None, :, :], 0.0).max(1)
-    return np.where(A.any(1)[:, None], scores + 1e-6 * pop[None, :], pop[None, :])  # popularity breaks ties
 
 
 def _copurchase(inp: BaselineInput) -> np.ndarray:

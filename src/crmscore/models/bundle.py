@@ -261,15 +261,16 @@ class TrainedModel:
         """With the timing model (crmscore.models.category_timing), each listed category gets `days` (median
         days from the cutoff to buying it, if bought within the horizon) with `days_low` and `days_high`
         (10-90%)."""
-        from crmscore.models import category_timing
+        from crmscore.models import category_pairs
 
-        timing = self.companions.get(category_timing.NAME)
+        timing = self.companions.get(category_pairs.NAME)
         if timing is None:
             return
         frame = df.reset_index(drop=True)
         pairs = [(r, item["category"]) for r, items in enumerate(lists) for item in items]
-        pred = category_timing.predict(timing, frame, self.feature_set.names, pairs)
-        days = pred[[category_timing.NAME, f"{category_timing.NAME}_low", f"{category_timing.NAME}_high"]].to_numpy()
+        name = category_pairs.NAME
+        pred = timing.predict(category_pairs.pair_frame(frame, self.feature_set.names, pairs))
+        days = pred[[name, f"{name}_low", f"{name}_high"]].to_numpy()
         i = 0
         for items in lists:
             for item in items:
@@ -328,7 +329,7 @@ def blend_copurchase(pred: np.ndarray, df: pd.DataFrame, targets: list[str], rul
                      weight: float) -> np.ndarray:
     """(1 - weight) x the model's probabilities + weight x the co-purchase rules' scores (rules: the
     `confidence` (k, k) and `popularity` (k) fitted at training, crmscore.models.baselines)."""
-    from crmscore.models.baselines import copurchase_scores
+    from crmscore.models.copurchase import copurchase_scores
 
     rule = copurchase_scores(df, targets, np.asarray(rules["confidence"], float), np.asarray(rules["popularity"], float))
     return (1.0 - weight) * pred + weight * rule
