@@ -46,9 +46,10 @@ def _print_result(result, as_json: bool) -> None:  # noqa: ANN001
         console.print(f"Brier {m['brier_uncalibrated']:.4f} -> {m['brier']:.4f}, "
                       f"ECE {m['ece_uncalibrated']:.4f} -> {m['ece']:.4f} after calibration", highlight=False)
     for comp in result.bundle.companions:
-        console.print(f"{comp}: MAE {m[f'{comp}_mae']:.2f} days on {int(m[f'{comp}_test_rows']):,} buyers (baseline "
-                      f"{m.get(f'{comp}_mae_baseline', float('nan')):.2f}), interval coverage "
-                      f"{m[f'{comp}_interval_coverage']:.0%}", highlight=False)
+        nan = float("nan")
+        console.print(f"{comp}: MAE {m.get(f'{comp}_mae', nan):.2f} days on {int(m.get(f'{comp}_test_rows', 0)):,} "
+                      f"buyers (baseline {m.get(f'{comp}_mae_baseline', nan):.2f}), interval coverage "
+                      f"{m.get(f'{comp}_interval_coverage', nan):.0%}", highlight=False)
     if kind == "uplift":
         console.print(f"measured average effect {m['ate']:+.4f}; top {m['share_targeted']:.0%} by predicted lift: "
                       f"{m['incremental_purchases_at_share']:,.1f} incremental (random: "

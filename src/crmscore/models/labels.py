@@ -30,19 +30,23 @@ def buyers(future: pd.DataFrame) -> set[str]:
 
 def future_categories(data: CustomerData, as_of: pd.Timestamp, horizon_days: int) -> pd.DataFrame:
     """Per customer and category bought in [as_of, as_of + horizon): `customer_id`, `category`, `spend`
-    (lines with a positive amount only: a refund is not a purchase)."""
+    (lines with a positive amount only: a refund is not a purchase) and `first_days` (days from the cutoff to
+    the first such line)."""
     start = as_of_timestamp(as_of)
     lo, hi = DUCKDB.timestamp(start), DUCKDB.timestamp(start + pd.Timedelta(days=horizon_days))
     return data.con.execute(
-        f"SELECT customer_id, category, SUM(amount) AS spend FROM lines WHERE ts >= {lo} AND ts < {hi} "
+        f"SELECT customer_id, category, SUM(amount) AS spend, MIN({DUCKDB.age_days(lo, 'ts')}) AS first_days "
+        f"FROM lines WHERE ts >= {lo} AND ts < {hi} "
         f"AND amount > 0 AND category IS NOT NULL GROUP BY customer_id, category").df().astype(
         {"customer_id": "string", "category": "string"})
 
 
-def top_categories(data: CustomerData, before: pd.Timestamp, n: int) -> list[str]:
-    """The n categories with the most (positive) spend before a cutoff, largest first ('unknown' left out)."""
+def top_categories(data: CustomerData, before: pd.Timestamp, n: int, by: str = "spend") -> list[str]:
+    """The n categories with the most (positive) spend before a cutoff, or with by='customers' the most
+    customers buying them, largest first ('unknown' left out)."""
     cut = DUCKDB.timestamp(as_of_timestamp(before))
+    size = {"spend": "SUM(amount)", "customers": "COUNT(DISTINCT customer_id)"}[by]
     rows = data.con.execute(
         f"SELECT category FROM lines WHERE ts < {cut} AND amount > 0 AND category IS NOT NULL "
-        f"AND category <> 'unknown' GROUP BY category ORDER BY SUM(amount) DESC, category LIMIT {int(n)}").fetchall()
+        f"AND category <> 'unknown' GROUP BY category ORDER BY {size} DESC, category LIMIT {int(n)}").fetchall()
     return [r[0] for r in rows]

@@ -177,7 +177,7 @@ def log_training_run(result: TrainResult, cfg: ProjectConfig, s: TaskSettings, s
     expl = save_shap_plot(bundle, sample, ds.features, curves_dir / "shap_summary.png")
     for name, comp in bundle.companions.items():  # companions: gain importance of the median model
         gain = comp.models[1].booster_.feature_importance("gain")
-        mlflow.log_dict(dict(sorted(zip(ds.features, (gain / max(gain.sum(), 1e-12)).round(6).tolist()),
+        mlflow.log_dict(dict(sorted(zip(comp.models[1].feature_names_, (gain / max(gain.sum(), 1e-12)).round(6).tolist()),
                                     key=lambda kv: -kv[1])), f"evaluation/{name}_importance.json")
     mlflow.log_artifacts(str(curves_dir), "plots")
     if bundle.kind == "multilabel":  # mean |SHAP| over every category's model
