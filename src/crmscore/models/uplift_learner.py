@@ -179,8 +179,12 @@ class UpliftModel:
         return "identity"
 
     def _encode(self, X: pd.DataFrame) -> pd.DataFrame:
+        """The features as the lift's explanation reads them: numbers as float, categories as Categorical."""
         if self.method_ == "s":
-            return self.s_model_._encode(self._s_frame(X, 0.0))[self.feature_names_]
+            out = self.s_model_._encode(self._s_frame(X, 0.0))[self.feature_names_]
+            for c, levels in self.s_categories_.items():
+                out[c] = pd.Categorical.from_codes(out[c].fillna(-1).astype(int), categories=levels)
+            return out
         return self.effect_._encode(X)
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
