@@ -128,7 +128,7 @@ def _classes(root: ET.Element, tag: str, cls: str) -> list[ET.Element]:
 
 
 def test_waterfall_svg():
-    from crmscore.models.charts import waterfall_svg
+    from crmscore.ui.charts import waterfall_svg
 
     wf = {"base": 0.30, "final": 0.52, "steps": [
         {"feature": "recency_days", "contribution": 0.8, "start": 0.30, "end": 0.45},
@@ -147,7 +147,8 @@ def test_waterfall_svg():
 
 
 def test_other_charts_are_valid_svg():
-    from crmscore.models import charts
+    from crmscore.models.charts import line_chart_svg
+    from crmscore.ui import charts
 
     tl = {"from": "2024-01-02", "to": "2024-12-31", "days": [["2024-02-08", 1, 13.7], ["2024-11-30", 2, -5.0]]}
     root = _parse(charts.timeline_svg(tl, months="J F M A M J J A S O N D".split(), title="t", spend_label="spend"))
@@ -165,8 +166,8 @@ def test_other_charts_are_valid_svg():
     g = {"n": 10, "p10": 0.1, "p25": 0.2, "p50": 0.3, "p75": 0.4, "p90": 0.5}
     root = _parse(charts.boxplot_svg([{"group": "a", **g}], ["中文 segment"], title="box"))
     assert len(_classes(root, "g", "box")) == 1
-    root = _parse(charts.line_chart_svg([("model", np.linspace(0, 1, 2000), np.linspace(0, 1, 2000) ** 0.5)],
-                                        title="ROC", xlabel="fpr", ylabel="tpr", diagonal=True))
+    root = _parse(line_chart_svg([("model", np.linspace(0, 1, 2000), np.linspace(0, 1, 2000) ** 0.5)],
+                                title="ROC", xlabel="fpr", ylabel="tpr", diagonal=True))
     (poly,) = root.iter(f"{SVG}polyline")
     assert len(poly.get("points").split()) <= 402  # long curves are thinned
     assert charts.truncate("流失预警（间隔过长）abc", 10) == "流失预警（…" and charts.truncate("short", 10) == "short"

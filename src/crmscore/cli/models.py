@@ -211,7 +211,7 @@ def _score(name: str, config: Path, out: Path, as_of, top_k: int, alias: str) ->
     from crmscore.cli.common import load_data
     from crmscore.config import load_config
     from crmscore.models import registry
-    from crmscore.scoring.batch import score_frame, transactional_population, write_scores
+    from crmscore.scoring.batch import stream_scores, transactional_population
 
     registry.configure()
     bundle, mv = registry.load_bundle(name, alias)
@@ -224,15 +224,15 @@ def _score(name: str, config: Path, out: Path, as_of, top_k: int, alias: str) ->
         data = load_data(cfg)
         as_of = as_of or data.default_as_of()
         frame = transactional_population(bundle, data, as_of)
-    scores = score_frame(bundle, frame, top_k=top_k, version=str(mv.version), progress=True)
-    scores = scores.rename(columns={"rfm_segment": "segment"})
+    constants = {}
     if bundle.mode != "feature_table":  # the cutoff and model, so monitoring can judge the scores later
         from crmscore.features.build import as_of_timestamp
 
-        scores["as_of"], scores["model"] = as_of_timestamp(as_of), name
+        constants = {"as_of": as_of_timestamp(as_of), "model": name}
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_scores(scores, out)
-    log.info("wrote %s scores from %s v%s (@%s) to %s", f"{len(scores):,}", name, mv.version, alias, out)
+    rows = stream_scores(bundle, frame, out, top_k=top_k, version=str(mv.version), progress=True,
+                         rename={"rfm_segment": "segment"}, constants=constants)
+    log.info("wrote %s scores from %s v%s (@%s) to %s", f"{rows:,}", name, mv.version, alias, out)
 
 
 @score_app.command("next-purchase")

@@ -28,18 +28,24 @@ import numpy as np
 
 from crmscore.models.space import LINKS, inverse_link, reason_order  # noqa: F401  (re-exported)
 
-def effect_path(link: str, base_value: float, contributions: np.ndarray, order: np.ndarray) -> np.ndarray:
+def effect_path(link: str, base_value: float, contributions: np.ndarray, order: np.ndarray | None = None) -> np.ndarray:
     """The scores along the walk: f(base), f(base + c_1), ..., f(base + c_1 + ... + c_k) for the features in
-    `order` (k + 1 values, in the score's unit)."""
-    c = np.asarray(contributions, dtype=float)[np.asarray(order, dtype=np.int64)]
-    return inverse_link(link, base_value + np.concatenate([[0.0], np.cumsum(c)]))
+    `order` (k + 1 values, in the score's unit). order None: the contributions are already in reason order.
+    2-D contributions (n_rows, k), already in order: one walk per row, (n_rows, k + 1)."""
+    c = np.asarray(contributions, dtype=float)
+    if order is not None:
+        c = c[np.asarray(order, dtype=np.int64)]
+    steps = np.concatenate([np.zeros(c.shape[:-1] + (1,)), np.cumsum(c, axis=-1)], axis=-1)
+    return inverse_link(link, base_value + steps)
 
 
-def sequential_effects(link: str, base_value: float, contributions: np.ndarray, order: np.ndarray) -> np.ndarray:
+def sequential_effects(link: str, base_value: float, contributions: np.ndarray,
+                       order: np.ndarray | None = None) -> np.ndarray:
     """The effect of each feature in `order` (see the module docstring): the change in the score, in its
     unit, as its contribution is added after those before it in the order. The one definition of a
-    reason's effect: the API, batch files and the operations page all take it from here."""
-    return np.diff(effect_path(link, base_value, contributions, order))
+    reason's effect: the API, batch files and the operations page all take it from here. order None: the
+    contributions are already in reason order, one row (1-D) or many rows (2-D, column-wise)."""
+    return np.diff(effect_path(link, base_value, contributions, order), axis=-1)
 
 
 def waterfall(link: str, base_value: float, contributions: np.ndarray, names: list[str], k: int) -> dict[str, Any]:

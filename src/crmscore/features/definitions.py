@@ -54,6 +54,19 @@ class Feature:
     group: str = ""
     requires: tuple[str, ...] = ()
 
+    @property
+    def definition_hash(self) -> str:
+        """A digest of what the feature means: name, type, stage, SQL, window and unit (not the wording of
+        its description, its group or the columns it needs to exist).
+
+        Models record it for every feature they use and the online store for every feature it holds; the
+        service serves a model only where both agree. The window is hashed on its own because several
+        features (weekend_share, evening_share, mean_order_hour, category_share_*, channel_share_*) keep
+        their name when `features.windows` changes their window, and category_share_*'s SQL does not
+        show it (the window is applied in the `categories` stage)."""
+        meaning = [self.name, self.dtype, self.stage, self.sql, self.window_days, self.unit]
+        return "fd-" + hashlib.sha256(json.dumps(meaning).encode()).hexdigest()[:16]
+
 
 @dataclass(frozen=True)
 class Vocabulary:
@@ -265,9 +278,8 @@ class FeatureSet:
     version: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
-        if not self.version:
-            digest = hashlib.sha256(
-                json.dumps([(x.name, x.sql, x.dtype) for x in self.features]).encode()).hexdigest()[:12]
+        if not self.version:  # windows included: a feature that keeps its name under another window is new
+            digest = hashlib.sha256(json.dumps([x.definition_hash for x in self.features]).encode()).hexdigest()[:12]
             object.__setattr__(self, "version", f"fs-{digest}")
 
     @property
@@ -280,6 +292,11 @@ class FeatureSet:
     @cached_property
     def _by_name(self) -> dict[str, Feature]:  # get() runs once per reason served
         return {x.name: x for x in self.features}
+
+    def definitions(self, names: list[str] | None = None) -> dict[str, str]:
+        """{feature: definition hash} of `names` (default every feature); a name not declared here is left out."""
+        wanted = self.names if names is None else names
+        return {n: self._by_name[n].definition_hash for n in wanted if n in self._by_name}
 
     @property
     def categorical(self) -> list[str]:

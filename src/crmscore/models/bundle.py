@@ -62,6 +62,14 @@ class ExplainedRows:
 
 @dataclass
 class TrainedModel:
+    """The model: one trained estimator with everything needed to score and explain customers the way it was
+    trained (feature set or feature-table typing, decile edges, RFM scale, settings, companion models and the
+    run's facts in `info`). The training pipeline makes it, the registry saves it as the `bundle` artifact of
+    an MLflow model, and every scoring path (batch files, the service, the operations page) scores with it.
+    The two other model classes only carry it: CrmscorePyfunc (crmscore.models.pyfunc) is its MLflow pyfunc
+    face for tools outside crmscore, LoadedModel (crmscore.scoring.runtime) is a registered version of it as
+    the service holds it."""
+
     task: str
     mode: Mode
     model: CustomerModel | MultiLabelModel
@@ -96,6 +104,30 @@ class TrainedModel:
     @property
     def primary_metric(self) -> str:
         return self.info.get("primary_metric", "roc_auc")
+
+    def read_features(self) -> list[str]:
+        """Every feature scoring this model reads: its inputs (and its companions'), and, for transaction
+        models, `recency_days` (the population rule) and the RFM scale's columns (its segments)."""
+        names = list(self.features)
+        for comp in self.companions.values():
+            names += [n for m in comp.models for n in m.feature_names_]
+        if self.mode == "transactions":
+            names.append("recency_days")
+            scorer = self.rfm_scorer()
+            names += list(scorer.columns.values()) if scorer else []
+        return list(dict.fromkeys(names))
+
+    def feature_definitions(self) -> dict[str, str]:
+        """{feature: definition hash} of every feature this model reads from the online store (empty for a
+        model trained on a ready feature table: its TableSchema types what it is sent). Recorded at
+        registration (`info["feature_definitions"]`); a model registered before that has them computed from
+        the declarations saved with it, which give the same hashes."""
+        if self.mode != "transactions":
+            return {}
+        recorded = self.info.get("feature_definitions")
+        if recorded:
+            return dict(recorded)
+        return self.feature_set.definitions(self.read_features())
 
     def rfm_scorer(self) -> RFMScorer | None:
         return RFMScorer.from_dict(self.rfm) if self.rfm else None

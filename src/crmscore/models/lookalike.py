@@ -521,8 +521,8 @@ def train_lookalike(cfg: ProjectConfig, name: str, s: LookalikeSettings, *, seed
 def _log_run(result: LookalikeResult, cfg: ProjectConfig, s: LookalikeSettings, tmp: Path) -> None:
     import mlflow
 
+    from crmscore.models import registry
     from crmscore.models.audience_evaluation import save_plots
-    from crmscore.models.evaluation import save_shap_summary
     from crmscore.models.registry import git_commit
 
     pop, bundle, seed = result.population, result.bundle, result.seed
@@ -535,12 +535,7 @@ def _log_run(result: LookalikeResult, cfg: ProjectConfig, s: LookalikeSettings, 
                        **{k: v for k, v in s.model_dump(mode="json").items()
                           if k not in ("params", "campaign_responses", "exclude")},
                        **{f"lgbm_{k}": v for k, v in s.params.items()}})
-    mlflow.log_metrics({k: v for k, v in result.metrics.items() if np.isfinite(v)})
-    rows = [{"name": "model", **{k: result.metrics.get(k) for k in _TABLE_METRICS}}]
-    for bname, m in result.baselines.items():
-        mlflow.log_metrics({f"{k}_baseline_{bname}": v for k, v in m.items() if np.isfinite(v)})
-        rows.append({"name": f"baseline: {bname}", **{k: m.get(k) for k in _TABLE_METRICS}})
-    mlflow.log_table(pd.DataFrame(rows), "evaluation/comparison.json")
+    registry.log_comparison(result.metrics, result.baselines, _TABLE_METRICS)
     mlflow.log_table(result.curve, "evaluation/seed_size_curve.json")
     mlflow.log_dict({"excluded_features": result.excluded, "warnings": result.warnings, **seed.describe()},
                     "audience/definition.json")
@@ -555,19 +550,11 @@ def _log_run(result: LookalikeResult, cfg: ProjectConfig, s: LookalikeSettings, 
     save_plots(ev["label"].to_numpy(), rankings, result.curve, plots, result.model_name)
     features = bundle.features
     sample = pop.frame.sample(min(len(pop.frame), s.explain_sample), random_state=s.seed)
-    expl = bundle.model.explain(sample[features])
-    enc = bundle.model._encode(sample[features])
-    values = np.column_stack([enc[c].cat.codes.to_numpy() if c in bundle.model.categories_ else enc[c].to_numpy()
-                              for c in features]).astype(float)
-    save_shap_summary(expl.contributions, values, features, plots / "shap_summary.png")
+    expl = registry.save_shap_plot(bundle, sample, features, plots / "shap_summary.png")
     mlflow.log_artifacts(str(plots), "plots")
-    mean_abs = np.abs(expl.contributions).mean(0).round(6).tolist()
-    importance = dict(sorted(zip(features, mean_abs), key=lambda kv: -kv[1]))
-    bundle.info["global_importance"] = importance
-    mlflow.log_dict(importance, "evaluation/global_importance.json")
+    registry.log_global_importance(bundle, features, np.abs(expl.contributions).mean(0))
     # the evaluation rows with a `label` (hidden seed member): what `crmscore promote` scores both versions on
-    ev.drop(columns=["score_model", "score_centroid"]).to_parquet(tmp / "test_set.parquet", index=False)
-    mlflow.log_artifact(str(tmp / "test_set.parquet"), "evaluation")
+    registry.log_test_set(ev.drop(columns=["score_model", "score_centroid"]), tmp)
     bundle.info["run_id"] = result.run_id
 
 
@@ -575,27 +562,20 @@ _TABLE_METRICS = ("recall_top1", "recall_top5", "recall_top10", "recall_top20", 
 
 
 def _register(result: LookalikeResult, tmp: Path) -> str:
-    """Register through the shared registry (pyfunc, signature, alias @challenger) plus lookalike tags."""
-    from mlflow.tracking import MlflowClient
-
+    """Register through the shared registry (pyfunc, signature, alias @challenger) with lookalike tags; the
+    evaluation rows (the candidates, hidden seed members among them) are the input example."""
     from crmscore.models import registry
-    from crmscore.models.run import Dataset, TrainResult
 
-    pop = result.population
-    ev = result.evaluation
-    ds = Dataset(ev.iloc[:0], ev.iloc[:0], ev, result.bundle.features, [], pop.feature_set, pop.mode,
-                 {"test": f"{int(result.metrics['seed_hidden'])} hidden seed members"
-                          + (f", as of {pop.as_of.date()}" if pop.as_of is not None else "")})
-    tr = TrainResult(result.model_name, result.bundle, result.metrics, result.baselines, result.grade, ds,
-                     result.run_id)
-    version = registry.log_and_register(tr, tmp)
-    client = MlflowClient()
-    for key, value in {"task": TASK, "audience": result.name, "seed_kind": result.seed.kind,
-                       "seed_size": str(int(result.metrics["seed_size"])),
-                       "recall_top10": f"{result.metrics['recall_top10']:.4f}",
-                       "recall_top10_centroid": f"{result.baselines['centroid']['recall_top10']:.4f}"}.items():
-        client.set_model_version_tag(result.model_name, version, key, value)
-    return version
+    pop, bundle = result.population, result.bundle
+    tested = (f"{int(result.metrics['seed_hidden'])} hidden seed members"
+              + (f", as of {pop.as_of.date()}" if pop.as_of is not None else ""))
+    tags = {"task": TASK, "audience": result.name, "seed_kind": result.seed.kind,
+            "seed_size": str(int(result.metrics["seed_size"])),
+            "recall_top10": f"{result.metrics['recall_top10']:.4f}",
+            "recall_top10_centroid": f"{result.baselines['centroid']['recall_top10']:.4f}"}
+    return registry.register_bundle(result.model_name, bundle, result.evaluation[bundle.features], tmp,
+                                    run_id=result.run_id, grade=result.grade, metrics=result.metrics,
+                                    test_cutoff=tested, tags=tags)
 
 
 # -- scoring ---------------------------------------------------------------------------------------

@@ -413,7 +413,22 @@ def train_task(task: Task, cfg: ProjectConfig, s: TaskSettings, *, as_of: Any = 
     experiment_id = registry.experiment(task.name)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{task.name}-{dt.datetime.now():%Y%m%d-%H%M%S}") as run:
         params = tune(task, ds, s, tune_trials) if tune_trials else {}
+        if s.shapes and task.kind != "multilabel" and len(ds.valid):
+            from crmscore.models.explain_cost import choose_shape
+
+            shape, trials = choose_shape(task.objective, [tuple(x) for x in s.shapes], s.shape_tolerance,
+                                         ds.train[ds.features], ds.train["label"], ds.valid[ds.features],
+                                         ds.valid["label"], {**s.params, **params}, s.num_boost_round)
+            params = {**params, **shape}
+            mlflow.log_dict({"tolerance": s.shape_tolerance, "chosen": shape, "trials": [vars(t) for t in trials]},
+                            "shape_selection.json")
         bundle, metrics, base, curves = fit_and_evaluate(task, ds, s, params)
+        if isinstance(bundle.model, CustomerModel) and len(ds.valid):
+            from crmscore.models.explain_cost import explain_cost
+
+            # what one row's explanation costs against its prediction, kept with the model (validation rows)
+            bundle.info["explain_cost"] = explain_cost(bundle.model, ds.valid[ds.features])
+            mlflow.log_metrics({f"explain_{k}": v for k, v in bundle.info["explain_cost"].items()})
         if ds.mode == "feature_table" and task.kind != "uplift":
             metrics.update(cross_validate(task, ds, s, bundle.model.best_iteration_))
         primary = task.primary_metric

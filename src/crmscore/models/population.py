@@ -18,6 +18,7 @@ the model (`info["population"]`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -51,8 +52,16 @@ class PopulationRule:
         return np.ones(len(rec), dtype=bool)
 
     def admits_one(self, features: dict[str, Any]) -> bool:
-        """One customer's features (a published snapshot row) in the population?"""
-        return bool(self.admits([features.get("recency_days")])[0])
+        """One customer's features (a published snapshot row, or features sent to the service) in the
+        population? The same rule as `admits`, in plain Python: the service asks it for every customer."""
+        value = features.get("recency_days")
+        try:
+            rec = math.nan if value is None or isinstance(value, bool) else float(value)
+        except (TypeError, ValueError):
+            rec = math.nan
+        if self.within_days is not None:
+            return rec < self.within_days  # NaN compares False: no purchase, not admitted
+        return not math.isnan(rec) if self.buyers_only else True
 
     def describe(self) -> str:
         if self.within_days is not None:

@@ -26,6 +26,11 @@ from crmscore.models.bundle import TrainedModel
 
 
 class CrmscorePyfunc(mlflow.pyfunc.PythonModel):
+    """The MLflow pyfunc face of a TrainedModel (its `bundle` artifact), so that `mlflow.pyfunc.load_model`
+    and tools built on it score a registered crmscore model with the columns above. crmscore itself unwraps
+    the bundle (crmscore.models.registry.load_bundle) and scores with it directly. The name is kept: every
+    registered version's code (pyfunc_entry.py) imports it."""
+
     def load_context(self, context: Any) -> None:
         self.bundle = TrainedModel.load(context.artifacts["bundle"])
 

@@ -130,7 +130,6 @@ def log_training_run(result: TrainResult, cfg: ProjectConfig, s: TaskSettings, s
         save_plots,
         save_ranking_plot,
         save_regression_plots,
-        save_shap_summary,
     )
 
     ds, bundle = result.dataset, result.bundle
@@ -144,14 +143,7 @@ def log_training_run(result: TrainResult, cfg: ProjectConfig, s: TaskSettings, s
     if "categories" in params:
         params["categories"] = ", ".join(params["categories"] or [])[:500]
     mlflow.log_params(params)
-    mlflow.log_metrics({k: v for k, v in result.metrics.items() if np.isfinite(v)})
-    cols = comparison_columns(bundle.kind)
-    rows = [{"name": "model", **{k: result.metrics.get(k) for k in cols}}]
-    for name, m in result.baselines.items():
-        mlflow.log_metrics({f"{k}_baseline_{name}": v for k, v in m.items()
-                            if isinstance(v, float) and np.isfinite(v)})
-        rows.append({"name": f"baseline: {name}", **{k: m.get(k) for k in cols}})
-    mlflow.log_table(pd.DataFrame(rows), "evaluation/comparison.json")
+    log_comparison(result.metrics, result.baselines, comparison_columns(bundle.kind))
     for part, df in (("training", pd.concat([ds.train, ds.valid])), ("testing", ds.test)):
         frame = df[[*ds.features, "label"]]
         with _no_integer_schema_hint():  # the datasets' real dtypes, counts as integers
@@ -182,11 +174,7 @@ def log_training_run(result: TrainResult, cfg: ProjectConfig, s: TaskSettings, s
         rules = copurchase_rules(train, bundle.targets).sort_values("lift", ascending=False)
         mlflow.log_table(rules.round(6), "evaluation/copurchase_rules.json")
     sample = ds.test.sample(min(len(ds.test), s.explain_sample), random_state=s.seed)
-    expl = bundle.model.explain(sample[ds.features])
-    enc = bundle.model._encode(sample[ds.features])
-    values = np.column_stack([enc[c].cat.codes.to_numpy() if c in bundle.model.categories_ else enc[c].to_numpy()
-                              for c in ds.features]).astype(float)
-    save_shap_summary(expl.contributions, values, ds.features, curves_dir / "shap_summary.png")
+    expl = save_shap_plot(bundle, sample, ds.features, curves_dir / "shap_summary.png")
     for name, comp in bundle.companions.items():  # companions: gain importance of the median model
         gain = comp.models[1].booster_.feature_importance("gain")
         mlflow.log_dict(dict(sorted(zip(ds.features, (gain / max(gain.sum(), 1e-12)).round(6).tolist()),
@@ -198,15 +186,11 @@ def log_training_run(result: TrainResult, cfg: ProjectConfig, s: TaskSettings, s
         mean_abs = np.mean(mag, axis=0)
     else:
         mean_abs = np.abs(expl.contributions).mean(0)
-    importance = dict(sorted(zip(ds.features, mean_abs.round(6).tolist()), key=lambda kv: -kv[1]))
-    bundle.info["global_importance"] = importance
-    mlflow.log_dict(importance, "evaluation/global_importance.json")
+    log_global_importance(bundle, ds.features, mean_abs)
     mlflow.log_text(summary, "evaluation/data_usability.txt")
     if ds.decisions:
         mlflow.log_dict(ds.decisions, "evaluation/column_typing.json")
-    test_path = tmp / "test_set.parquet"
-    ds.test.to_parquet(test_path, index=False)
-    mlflow.log_artifact(str(test_path), "evaluation")
+    log_test_set(ds.test, tmp)
     if bundle.kind == "uplift":  # a campaign report for marketers, with the plots above
         from crmscore.models.uplift_report import write_campaign_report
 
@@ -220,34 +204,90 @@ def log_training_run(result: TrainResult, cfg: ProjectConfig, s: TaskSettings, s
     bundle.info["run_id"] = result.run_id
 
 
+def log_comparison(metrics: dict[str, float], baselines: dict[str, dict[str, float]],
+                   columns: list[str] | tuple[str, ...]) -> None:
+    """The run's metrics, each baseline's as `<metric>_baseline_<name>`, and the model and baselines side by side
+    on `columns` (evaluation/comparison.json), in the active run."""
+    mlflow.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})
+    rows = [{"name": "model", **{k: metrics.get(k) for k in columns}}]
+    for name, m in baselines.items():
+        mlflow.log_metrics({f"{k}_baseline_{name}": v for k, v in m.items()
+                            if isinstance(v, float) and np.isfinite(v)})
+        rows.append({"name": f"baseline: {name}", **{k: m.get(k) for k in columns}})
+    mlflow.log_table(pd.DataFrame(rows), "evaluation/comparison.json")
+
+
+def save_shap_plot(bundle: TrainedModel, rows: pd.DataFrame, features: list[str], path: Path) -> Any:
+    """The SHAP summary plot of `rows` (the model's explanation in the score's space) saved to path; returns
+    the explanation."""
+    from crmscore.models.evaluation import save_shap_summary
+
+    expl = bundle.model.explain(rows[features])
+    enc = bundle.model._encode(rows[features])
+    values = np.column_stack([enc[c].cat.codes.to_numpy() if c in bundle.model.categories_ else enc[c].to_numpy()
+                              for c in features]).astype(float)
+    save_shap_summary(expl.contributions, values, features, path)
+    return expl
+
+
+def log_global_importance(bundle: TrainedModel, features: list[str], mean_abs: np.ndarray) -> None:
+    """Mean |SHAP| per feature, largest first: kept in the bundle (the operations page shows it) and logged as
+    evaluation/global_importance.json."""
+    importance = dict(sorted(zip(features, np.round(mean_abs, 6).tolist()), key=lambda kv: -kv[1]))
+    bundle.info["global_importance"] = importance
+    mlflow.log_dict(importance, "evaluation/global_importance.json")
+
+
+def log_test_set(rows: pd.DataFrame, tmp: Path) -> None:
+    """The labelled test rows (evaluation/test_set.parquet): what `crmscore promote` scores both versions on."""
+    path = tmp / "test_set.parquet"
+    rows.to_parquet(path, index=False)
+    mlflow.log_artifact(str(path), "evaluation")
+
+
 def log_and_register(result: TrainResult, tmp: Path, alias: str = CHALLENGER) -> str:
-    """Log the bundle as a pyfunc model, register it under the task name and point `alias` at it."""
+    """Register a training run's model under its task name (register_bundle), its test rows as the example."""
+    ds = result.dataset
+    return register_bundle(result.task, result.bundle, ds.test[ds.features], tmp, run_id=result.run_id,
+                           grade=result.grade, metrics=result.metrics,
+                           test_cutoff=str(ds.cutoffs.get("test", ds.cutoffs.get("split", ""))), alias=alias)
+
+
+def register_bundle(name: str, bundle: TrainedModel, example_rows: pd.DataFrame, tmp: Path, *, run_id: str | None,
+                    grade: str, metrics: dict[str, float], test_cutoff: str, alias: str = CHALLENGER,
+                    tags: dict[str, str] | None = None) -> str:
+    """Log the bundle as a pyfunc model in the active run, register it as `name` and point `alias` at it.
+
+    example_rows: feature rows the model was tested on (the input example and signature come from them);
+    test_cutoff: what the test rows were (a date, or a description); tags: extra version tags."""
     from mlflow.models import infer_signature
 
     from crmscore.models.pyfunc import CrmscorePyfunc
 
-    bundle, ds = result.bundle, result.dataset
     bundle.info["crmscore_version"] = crmscore.__version__  # checked by the service at load
+    # the feature contract: the service serves the model only on a snapshot with these same definitions
+    bundle.info["feature_definitions"] = bundle.feature_definitions()
     bdir = bundle.save(tmp / "bundle")
-    example = _example(ds.test[ds.features])
+    example = _example(example_rows)
     out = CrmscorePyfunc()
     out.bundle = bundle
     with _no_integer_schema_hint():  # inputs are doubles (_example); integer outputs (decile) are never missing
         signature = infer_signature(example, out.predict(None, example), params={"explain": False})
     entry = Path(__file__).with_name("pyfunc_entry.py")  # models from code: no pickled object in the model
     info = mlflow.pyfunc.log_model(name="model", python_model=str(entry), artifacts={"bundle": str(bdir)},
-                                   signature=signature, input_example=example, pip_requirements=pip_requirements())
+                                   signature=signature, input_example=example, pip_requirements=pip_requirements(),
+                                   metadata={"feature_set_version": ds.feature_set.version,
+                                             "feature_definitions": bundle.info["feature_definitions"]})
     primary = bundle.primary_metric
-    tags = {"run_id": result.run_id or "", "grade": result.grade, "primary_metric": primary,
-            "test_cutoff": str(ds.cutoffs.get("test", ds.cutoffs.get("split", ""))),
-            "feature_set_version": ds.feature_set.version, "crmscore_version": crmscore.__version__}
+    version_tags = {"run_id": run_id or "", "grade": grade, "primary_metric": primary, "test_cutoff": test_cutoff,
+                    "feature_set_version": bundle.feature_set.version, "crmscore_version": crmscore.__version__}
     for key in {primary, "roc_auc"}:
-        if key in result.metrics:
-            tags[key] = f"{result.metrics[key]:.4f}"
-    mv = mlflow.register_model(info.model_uri, result.task, tags=tags)
+        if key in metrics:
+            version_tags[key] = f"{metrics[key]:.4f}"
+    mv = mlflow.register_model(info.model_uri, name, tags={**version_tags, **(tags or {})})
     client = MlflowClient()
-    client.set_registered_model_alias(result.task, alias, mv.version)
-    log.info("registered %s version %s as @%s", result.task, mv.version, alias)
+    client.set_registered_model_alias(name, alias, mv.version)
+    log.info("registered %s version %s as @%s", name, mv.version, alias)
     return str(mv.version)
 
 

@@ -50,6 +50,12 @@ class TaskSettings(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict, description="LightGBM parameters to override.")
     num_boost_round: int = Field(default=600, gt=0)
     explain_sample: int = Field(default=2000, gt=0, description="Test rows used for the SHAP summary.")
+    shapes: list[tuple[int, int]] = Field(default_factory=list, description="Candidate (num_leaves, max_depth) "
+                                          "shapes: the one cheapest to explain among those within shape_tolerance "
+                                          "of the best validation metric is trained (crmscore.models.explain_cost); "
+                                          "empty: the parameters as given.")
+    shape_tolerance: float = Field(default=0.002, ge=0, description="How far below the best shape's validation "
+                                   "metric (ROC-AUC or normalized Gini, absolute) a cheaper shape may be.")
 
 
 Kind = Literal["binary", "regression", "multilabel", "uplift"]

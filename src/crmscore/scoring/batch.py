@@ -8,10 +8,13 @@ next purchase; expected spend and next categories when those models exist) into 
 from __future__ import annotations
 
 import logging
-
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 from crmscore.data.loader import CustomerData
 from crmscore.features.build import as_of_timestamp, build_features
@@ -25,34 +28,104 @@ log = logging.getLogger(__name__)
 CHUNK = 20_000
 
 
-def score_frame(bundle: TrainedModel, features: pd.DataFrame, *, top_k: int = 5, version: str | None = None,
-                progress: bool = False, **options: Any) -> pd.DataFrame:
-    """Score a feature frame in chunks; adds model_version and reason_1..k text columns. options go to
-    crmscore.scoring.explained.score_with_reasons (multilabel: keep_regular, max_targets)."""
+def score_chunks(bundle: TrainedModel, features: pd.DataFrame, *, top_k: int = 5, version: str | None = None,
+                 progress: bool = False, chunk_rows: int = CHUNK, reasons: str = "arrow",
+                 **options: Any) -> Iterator[pd.DataFrame]:
+    """The scores of a feature frame, chunk_rows customers at a time, in the frame's order: customer_id,
+    score, decile, segment columns, base_value, reasons (reasons='arrow': an Arrow list<struct> column,
+    values as text; 'records': lists of dicts; multilabel models always give records), model_version and
+    reason_1..k text columns. options go to crmscore.scoring.explained.score_with_reasons (multilabel:
+    keep_regular, max_targets)."""
     from crmscore.progress import track
 
-    parts = []
-    chunks = range(0, len(features), CHUNK)
+    chunks = range(0, len(features), chunk_rows)
     for start in track(chunks, f"scoring {bundle.task}", enabled=progress, total=len(chunks)):
-        parts.append(score_with_reasons(bundle, features.iloc[start:start + CHUNK], explain=top_k > 0, top_k=top_k,
-                                        **options))
-    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["customer_id", "score"])
-    out["model_version"] = version or bundle.info.get("version", "")
-    if top_k > 0:
-        for j in range(top_k):
-            out[f"reason_{j + 1}"] = [r[j]["text"] if len(r) > j else None for r in out["reasons"]]
-    return out
+        part = score_with_reasons(bundle, features.iloc[start:start + chunk_rows], explain=top_k > 0, top_k=top_k,
+                                  reasons=reasons, **options)
+        at = part.columns.get_loc("reasons") + 1 if "reasons" in part else len(part.columns)
+        part.insert(at, "model_version", version or bundle.info.get("version", ""))
+        if top_k > 0 and "reason_1" not in part:  # records (multilabel): the sentences from the lists
+            for j in range(top_k):
+                part[f"reason_{j + 1}"] = [r[j]["text"] if len(r) > j else None for r in part["reasons"]]
+        yield part
+
+
+def score_frame(bundle: TrainedModel, features: pd.DataFrame, *, top_k: int = 5, version: str | None = None,
+                progress: bool = False, reasons: str = "arrow", **options: Any) -> pd.DataFrame:
+    """Every row of a feature frame scored, in one frame (score_chunks' columns). For a file of a whole
+    base use stream_scores, whose memory does not grow with the base."""
+    parts = list(score_chunks(bundle, features, top_k=top_k, version=version, progress=progress, reasons=reasons,
+                              **options))
+    if not parts:
+        return pd.DataFrame(columns=["customer_id", "score", "model_version"])
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+
+
+def stream_scores(bundle: TrainedModel, features: pd.DataFrame, out: str | Path, *, top_k: int = 5,
+                  version: str | None = None, progress: bool = False, chunk_rows: int = CHUNK,
+                  rename: dict[str, str] | None = None, constants: dict[str, Any] | None = None) -> int:
+    """Score a feature frame chunk by chunk into one Parquet file (write_scores' layout), columns renamed by
+    `rename` and the `constants` columns (name: one value for every row) added last; returns the rows
+    written. Each chunk is written by a second thread while the next one is explained (LightGBM and Parquet
+    release the GIL), and only two chunks of scores are alive at a time: memory does not grow with the base."""
+    import pyarrow.parquet as pq
+
+    writer = None
+    pending: Future | None = None
+    rows = 0
+    with ThreadPoolExecutor(1, thread_name_prefix="crmscore-write") as pool:
+        try:
+            for part in score_chunks(bundle, features, top_k=top_k, version=version, progress=progress,
+                                     chunk_rows=chunk_rows):
+                part = part.rename(columns=rename or {})
+                for name, value in (constants or {}).items():
+                    part[name] = value
+                table = scores_table(part)
+                if pending is not None:
+                    pending.result()
+                if writer is None:
+                    writer = pq.ParquetWriter(str(out), table.schema)
+                elif table.schema != writer.schema:  # a chunk where a column is all missing (type null)
+                    table = table.cast(writer.schema)
+                pending = pool.submit(writer.write_table, table)
+                rows += len(table)
+            if pending is not None:
+                pending.result()
+        finally:
+            if writer is not None:
+                writer.close()
+    if writer is None:  # no customer: an empty file with the columns
+        empty = score_frame(bundle, features, top_k=top_k, version=version).rename(columns=rename or {})
+        for name, value in (constants or {}).items():
+            empty[name] = value
+        write_scores(empty, out)
+    return rows
+
+
+def scores_table(scores: pd.DataFrame) -> pa.Table:
+    """Scores as the Arrow table batch files hold: reasons as a list of structs with each reason's value as
+    text (values mix numbers and categories across features); Arrow-backed columns (score_chunks' reasons
+    and sentences) are taken as they are, without a Python-object round trip."""
+    frame = scores
+    records = [c for c in ("reasons", "spend_reasons", "category_reasons")
+               if c in frame and not isinstance(frame[c].dtype, pd.ArrowDtype)]
+    if records:
+        frame = frame.copy()
+        for col in records:
+            frame[col] = [[{**r, "value": None if r["value"] is None else str(r["value"])} for r in rs]
+                          for rs in frame[col]]
+    arrow = [c for c in frame.columns if isinstance(frame[c].dtype, pd.ArrowDtype)]
+    table = pa.Table.from_pandas(frame.drop(columns=arrow), preserve_index=False)
+    for col in arrow:
+        table = table.append_column(col, pa.array(frame[col].array))
+    return table.select([str(c) for c in frame.columns])
 
 
 def write_scores(scores: pd.DataFrame, out: object) -> None:
-    """Parquet with `reasons` as a list of structs; a reason's value is stored as text (values mix numbers
-    and categories across features)."""
-    frame = scores.copy()
-    for col in ("reasons", "spend_reasons", "category_reasons"):
-        if col in frame:
-            frame[col] = [[{**r, "value": None if r["value"] is None else str(r["value"])} for r in rs]
-                          for rs in frame[col]]
-    frame.to_parquet(out, index=False)
+    """Parquet with `reasons` as a list of structs; a reason's value is stored as text (scores_table)."""
+    import pyarrow.parquet as pq
+
+    pq.write_table(scores_table(scores), out)
 
 
 def model_features(bundle: TrainedModel, data: CustomerData, as_of: object) -> pd.DataFrame:
@@ -105,7 +178,7 @@ def score_next_purchase(models: dict[str, tuple[TrainedModel, str]], data: Custo
 
     pop = transactional_population(purchase, data, as_of)
     frames[purchase.feature_set.version] = pop
-    out = score_frame(purchase, pop, top_k=top_k, version=version, progress=progress)
+    out = score_frame(purchase, pop, top_k=top_k, version=version, progress=progress, reasons="records")
     ids = out["customer_id"]
     missing = [name for name in NEXT_PURCHASE_MODELS[1:] if name not in models]
     if missing:
@@ -115,7 +188,7 @@ def score_next_purchase(models: dict[str, tuple[TrainedModel, str]], data: Custo
     if "expected-spend" in models:
         spend, spend_version = models["expected-spend"]
         frame = features(spend, ids)
-        scored = score_frame(spend, frame, top_k=top_k, progress=progress).set_index("customer_id")
+        scored = score_frame(spend, frame, top_k=top_k, progress=progress, reasons="records").set_index("customer_id")
         out["expected_spend"] = ids.map(scored["score"]).astype("float64").to_numpy()
         if top_k > 0:
             out["spend_base_value"] = ids.map(scored["base_value"]).astype("float64").to_numpy()

@@ -32,7 +32,7 @@ from crmscore.models.evaluation import LOWER_IS_BETTER
 from crmscore.features.segments import LIFECYCLE_STAGES, RFM_SEGMENTS
 from crmscore.scoring.online import RequestError, ScoringEngine
 from crmscore.explain import i18n
-from crmscore.models import charts
+from crmscore.ui import charts
 from crmscore.ui.actions import load_rules
 from crmscore.ui.auth import COOKIE, Authenticator, Session, load_secret
 from crmscore.ui.settings import UISettings
