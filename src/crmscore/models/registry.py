@@ -276,7 +276,7 @@ def register_bundle(name: str, bundle: TrainedModel, example_rows: pd.DataFrame,
     entry = Path(__file__).with_name("pyfunc_entry.py")  # models from code: no pickled object in the model
     info = mlflow.pyfunc.log_model(name="model", python_model=str(entry), artifacts={"bundle": str(bdir)},
                                    signature=signature, input_example=example, pip_requirements=pip_requirements(),
-                                   metadata={"feature_set_version": ds.feature_set.version,
+                                   metadata={"feature_set_version": bundle.feature_set.version,
                                              "feature_definitions": bundle.info["feature_definitions"]})
     primary = bundle.primary_metric
     version_tags = {"run_id": run_id or "", "grade": grade, "primary_metric": primary, "test_cutoff": test_cutoff,
