@@ -86,6 +86,10 @@ class CustomerData:
             return False
         return column is None or column in self.columns.get(table, set())
 
+    def rows(self, sql: str) -> list[tuple]:
+        """The rows of a query over the canonical tables (the same call answers on Spark: SparkCustomerData)."""
+        return self.con.execute(sql).fetchall()
+
     def ts_range(self) -> tuple[pd.Timestamp, pd.Timestamp]:
         lo, hi = self.con.execute("SELECT min(ts), max(ts) FROM transactions").fetchone()
         return pd.Timestamp(lo), pd.Timestamp(hi)
