@@ -114,6 +114,9 @@ def _literal(text: str) -> str:
 
 def _reader_sql(source: SourceConfig, path: str) -> str:
     fmt = source.format or ("parquet" if re.search(r"\.parq(uet)?$", path, re.I) else "csv")
+    if fmt in ("delta", "table"):
+        raise ConfigError(f"{path}: format {fmt!r} is read on Spark only; set engine: spark (or --engine spark), "
+                          f"or export the table to Parquet")
     if fmt == "parquet":
         return f"read_parquet({_literal(path)}, union_by_name=true)"
     opts = {"auto_detect": "true", "header": "true", "sample_size": "-1", "union_by_name": "true"}
