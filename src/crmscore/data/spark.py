@@ -148,9 +148,14 @@ def java_datetime_pattern(strptime_format: str) -> str:
     return "".join(out)
 
 
-def _typed_expr(spec: ColumnSpec, raw: str, source_type: str, tz: str, fmt: str | None) -> str:
+def _typed_expr(spec: ColumnSpec, raw: str, source_type: str, tz: str, fmt: str | None,
+                zoned_text: bool = False) -> str:
     """Spark SQL casting a raw mapped value to the contract type; NULL where it cannot be cast (the DuckDB
-    loader's rules, crmscore.data.loader._typed_expr)."""
+    loader's rules, crmscore.data.loader._typed_expr).
+
+    zoned_text: the text column holds values with a UTC offset. DuckDB then reads the whole column as
+    TIMESTAMPTZ, so a naive value in it goes through the zone too: a wall time the DST change skips
+    (02:30 on the spring-forward night) becomes the one after the gap (03:30), as here."""
     st = source_type.lower()
     numeric = st.startswith(("tinyint", "smallint", "int", "bigint", "float", "double", "decimal", "byte", "short",
                              "long", "real"))
@@ -178,8 +183,10 @@ def _typed_expr(spec: ColumnSpec, raw: str, source_type: str, tz: str, fmt: str 
     if fmt:
         parsed = f"try_to_timestamp({text}, {_literal(java_datetime_pattern(fmt))})"
         return local(parsed) if ("%z" in fmt or "%Z" in fmt) else f"CAST({parsed} AS TIMESTAMP_NTZ)"
-    return (f"CASE WHEN {text} RLIKE {_literal(_OFFSET_RE)} THEN {local(f'try_cast({text} AS TIMESTAMP)')} "
-            f"ELSE try_cast(replace({text}, 'T', ' ') AS TIMESTAMP_NTZ) END")
+    naive = f"try_cast(replace({text}, 'T', ' ') AS TIMESTAMP_NTZ)"
+    if zoned_text:
+        naive = local(f"to_utc_timestamp({naive}, {zone})")
+    return f"CASE WHEN {text} RLIKE {_literal(_OFFSET_RE)} THEN {local(f'try_cast({text} AS TIMESTAMP)')} ELSE {naive} END"
 
 
 def _problem(spec: ColumnSpec) -> str:
@@ -297,6 +304,11 @@ class _SparkTableLoader:
             f"count(NULLIF(TRIM({c}), '')) FROM src_{self.name}").collect()[0]
         return filled > 0 and bad == 0
 
+    def _has_offsets(self, sql: str) -> bool:
+        """Whether any text timestamp of this column carries a UTC offset (see _typed_expr's zoned_text)."""
+        return bool(self.spark.sql(f"SELECT max(TRIM(CAST({sql} AS STRING)) RLIKE {_literal(_OFFSET_RE)}) "
+                                   f"FROM src_{self.name}").collect()[0][0])
+
     def _build(self, src: DataFrame, mapping: dict[str, str], attrs: dict[str, str]) -> None:
         from pyspark import StorageLevel
 
@@ -307,8 +319,9 @@ class _SparkTableLoader:
                 name, "number" if attrs.get(name) == "number" else "text", False, "attribute")
             st = src.selectExpr(f"{sql} AS x").schema.fields[0].dataType.simpleString()
             fmt = self.source.timestamp_format if spec.kind == "timestamp" else None
+            zoned = spec.kind == "timestamp" and st == "string" and not fmt and self._has_offsets(sql)
             typed, raw = _quote(name), _quote("raw__" + name)
-            typed_cols.append(f"{_typed_expr(spec, sql, st, tz, fmt)} AS {typed}")
+            typed_cols.append(f"{_typed_expr(spec, sql, st, tz, fmt, zoned)} AS {typed}")
             raw_cols.append(f"CAST({sql} AS STRING) AS {raw}")
             if spec.required:
                 checks.append((name, f"{typed} IS NULL AND {raw} IS NULL", "are missing (null)"))
