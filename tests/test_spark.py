@@ -73,7 +73,7 @@ def edge_config(tmp_path_factory):
     from crmscore import synthetic
 
     tmp = tmp_path_factory.mktemp("spark_edge")
-    tables = synthetic.generate(customers=120, seed=11)
+    tables = synthetic.generate(customers=400, seed=11)
     lines = tables.transactions.copy()
     lines["ts"] = lines["ts"].dt.strftime("%Y-%m-%d %H:%M:%S")
     lines["amount"] = lines["amount"].map(repr)
@@ -153,3 +153,31 @@ def test_every_feature_column_matches_duckdb(both_engines, as_of):
     got = collect_features(spark_features(on_spark, as_of, fs))
     assert_same_table(expected, got)
     assert {"E1", "E2", "E3"} <= set(got["customer_id"]) or as_of == CUTOFFS[0]
+
+
+def test_spark_scores_equal_crmscore_score(both_engines, tmp_path):
+    """mapInPandas scoring gives `crmscore score`'s rows: same customers, scores, deciles, segments, lifecycle
+    stages, contributions and reason texts."""
+    from crmscore.models.pipeline import train_task
+    from crmscore.models.tasks import get_task
+    from crmscore.scoring import score_frame, transactional_population
+    from crmscore.scoring_spark import score_on_spark, write_spark_scores
+
+    duck, on_spark = both_engines
+    task = get_task("churn")
+    bundle = train_task(task, duck.config, task.settings(snapshots=2, num_boost_round=40), data=duck,
+                        register=False).bundle
+    as_of = duck.default_as_of()
+    expected = score_frame(bundle, transactional_population(bundle, duck, as_of), top_k=3, version="7")
+    expected = expected.rename(columns={"rfm_segment": "segment"}).sort_values("customer_id").reset_index(drop=True)
+    write_spark_scores(score_on_spark(bundle, on_spark, as_of, top_k=3, version="7"), tmp_path / "scores")
+    got = pd.read_parquet(tmp_path / "scores").sort_values("customer_id").reset_index(drop=True)
+    assert got["customer_id"].tolist() == expected["customer_id"].tolist() and len(got) > 100
+    for col in ("score", "base_value"):
+        assert np.allclose(got[col], expected[col], rtol=0, atol=1e-12), col
+    for col in ("decile", "segment", "lifecycle_stage", "model_version", "reason_1", "reason_2", "reason_3"):
+        assert got[col].astype(str).tolist() == expected[col].astype(str).tolist(), col
+    for mine, theirs in zip(got["reasons"], expected["reasons"], strict=True):
+        assert [r["feature"] for r in mine] == [r["feature"] for r in theirs]
+        assert np.allclose([r["contribution"] for r in mine], [r["contribution"] for r in theirs], rtol=0, atol=1e-12)
+        assert [r["text"] for r in mine] == [r["text"] for r in theirs]
