@@ -90,6 +90,10 @@ class CustomerData:
         """The rows of a query over the canonical tables (the same call answers on Spark: SparkCustomerData)."""
         return self.con.execute(sql).fetchall()
 
+    def frame(self, sql: str) -> pd.DataFrame:
+        """A query's result as a pandas frame (SparkCustomerData.frame collects a Spark result the same way)."""
+        return self.con.execute(sql).df()
+
     def ts_range(self) -> tuple[pd.Timestamp, pd.Timestamp]:
         lo, hi = self.con.execute("SELECT min(ts), max(ts) FROM transactions").fetchone()
         return pd.Timestamp(lo), pd.Timestamp(hi)

@@ -106,6 +106,10 @@ class SparkCustomerData:
     def rows(self, sql: str) -> list[tuple]:
         return [tuple(r) for r in self.spark.sql(sql).collect()]
 
+    def frame(self, sql: str) -> pd.DataFrame:
+        """A query's result on the driver, through Arrow (labels, populations: one row per customer)."""
+        return self.spark.sql(sql).toPandas()
+
     def sql(self, sql: str) -> DataFrame:
         return self.spark.sql(sql)
 

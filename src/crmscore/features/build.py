@@ -192,6 +192,10 @@ def build_features(data: CustomerData, as_of: AsOf, fs: FeatureSet | None = None
     from crmscore.segments import add_segments
 
     fs = fs or feature_set_for(data, as_of)
+    if getattr(data, "engine", "duckdb") == "spark":  # computed on Spark, collected (crmscore.features.spark)
+        from crmscore.features.spark import collect_features, spark_features
+
+        return collect_features(spark_features(data, as_of, fs, segments=segments))
     df = data.con.execute(feature_sql(data, as_of, fs)).df()  # (DuckDB 2 warns on Arrow from execute())
     df = _with_btyd(df, fs)
     df = _cast(df, fs)
