@@ -52,7 +52,7 @@ def child_build(config: str, as_of: str, out: str) -> dict:
     from crmscore.config import load_config
     from crmscore.data import loader
     from crmscore.features import build as fb
-    from crmscore.segments import add_segments
+    from crmscore.features.segments import add_segments
 
     stages: dict[str, float] = {"imports": time.perf_counter() - t0, "load: config": 0.0}
     cpu: dict[str, float] = {"imports": time.process_time(), "load: config": 0.0}

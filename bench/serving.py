@@ -13,7 +13,7 @@ Steps (everything in a temporary folder, removed at the end unless --keep or --d
    over ids drawn (seed 0) from the published snapshot; every reference and every cell uses these bodies.
 3. Model: its shape (trees, leaves, depth) and the SHAP cost per row next to the plain predict cost
    (LightGBM pred_contrib vs predict raw_score on the served booster, num_threads=1, batch and one row).
-4. The compute: the same requests done in-process with crmscore.serving.engine.ScoringEngine(...).score(...)
+4. The compute: the same requests done in-process with crmscore.scoring.online.ScoringEngine(...).score(...)
    (feature lookup, predict, explain, reasons, prediction log; no HTTP, no JSON), in one process (one
    thread, back to back: latency and rate; the issue's "in-process rate", the reference for the throughput
    goal), then in W processes at once (W = the service's workers: the whole machine scoring in-process).
@@ -23,7 +23,7 @@ Steps (everything in a temporary folder, removed at the end unless --keep or --d
 The references and the service are measured interleaved (per request size: the compute, then floor and
 service cell by cell, both servers up), so they see the same background load on a shared machine; the
 CPU used by other processes during each cell is printed. LightGBM runs as the service runs it: one thread a
-process (crmscore.serving.runtime.LoadedModel.score_rows), whatever the number of rows.
+process (crmscore.scoring.runtime.LoadedModel.score_rows), whatever the number of rows.
 Load: wrk (Debian's, one client thread, Lua script cycling through the bodies) at 1, 8 and 32 connections,
 each cell --duration seconds after a warm-up, traffic to 127.0.0.1 only; an asyncio/httpx client is used
 if wrk is not installed (slower: it eats more of the server's CPU). Server CPU per request is read from
@@ -270,7 +270,7 @@ def child_model(bodies1: str) -> dict:
     """Model shape and SHAP cost per row next to the plain predict cost (num_threads=1)."""
     import numpy as np
 
-    from crmscore.serving.engine import ScoringEngine
+    from crmscore.scoring.online import ScoringEngine
     from crmscore.settings import get_settings
 
     eng = ScoringEngine(get_settings())
@@ -332,7 +332,7 @@ def child_compute(bodies_path: str, seconds: float, parallel: bool) -> dict:
     report readiness on stdout and wait for 'go' on stdin, so W processes run at the same time."""
     import gc
 
-    from crmscore.serving.engine import ScoringEngine
+    from crmscore.scoring.online import ScoringEngine
     from crmscore.settings import get_settings
 
     bodies = [json.loads(ln) for ln in Path(bodies_path).read_text().splitlines()]
@@ -677,8 +677,8 @@ def profile_service(server: Server, gen, bodies: Path, key: str, seconds: float,
 
 PROFILE_GROUPS = (  # (label, substrings of the leaf frame's file); first match wins
     ("LightGBM predict + SHAP (C, GIL released)", ("lightgbm/",)),
-    ("prediction log (SQLite append)", ("crmscore/serving/predlog.py",)),
-    ("online store lookup (SQLite + json)", ("crmscore/serving/store.py", "json/decoder.py", "json/__init__.py")),
+    ("prediction log (SQLite append)", ("crmscore/scoring/predlog.py",)),
+    ("online store lookup (SQLite + json)", ("crmscore/features/store.py", "json/decoder.py", "json/__init__.py")),
     ("crmscore Python (rows, reasons, engine, service)", ("crmscore/",)),
     ("numpy", ("numpy/",)),
     ("pydantic (request/response models)", ("pydantic",)),

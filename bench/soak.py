@@ -332,7 +332,7 @@ def main() -> int:
         events["answers while Redis was down (from 2 s after the stop)"] = dict(during)
         time.sleep(1.0)
 
-        from crmscore.serving.predlog import iter_log, segments
+        from crmscore.scoring.predlog import iter_log, segments
 
         logged: set[str] = set()
         rows = 0

@@ -69,7 +69,7 @@ def main() -> int:
 
     from crmscore.models.pipeline import train_task
     from crmscore.models.tasks import get_task
-    from crmscore.scoring import score_frame, transactional_population
+    from crmscore.scoring.batch import score_frame, transactional_population
 
     task = get_task("churn")
     bundle = timed("train_churn", lambda: train_task(task, config, task.settings(snapshots=2, num_boost_round=100),
@@ -79,7 +79,7 @@ def main() -> int:
 
     from crmscore.data.spark import load_customer_data_spark, spark_session
     from crmscore.features.spark import spark_features
-    from crmscore.scoring_spark import score_on_spark, write_spark_scores
+    from crmscore.scoring.spark import score_on_spark, write_spark_scores
 
     spark = timed("spark_start", lambda: spark_session(args.master))
     sdata = timed("spark_load", lambda: load_customer_data_spark(config, spark))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 
 from crmscore.serving.batching import RequestBatcher
-from crmscore.serving.engine import ScoreJob
+from crmscore.scoring.online import ScoreJob
 
 
 def _job(n: int, customers: int = 1) -> ScoreJob:

@@ -111,8 +111,8 @@ def test_btyd_features_use_only_history_before_the_cutoff(synthetic_config, tmp_
 def test_published_store_holds_the_batch_btyd_values(synthetic_config, tmp_path, monkeypatch):
     """`crmscore features publish` (publish_snapshot) stores the same BTYD values the batch build computes, so
     the service scores with the features the model was trained on."""
-    from crmscore.serving.publish import publish_snapshot
-    from crmscore.serving.store import SqliteStore
+    from crmscore.scoring.publish import publish_snapshot
+    from crmscore.features.store import SqliteStore
     from crmscore.settings import get_settings
 
     monkeypatch.setenv("CRMSCORE_HOME", str(tmp_path / "home"))

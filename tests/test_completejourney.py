@@ -16,7 +16,7 @@ import pytest
 from crmscore.config import load_config
 from crmscore.data import load_customer_data
 from crmscore.features import feature_set_for
-from crmscore.segments import SEGMENT_COLUMNS
+from crmscore.features.segments import SEGMENT_COLUMNS
 
 from conftest import REPO, SHARED_DATA, requires_shared
 

@@ -21,6 +21,7 @@ import pytest
 from crmscore.config import load_config
 from crmscore.data import load_customer_data
 from crmscore.models.tasks import get_task
+from crmscore.scoring.explained import score_with_reasons
 
 SMALL_FEATURES = ["recency_days", "frequency_365d", "monetary_365d", "gap_mean_days", "recency_gap_ratio",
                   "attr_region"]  # two with missing values, one categorical
@@ -122,7 +123,7 @@ def datasets(data):
 @pytest.fixture(scope="module")
 def lookalike(synthetic_config, synthetic_dir, data):
     """The lookalike population and a seed of one latent segment's customers (from truth.parquet only)."""
-    from crmscore.audiences.seeds import Seed
+    from crmscore.models.seeds import Seed
     from crmscore.models import lookalike as la
 
     cfg = load_config(synthetic_config)
@@ -194,7 +195,7 @@ def test_base_and_contributions_add_up_to_the_score(bundles, kind):
     models, the log of the amount for expected spend; and the reasons' effects are the walk from the base
     value's score, largest contribution first."""
     bundle, rows = bundles[kind]
-    scored = bundle.score(rows, top_k=4)
+    scored = score_with_reasons(bundle, rows, top_k=4)
     if bundle.kind == "multilabel":
         for r, (_, row) in enumerate(scored.iterrows()):
             if row["top_category"] is None or pd.isna(row["top_category"]):

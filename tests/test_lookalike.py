@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crmscore.audiences.evaluation import needed_seed_size, recall_at
-from crmscore.audiences.seeds import (
+from crmscore.models.audience_evaluation import needed_seed_size, recall_at
+from crmscore.models.seeds import (
     CampaignResponses,
     Seed,
     SeedError,
@@ -22,6 +22,7 @@ from crmscore.config import load_config
 from crmscore.data import load_customer_data
 from crmscore.models import lookalike as la
 from crmscore.models.pipeline import GuardrailError
+from crmscore.scoring.batch import score_audience
 
 from conftest import write_config
 
@@ -179,7 +180,7 @@ def test_recall_metrics_and_needed_seed_size():
 def test_score_and_expand_outputs(young_family, population):
     cfg, pop = population
     bundle = young_family.bundle
-    scores = la.score_audience(bundle, pop.frame, top_k=3, version="7")
+    scores = score_audience(bundle, pop.frame, top_k=3, version="7")
     seed = set(bundle.info["seed_ids"])  # every given id, also those outside this population
     assert len(seed) > young_family.metrics["seed_size"]
     assert len(scores) == (~pop.frame["customer_id"].isin(seed)).sum() and not scores["customer_id"].isin(seed).any()

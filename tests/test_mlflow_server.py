@@ -66,7 +66,7 @@ def test_train_register_promote_and_load_against_a_server(mlflow_server, synthet
     from crmscore.models import registry
     from crmscore.models.pipeline import train_task
     from crmscore.models.tasks import get_task
-    from crmscore.scoring import score_frame, transactional_population
+    from crmscore.scoring.batch import score_frame, transactional_population
 
     url, backend = mlflow_server
     monkeypatch.setenv("CRMSCORE_TRACKING_URI", url)

@@ -160,7 +160,7 @@ def test_next_purchase_and_spend_beat_their_baselines(trained):
 
 
 def test_score_output_columns(trained):
-    from crmscore.scoring import score_next_purchase
+    from crmscore.scoring.batch import score_next_purchase
 
     data, out = trained
     models = {name: (v[1], "1") for name, v in out.items()}
@@ -213,13 +213,14 @@ def test_score_output_columns(trained):
 
 def test_bundle_round_trip_keeps_companions_and_heads(trained, tmp_path):
     from crmscore.models.bundle import TrainedModel
+    from crmscore.scoring.explained import score_with_reasons
 
     _, out = trained
     for name in ("next-purchase", "next-category"):
         ds, bundle = out[name][0], out[name][1]
         loaded = TrainedModel.load(bundle.save(tmp_path / name))
-        a = bundle.score(ds.test.head(20), top_k=2)
-        b = loaded.score(ds.test.head(20), top_k=2)
+        a = score_with_reasons(bundle, ds.test.head(20), top_k=2)
+        b = score_with_reasons(loaded, ds.test.head(20), top_k=2)
         pd.testing.assert_frame_equal(a.drop(columns=["reasons"]), b.drop(columns=["reasons"]))
         assert a["reasons"].tolist() == b["reasons"].tolist()
 
@@ -281,8 +282,8 @@ def test_cli_train_promote_score_end_to_end(synthetic_config, mlflow_tmp, monkey
     assert proc.returncode == 0 and "normalized_gini" in proc.stdout and "@champion" in proc.stdout, proc.stdout
 
     # served: the operations page's customer view of every kind of model, and a cross-sell action rule
-    from crmscore.serving.engine import ScoringEngine
-    from crmscore.serving.publish import publish_snapshot
+    from crmscore.scoring.online import ScoringEngine
+    from crmscore.scoring.publish import publish_snapshot
     from crmscore.settings import get_settings
     from crmscore.ui.actions import parse_rules
 
@@ -298,7 +299,10 @@ def test_cli_train_promote_score_end_to_end(synthetic_config, mlflow_tmp, monkey
         assert m["baselines"] and all(isinstance(v, float) for v in m["baselines"].values()), m
     batch = scores.set_index("customer_id")
     cid = str(batch["expected_spend"].idxmax())
-    view = engine.customer_view(cid, "req-view")
+    from crmscore.ui.views import PageViews
+
+    views = PageViews(engine)
+    view = views.customer_view(cid, "req-view")
     by_model = {s["model"]: s for s in view["scores"]}
     assert all(s.get("error") is None and s["reasons"] for s in by_model.values()), by_model
     spend = by_model["expected-spend"]  # in currency, as the batch scores it; the waterfall ends on it
@@ -320,7 +324,7 @@ def test_cli_train_promote_score_end_to_end(synthetic_config, mlflow_tmp, monkey
     assert [a["id"] for a in rules.suggest(view["profile"], view["scores"], view["features"])] == ["xsell"]
     from types import SimpleNamespace
 
-    from crmscore.ui import i18n
+    from crmscore.explain import i18n
     from crmscore.ui.routes import customer_context
 
     page = SimpleNamespace(lang="zh", t=lambda key, **values: i18n.text("zh", key, **values))
@@ -331,7 +335,7 @@ def test_cli_train_promote_score_end_to_end(synthetic_config, mlflow_tmp, monkey
     # the model pages: score distributions on each model's own scale; a beeswarm where there is one booster
     from crmscore.ui.routes import model_context
 
-    spend_view, category_view = engine.model_overview("expected-spend"), engine.model_overview("next-category")
+    spend_view, category_view = views.model_overview("expected-spend"), views.model_overview("next-category")
     assert max(g["p90"] for g in spend_view["by_segment"]) > 1 and spend_view["beeswarm"]  # currency, not 0-1
     assert category_view["by_segment"] and not category_view["beeswarm"]
     assert all(0 <= g["p10"] <= g["p90"] <= 1 for g in category_view["by_segment"])
@@ -370,8 +374,8 @@ def test_next_purchase_scores_alone_and_every_known_customer(synthetic_config, m
     assert (scored["recency_days"] >= 365).sum() > 10 and scored["recency_days"].isna().sum() > 10
     assert scores["score"].between(0, 1).all() and scores["score"].notna().all()
 
-    from crmscore.serving.engine import ScoringEngine
-    from crmscore.serving.publish import publish_snapshot
+    from crmscore.scoring.online import ScoringEngine
+    from crmscore.scoring.publish import publish_snapshot
     from crmscore.settings import get_settings
 
     monkeypatch.setenv("CRMSCORE_HOME", str(mlflow_tmp / "home"))

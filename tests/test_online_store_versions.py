@@ -9,7 +9,7 @@ import pandas as pd
 def test_publish_switches_readers_at_once_drops_left_customers_and_cleans_old_versions(redis_url):
     import redis
 
-    from crmscore.serving.store import REDIS_PREFIX, RedisStore
+    from crmscore.features.store import REDIS_PREFIX, RedisStore
 
     client = redis.Redis.from_url(redis_url)
     client.set(REDIS_PREFIX + "LEGACY", '{"recency_days": 1}')  # published before versions existed

@@ -25,7 +25,7 @@ from crmscore.config import load_config
 from crmscore.data import load_customer_data
 from crmscore.features import build_features, feature_set_for
 from crmscore.features.definitions import FeatureSet, declare_category_history
-from crmscore.segments import SEGMENT_COLUMNS
+from crmscore.features.segments import SEGMENT_COLUMNS
 
 from conftest import write_config, write_frames
 

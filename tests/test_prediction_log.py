@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from crmscore.serving.predlog import PredictionLog, export_parquet, iter_log, read_log, segments
+from crmscore.scoring.predlog import PredictionLog, export_parquet, iter_log, read_log, segments
 
 
 def _rows(n: int, prefix: str = "C") -> list[dict]:

@@ -3,7 +3,7 @@
 Every kind of model (churn, next-purchase, expected-spend, next-category, a lookalike) trained, promoted and
 published in a private home; 100 customers of each scored by the batch file (`crmscore score ...`), the
 API (the BentoML service class as a Python object) and the operations page's view model
-(ScoringEngine.customer_view): score, base value, contributions and each reason's effect agree to 1e-9, the
+(crmscore.ui.views.PageViews.customer_view): score, base value, contributions and each reason's effect agree to 1e-9, the
 base value and contributions add up to the score in its own space, and the page's waterfall is the reasons'
 effects.
 """
@@ -41,7 +41,7 @@ def everything(synthetic_config, tmp_path_factory):
     from crmscore.models import registry
     from crmscore.models.pipeline import train_task
     from crmscore.models.tasks import get_task
-    from crmscore.serving.publish import publish_snapshot
+    from crmscore.scoring.publish import publish_snapshot
     from crmscore.settings import get_settings
 
     home = tmp_path_factory.mktemp("agreement")
@@ -123,7 +123,9 @@ def _page(everything, cid: str) -> dict[str, dict]:
     """The operations page's view model of a customer (every model's figures), by model; one view a customer."""
     views = everything["views"]
     if cid not in views:
-        view = everything["engine"].customer_view(cid, "agree-page", top_k=TOP_K)
+        from crmscore.ui.views import PageViews
+
+        view = PageViews(everything["engine"]).customer_view(cid, "agree-page", top_k=TOP_K)
         views[cid] = {s["model"]: s for s in view["scores"]}
     return views[cid]
 

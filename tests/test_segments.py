@@ -1,4 +1,4 @@
-"""RFM scores, named RFM segments and lifecycle stages (crmscore.segments), on hand-built frames, and
+"""RFM scores, named RFM segments and lifecycle stages (crmscore.features.segments), on hand-built frames, and
 the `crmscore segment` command on the synthetic data."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from crmscore.config import LifecycleConfig, SegmentsConfig
-from crmscore.segments import (
+from crmscore.features.segments import (
     LIFECYCLE_STAGES,
     RFM_SEGMENTS,
     SEGMENT_COLUMNS,

@@ -24,7 +24,7 @@ def served(synthetic_config, tmp_path_factory):
     from crmscore.models import registry
     from crmscore.models.pipeline import train_task
     from crmscore.models.tasks import get_task
-    from crmscore.serving.publish import publish_snapshot
+    from crmscore.scoring.publish import publish_snapshot
     from crmscore.settings import get_settings
 
     home = tmp_path_factory.mktemp("serving")
@@ -49,7 +49,7 @@ def served(synthetic_config, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def engine(served):
-    from crmscore.serving.engine import ScoringEngine
+    from crmscore.scoring.online import ScoringEngine
     from crmscore.settings import get_settings
 
     return ScoringEngine(get_settings())
@@ -96,7 +96,7 @@ def test_features_path_matches_id_path_and_bad_customers_do_not_sink_the_batch(e
 
 
 def test_batch_limits_and_unknown_model(engine):
-    from crmscore.serving.engine import RequestError
+    from crmscore.scoring.online import RequestError
 
     with pytest.raises(RequestError) as e:
         engine.score("churn", [{"customer_id": "a"}] * 1001, True, 5, "r")
@@ -107,7 +107,7 @@ def test_batch_limits_and_unknown_model(engine):
 
 
 def test_prediction_log_keeps_what_was_scored(engine, served):
-    from crmscore.serving.predlog import read_log
+    from crmscore.scoring.predlog import read_log
 
     engine.score("churn", [{"customer_id": c} for c in _buyer_ids(engine, 3)], False, 0, "req-log")
     rows = [r for r in read_log(Path(served["env"]["CRMSCORE_HOME"]) / "predictions.sqlite") if r["request_id"] == "req-log"]
@@ -120,8 +120,8 @@ def test_small_requests_arriving_together_are_scored_as_one_batch(engine, served
     import asyncio
 
     from crmscore.serving.batching import RequestBatcher
-    from crmscore.serving.engine import RequestError, ScoreJob
-    from crmscore.serving.predlog import read_log
+    from crmscore.scoring.online import RequestError, ScoreJob
+    from crmscore.scoring.predlog import read_log
 
     ids = _buyer_ids(engine, 5)
     jobs = [ScoreJob("churn", [{"customer_id": c}], True, 3, f"batch-{c}") for c in ids]
@@ -162,7 +162,7 @@ def test_service_class_as_python_object(served):
 
 def test_starts_from_bentoml_store_when_registry_is_unreachable(served, engine, monkeypatch):
     # `engine` loaded churn from the registry once, which keeps a copy in the BentoML store
-    from crmscore.serving.engine import ScoringEngine
+    from crmscore.scoring.online import ScoringEngine
     from crmscore.settings import get_settings
 
     monkeypatch.setenv("CRMSCORE_TRACKING_URI", "http://127.0.0.1:9")  # nothing listens there
@@ -191,7 +191,7 @@ def test_api_keys_hash_only_and_verify(tmp_path):
 
 
 def test_redis_online_store(served, redis_url):
-    from crmscore.serving.store import RedisStore, SqliteStore
+    from crmscore.features.store import RedisStore, SqliteStore
 
     store = RedisStore(redis_url)
     sqlite = SqliteStore(Path(served["env"]["CRMSCORE_HOME"]) / "online_store.sqlite")
@@ -273,7 +273,7 @@ def test_real_bentoml_server_over_http(served, engine, tmp_path):
     finally:
         server.stop()
     # a restart keeps every acknowledged prediction
-    from crmscore.serving.predlog import read_log
+    from crmscore.scoring.predlog import read_log
 
     logged = {r["request_id"] for r in read_log(Path(env["CRMSCORE_HOME"]) / "predictions.sqlite")}
     assert set(acknowledged) <= logged
@@ -313,7 +313,7 @@ def test_prediction_log_exports_in_chunks_to_parquet(served, engine, tmp_path):
     """The export streams the log by id ranges: the Parquet file holds every row, in order, as read_log has them."""
     import pandas as pd
 
-    from crmscore.serving.predlog import export_parquet, iter_log, read_log
+    from crmscore.scoring.predlog import export_parquet, iter_log, read_log
 
     engine.score("churn", [{"customer_id": c} for c in _buyer_ids(engine, 3)], True, 2, "req-export")
     path = Path(served["env"]["CRMSCORE_HOME"]) / "predictions.sqlite"
@@ -338,7 +338,7 @@ def test_registered_model_pins_its_crmscore_version_and_the_service_reports_a_mi
 
     import crmscore
     from crmscore.models import registry
-    from crmscore.serving.engine import ScoringEngine
+    from crmscore.scoring.online import ScoringEngine
     from crmscore.settings import get_settings
 
     registry.configure()  # this module's registry (an earlier test pointed MLflow at a dead one)
@@ -351,7 +351,7 @@ def test_registered_model_pins_its_crmscore_version_and_the_service_reports_a_mi
 
     trained = crmscore.__version__
     monkeypatch.setattr(crmscore, "__version__", "99.0.0")  # a later release serving the same registry
-    with caplog.at_level("WARNING", logger="crmscore.serving.engine"):
+    with caplog.at_level("WARNING", logger="crmscore.scoring.online"):
         eng = ScoringEngine(get_settings())
     said = [w for w in eng.warnings if w.startswith(f"churn v{mv.version} ")]
     assert len(said) == 1 and trained in said[0] and "99.0.0" in said[0]

@@ -103,7 +103,7 @@ def _wait(condition, timeout: float, what: str) -> None:
 def test_kill_9_of_a_worker_and_of_the_arbiter_under_load_loses_no_acknowledged_prediction(served, engine,
                                                                                             tmp_path):
     from crmscore.serving.launcher import LocalServer
-    from crmscore.serving.predlog import read_log
+    from crmscore.scoring.predlog import read_log
 
     ids = _buyer_ids(engine, 20)
     log_path = Path(served["env"]["CRMSCORE_HOME"]) / "predictions.sqlite"

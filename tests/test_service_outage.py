@@ -36,7 +36,7 @@ def _redis(port: int) -> subprocess.Popen:
 def _publish(served, port: int) -> None:
     import pandas as pd
 
-    from crmscore.serving.store import RedisStore, SqliteStore
+    from crmscore.features.store import RedisStore, SqliteStore
 
     sqlite = SqliteStore(Path(served["env"]["CRMSCORE_HOME"]) / "online_store.sqlite")
     ids = sqlite.sample_ids(100_000)

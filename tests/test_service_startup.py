@@ -31,7 +31,7 @@ def _server(env: dict, log: Path, **kw):
 def test_hung_registry_start_is_live_at_once_and_serves_the_version_last_served(served, engine, tmp_path):
     import json
 
-    from crmscore.serving.runtime import LoadedModel, read_served, save_to_bentoml_store
+    from crmscore.scoring.runtime import LoadedModel, read_served, save_to_bentoml_store
 
     home = Path(served["env"]["CRMSCORE_HOME"])
     assert read_served(home)["churn@champion"]["version"] == "1"  # `engine` loaded it from the registry

@@ -160,8 +160,8 @@ def test_spark_scores_equal_crmscore_score(both_engines, tmp_path):
     stages, contributions and reason texts."""
     from crmscore.models.pipeline import train_task
     from crmscore.models.tasks import get_task
-    from crmscore.scoring import score_frame, transactional_population
-    from crmscore.scoring_spark import score_on_spark, write_spark_scores
+    from crmscore.scoring.batch import score_frame, transactional_population
+    from crmscore.scoring.spark import score_on_spark, write_spark_scores
 
     duck, on_spark = both_engines
     task = get_task("churn")

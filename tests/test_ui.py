@@ -36,7 +36,7 @@ def _keys(d: dict, prefix: str = "") -> set[str]:
 
 
 def test_translation_files_have_the_same_keys():
-    from crmscore.ui import i18n
+    from crmscore.explain import i18n
 
     en, zh = _keys(i18n.catalog("en")), _keys(i18n.catalog("zh"))
     zh_only = {k for k in zh if k.split(".")[0] in ("reason", "effects")}  # Chinese grammar of reason texts
@@ -48,7 +48,7 @@ def test_translation_files_have_the_same_keys():
 
 
 def test_language_choice():
-    from crmscore.ui.i18n import pick_language
+    from crmscore.explain.i18n import pick_language
 
     assert pick_language("zh", "en", "en-US") == "zh"
     assert pick_language(None, "zh", "en-US") == "zh"
@@ -96,7 +96,7 @@ def test_reason_text_english_unchanged_and_chinese():
 def test_every_task_effect_is_translated():
     from crmscore.errors import CrmscoreError
     from crmscore.models.tasks import get_task
-    from crmscore.ui import i18n
+    from crmscore.explain import i18n
 
     effects = []
     for name in ("churn", "next-purchase", "expected-spend", "next-category"):
@@ -112,7 +112,7 @@ def test_every_task_effect_is_translated():
     except (ImportError, AttributeError):
         pass
     untranslated = [e for e in effects if i18n.effect("zh", e) == e]
-    assert effects and not untranslated, f"add these to the 'effects' of ui/i18n/zh.json: {untranslated}"
+    assert effects and not untranslated, f"add these to the 'effects' of explain/i18n/zh.json: {untranslated}"
     assert i18n.effect("zh", "makes buying baby more likely") == "提高购买baby的可能性"
 
 
@@ -128,7 +128,7 @@ def _classes(root: ET.Element, tag: str, cls: str) -> list[ET.Element]:
 
 
 def test_waterfall_svg():
-    from crmscore.ui.charts import waterfall_svg
+    from crmscore.models.charts import waterfall_svg
 
     wf = {"base": 0.30, "final": 0.52, "steps": [
         {"feature": "recency_days", "contribution": 0.8, "start": 0.30, "end": 0.45},
@@ -147,7 +147,7 @@ def test_waterfall_svg():
 
 
 def test_other_charts_are_valid_svg():
-    from crmscore.ui import charts
+    from crmscore.models import charts
 
     tl = {"from": "2024-01-02", "to": "2024-12-31", "days": [["2024-02-08", 1, 13.7], ["2024-11-30", 2, -5.0]]}
     root = _parse(charts.timeline_svg(tl, months="J F M A M J J A S O N D".split(), title="t", spend_label="spend"))
@@ -237,7 +237,7 @@ def ui_served(synthetic_config, tmp_path_factory):
     from crmscore.models import registry
     from crmscore.models.pipeline import train_task
     from crmscore.models.tasks import get_task
-    from crmscore.serving.publish import publish_snapshot
+    from crmscore.scoring.publish import publish_snapshot
     from crmscore.settings import get_settings
 
     home = tmp_path_factory.mktemp("ui")
@@ -258,7 +258,7 @@ def ui_served(synthetic_config, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ui_engine(ui_served):
-    from crmscore.serving.engine import ScoringEngine
+    from crmscore.scoring.online import ScoringEngine
     from crmscore.settings import get_settings
 
     return ScoringEngine(get_settings())
@@ -279,7 +279,9 @@ def _pick_customer(engine) -> str:
 
 def test_customer_view_waterfall_adds_up_and_speaks_chinese(ui_engine):
     cid = _pick_customer(ui_engine)
-    view = ui_engine.customer_view(cid, "req-ui", "en", top_k=5)
+    from crmscore.ui.views import PageViews
+
+    view = PageViews(ui_engine).customer_view(cid, "req-ui", "en", top_k=5)
     (s,) = view["scores"]
     wf = s["waterfall"]
     assert "error" not in s
@@ -296,26 +298,29 @@ def test_customer_view_waterfall_adds_up_and_speaks_chinese(ui_engine):
     assert [r["contribution"] for r in zh["reasons"]] == [r["contribution"] for r in en["reasons"]]
     cust = ui_engine.customer(cid, "r-c", 2, lang="zh")
     assert "流失风险" in cust["scores"][0]["reasons"][0]["text"]
-    from crmscore.serving.engine import RequestError
+    from crmscore.scoring.online import RequestError
 
     with pytest.raises(RequestError, match="lang must be one of en, zh"):
         ui_engine.score("churn", [{"customer_id": cid}], True, 3, "r", lang="fr")
 
 
 def test_model_overview(ui_engine):
-    ov = ui_engine.model_overview("churn")
+    from crmscore.ui.views import PageViews
+
+    views = PageViews(ui_engine)
+    ov = views.model_overview("churn")
     assert ov["metrics"]["columns"][0] == "model" and ov["metrics"]["rows"][0][0] == "roc_auc"
     assert 0.5 < ov["metrics"]["rows"][0][1] <= 1 and len(ov["metrics"]["columns"]) >= 3
     assert ov["importance"][0]["value"] >= ov["importance"][-1]["value"] > 0
     assert len(ov["beeswarm"]) == 10 and len(ov["beeswarm"][0]["shap"]) == ov["sampled"] > 50
     assert sum(g["n"] for g in ov["by_segment"]) == ov["scored"] == sum(g["n"] for g in ov["by_stage"])
     assert "prospect" not in {g["group"] for g in ov["by_segment"]}  # only the model's population
-    assert ui_engine.model_overview("churn") is ov  # cached
+    assert views.model_overview("churn") is ov  # cached
 
 
 def test_publish_keeps_the_previous_snapshot_for_transitions(ui_served, tmp_path, monkeypatch):
-    from crmscore.serving.publish import publish_snapshot
-    from crmscore.serving.store import SqliteStore
+    from crmscore.scoring.publish import publish_snapshot
+    from crmscore.features.store import SqliteStore
     from crmscore.settings import get_settings
 
     monkeypatch.setenv("CRMSCORE_HOME", str(tmp_path))
@@ -342,7 +347,7 @@ def test_publish_keeps_the_previous_snapshot_for_transitions(ui_served, tmp_path
 
 
 def test_evaluation_report(ui_served, tmp_path):
-    from crmscore.ui.report import write_evaluation_report
+    from crmscore.models.report import write_evaluation_report
 
     path = write_evaluation_report(ui_served["result"], tmp_path / "report.html")
     html = path.read_text()
@@ -391,6 +396,25 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 
 @pytest.mark.browser
 @pytest.mark.integration
+def _write_monitoring(served) -> dict:
+    """A monitoring check of the served churn model written where `crmscore monitor` writes it (the home):
+    drift at the end of the data, realised performance of scores written 120 days before it."""
+    from crmscore.monitoring.check import check_model
+    from crmscore.monitoring.gauges import write_latest
+    from crmscore.monitoring.run import clean, headline
+    from crmscore.scoring.batch import score_frame, transactional_population
+
+    res, data = served["result"], served["data"]
+    cut = data.default_as_of() - np.timedelta64(120, "D")
+    scores = score_frame(res.bundle, transactional_population(res.bundle, data, cut), top_k=0, version=res.version)
+    scores["as_of"] = cut
+    check = check_model(res.bundle, res.version, data, data.default_as_of(), served["cfg"].monitoring,
+                        scores=scores.rename(columns={"rfm_segment": "segment"}))
+    body = clean({**check.to_dict(), "headline": headline(check), "retrain": check.verdict["retrain"]})
+    write_latest(Path(served["env"]["CRMSCORE_HOME"]), [body])
+    return body
+
+
 def test_operations_page_in_a_real_browser(ui_served, ui_engine, tmp_path):
     exe = _chromium()
     if exe is None:
@@ -405,6 +429,7 @@ def test_operations_page_in_a_real_browser(ui_served, ui_engine, tmp_path):
     cid = _pick_customer(ui_engine)
     other = next(c for c in ui_engine.store.sample_ids(50) if c != cid and ui_engine.store.get(c).get("recency_days"))
     published = ui_engine.store.meta()["customers"]
+    monitored = _write_monitoring(ui_served)
     server = LocalServer(ui_served["env"], tmp_path / "serve.log", api_key=API_KEY)
     shots: dict[str, Path] = {}
     try:
@@ -475,6 +500,28 @@ def test_operations_page_in_a_real_browser(ui_served, ui_engine, tmp_path):
             assert page.locator("ul.moves li").count() >= 2
             shots["segments"] = ARTIFACTS / "segments.png"
             page.screenshot(path=str(shots["segments"]), full_page=True)
+            # the monitoring view: drift table (score first), realised against promoted, in English and Chinese
+            page.goto(f"{server.url}/ui/monitoring?lang=en")
+            assert page.locator("h1").inner_text() == "Monitoring"
+            card = page.locator('section.monitor-model[data-model="churn"]')
+            drift = card.locator("table.drift tbody tr")
+            assert drift.count() == 16 and drift.first.get_attribute("data-feature") == "score"
+            statuses = {r.get_attribute("data-feature"): r.get_attribute("data-status") for r in drift.all()}
+            worst = max(monitored["features"], key=lambda f: f["psi"])
+            assert statuses[worst["feature"]] == worst["status"]
+            assert card.locator(".realised-chart svg g.count-bar").count() == 2  # ROC-AUC and PR-AUC of v1
+            assert card.get_attribute("data-model") == "churn" and card.locator("p.verdict").count() == 1
+            shots["monitoring"] = ARTIFACTS / "monitoring.png"
+            page.screenshot(path=str(shots["monitoring"]), full_page=True)
+            page.goto(f"{server.url}/ui/monitoring?lang=zh")
+            assert page.locator("h1").inner_text() == "模型监控"
+            assert page.locator("table.drift thead th").nth(3).inner_text() == "状态"
+            shots["monitoring_zh"] = ARTIFACTS / "monitoring_zh.png"
+            page.screenshot(path=str(shots["monitoring_zh"]), full_page=True)
+            page.goto(f"{server.url}/ui/segments?lang=en")
+            # the headline as Prometheus gauges
+            metrics = page.request.get(f"{server.url}/metrics").text()
+            assert f'crmscore_monitor_feature_psi_max{{model="churn",version="{monitored["version"]}"}}' in metrics
             # sign out: pages ask for the key again
             page.click("form.logout button")
             page.wait_for_url("**/ui/login")
@@ -508,6 +555,6 @@ def test_operations_page_in_a_real_browser(ui_served, ui_engine, tmp_path):
     if os.environ.get("CRMSCORE_UPDATE_SCREENSHOTS") == "1":
         docs = REPO / "docs" / "screenshots"
         docs.mkdir(parents=True, exist_ok=True)
-        for name in ("customer", "customer_zh", "model", "segments", "phone_customer"):
+        for name in ("customer", "customer_zh", "model", "segments", "phone_customer", "monitoring", "monitoring_zh"):
             shutil.copy(shots[name], docs / f"{name}.png")
     (ARTIFACTS / "pages.json").write_text(json.dumps({k: str(v) for k, v in shots.items()}, indent=1))

@@ -70,6 +70,10 @@ class FeatureTableConfig(_Strict):
     positive: Any = Field(default=1, description="Label value that counts as positive.")
     format: Literal["csv", "parquet"] | None = None
     exclude: list[str] = Field(default_factory=list, description="Columns never used as features.")
+    treatment: str | None = Field(default=None, description=(
+        "Uplift on a ready experiment table: the column that says treated or control (the label column is then "
+        "the outcome); never a feature."))
+    treated_value: Any = Field(default=1, description="Value of the treatment column that means treated.")
     keep: list[str] = Field(default_factory=list, description=(
         "Columns used as features although they look like identifiers (a row number, a whole number different "
         "on every row) or free text (fewer than 5 rows a distinct value), which are otherwise left out."))
@@ -81,6 +85,8 @@ class DataConfig(_Strict):
     customers: CustomersSourceConfig | None = None
     attribute_history: AttributeHistoryConfig | None = None
     events: SourceConfig | None = None
+    treatments: SourceConfig | None = Field(default=None, description=(
+        "Campaign experiments (customer, campaign, treated 1/0, time), for uplift models and campaign effects."))
     features: FeatureTableConfig | None = None
 
 
@@ -92,6 +98,24 @@ class LeakageConfig(_Strict):
         "Refuse training when one feature's own validation ROC-AUC (max(auc, 1 - auc)) is above this."))
     warn_above: float = Field(default=0.90, gt=0.5, le=1, description="Warn above this.")
     allow: list[str] = Field(default_factory=list, description="Features the alarm never refuses (by name).")
+
+
+class MonitoringConfig(_Strict):
+    """Drift and realised-performance thresholds (crmscore.monitoring). PSI defaults are the usual practice
+    in credit scoring and CRM: under 0.1 no real shift, 0.1-0.25 a shift worth watching, above 0.25 act."""
+
+    psi_watch: float = Field(default=0.1, gt=0, description="PSI at or above this: watch.")
+    psi_act: float = Field(default=0.25, gt=0, description="PSI at or above this: act (retrain).")
+    missing_shift: float = Field(default=0.05, ge=0, le=1, description=(
+        "An absolute change of a feature's missing rate at least this large: watch."))
+    p_value: float = Field(default=0.01, gt=0, lt=1, description=(
+        "KS / chi-square p-value below which a test calls a shift significant (reported beside PSI; with "
+        "thousands of customers a negligible shift is significant, so PSI decides the status)."))
+    performance_drop: float = Field(default=0.05, ge=0, description=(
+        "Realised primary metric this far below the figure the model was promoted on: act."))
+    bootstrap: int = Field(default=500, ge=50, description="Paired bootstrap resamples when retraining.")
+    confidence: float = Field(default=0.95, gt=0.5, lt=1, description=(
+        "A challenger is promoted only when the lower end of this interval of (challenger - champion) is above 0."))
 
 
 class ValidationConfig(_Strict):
@@ -132,7 +156,7 @@ class FeaturesConfig(_Strict):
 
 
 class LifecycleConfig(_Strict):
-    """Lifecycle thresholds in days (see crmscore.segments)."""
+    """Lifecycle thresholds in days (see crmscore.features.segments)."""
 
     new_days: int = Field(default=30, description="First purchase within this many days: 'new'.")
     lapsed_days: list[int] = Field(
@@ -179,6 +203,7 @@ class ProjectConfig(_Strict):
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     segments: SegmentsConfig = Field(default_factory=SegmentsConfig)
     leakage: LeakageConfig = Field(default_factory=LeakageConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     tasks: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Per-task settings (churn, next-purchase, lookalike)."
     )

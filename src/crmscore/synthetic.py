@@ -122,6 +122,8 @@ __all__ = [
     "CROSS_SELL_PAIRS",
     "SyntheticData",
     "generate",
+    "plant_churn_change",
+    "plant_order_hour_shift",
     "write",
 ]
 
@@ -717,6 +719,77 @@ def generate(
     )
 
 
+# --------------------------------------------------------------------------
+# Planted changes for monitoring tests (crmscore.monitoring). Each takes a
+# generated dataset and returns a changed copy; generate() itself is untouched,
+# so the default output stays byte-identical.
+# --------------------------------------------------------------------------
+#: A planted shift of one feature: from `after` on, orders placed before noon
+#: happen this many hours later (still before 17:00, so only the usual order
+#: hour moves, not the evening share, the day or any count).
+ORDER_HOUR_SHIFT_HOURS: int = 4
+ORDER_HOUR_SHIFT_BEFORE: int = 12
+#: A planted change of the churn mechanism: from `after` on, customers of these
+#: regions still active then (or signing up later) stop buying abruptly (no
+#: slowing down first) after an exponential time with this mean, unless their
+#: own churn comes earlier.
+CHURN_CHANGE_REGIONS: tuple[str, ...] = ("south", "east")
+CHURN_CHANGE_MEAN_DAYS: float = 60.0
+
+
+def plant_order_hour_shift(data: SyntheticData, after: str | date, hours: int = ORDER_HOUR_SHIFT_HOURS,
+                           before_hour: int = ORDER_HOUR_SHIFT_BEFORE) -> SyntheticData:
+    """Orders at or after `after` placed before `before_hour` move `hours` later the same day.
+
+    Only the time of day of those orders changes (``before_hour + hours`` must stay at or below the
+    evening hour 17), so of the declared features only ``mean_order_hour`` shifts; a drift monitor should
+    flag that one and no other.
+    """
+    if before_hour + hours > 17:
+        raise ValueError("before_hour + hours must stay <= 17 so that the evening share does not move")
+    tx = data.transactions.copy()
+    cut = pd.Timestamp(_to_date(after))
+    move = (tx["ts"] >= cut) & (tx["ts"].dt.hour < before_hour)
+    tx.loc[move, "ts"] = tx.loc[move, "ts"] + pd.Timedelta(hours=hours)
+    tx = tx.sort_values(["customer_id", "ts"], kind="stable").reset_index(drop=True)
+    logger.info("synthetic: %d order lines after %s moved %d hours later", int(move.sum()), cut.date(), hours)
+    return SyntheticData(tx, data.products, data.customers, data.events, data.truth)
+
+
+def plant_churn_change(data: SyntheticData, after: str | date, seed: int = 0,
+                       regions: tuple[str, ...] = CHURN_CHANGE_REGIONS,
+                       mean_days: float = CHURN_CHANGE_MEAN_DAYS) -> SyntheticData:
+    """From `after` on, customers of `regions` whose churn is later churn at ``max(signup, after) +
+    Exponential(mean_days)``
+    (when that comes first), abruptly: their transactions and events from then on are removed and
+    ``truth.churn_date`` is updated. A model trained before `after` knows churn only as slowing down, so
+    its realised ROC-AUC falls; the region (``attr_region``) carries the new mechanism, so a model trained
+    on later data can learn it.
+    """
+    rng = np.random.default_rng([seed, 17])
+    cut = pd.Timestamp(_to_date(after))
+    truth = data.truth.copy()
+    region = data.customers.set_index("customer_id")["region"].reindex(truth["customer_id"]).to_numpy()
+    lifetime = pd.to_timedelta(np.floor(rng.exponential(mean_days, len(truth)) * _SECONDS_PER_DAY), unit="s")
+    signup = data.customers.set_index("customer_id")["signup_ts"].reindex(truth["customer_id"]).to_numpy()
+    new_churn = pd.DatetimeIndex(np.maximum(signup, np.datetime64(cut))) + lifetime
+    old = truth["churn_date"]
+    hit = np.isin(region, list(regions)) & (old.isna() | (old > new_churn)).to_numpy()
+    stop = pd.Series(np.where(hit, new_churn.to_numpy(), np.datetime64("NaT")), index=truth["customer_id"])
+    truth.loc[hit, "churn_date"] = new_churn[hit].astype(truth["churn_date"].dtype)
+    end = max(data.transactions["ts"].max(), data.events["ts"].max())
+    truth.loc[truth["churn_date"] > end, "churn_date"] = pd.NaT
+
+    def keep(frame: pd.DataFrame) -> pd.DataFrame:
+        limit = frame["customer_id"].map(stop)
+        return frame[~(limit.notna() & (frame["ts"] >= limit))].reset_index(drop=True)
+
+    tx, ev = keep(data.transactions), keep(data.events)
+    logger.info("synthetic: churn changed after %s for %d customers of %s (%d lines removed)", cut.date(),
+                int(hit.sum()), ", ".join(regions), len(data.transactions) - len(tx))
+    return SyntheticData(tx, data.products, data.customers, ev, truth)
+
+
 def write(data: SyntheticData, out_dir: str | Path) -> dict[str, Path]:
     """Write all frames as zstd-compressed parquet files.
 
@@ -737,4 +810,113 @@ def write(data: SyntheticData, out_dir: str | Path) -> dict[str, Path]:
         frame.to_parquet(path, engine="pyarrow", compression="zstd", index=False)
         paths[name] = path
         logger.info("synthetic: wrote %s (%d rows)", path, len(frame))
+    return paths
+
+
+# --------------------------------------------------------------------------
+# A campaign experiment with planted heterogeneous effects (uplift models).
+# Separate from generate(): its output is untouched; the campaign is written
+# to its own folder (write_campaign) with a full copy of the transactions.
+# --------------------------------------------------------------------------
+PERSUADABLE_RECENCY_DAYS: tuple[int, int] = (30, 150)
+PERSUADABLE_EXTRA_ORDER_PROB = 0.35
+DO_NOT_DISTURB_RATE_PER_30D = 1.5
+DO_NOT_DISTURB_DROP_PROB = 0.6
+
+
+@dataclass(frozen=True)
+class SyntheticCampaign:
+    """A randomised campaign on a :class:`SyntheticData`, with known effects per customer.
+
+    Who responds and by how much (the module constants):
+
+    - Every customer who signed up before ``at`` is in the experiment, treated with probability
+      ``treated_share``, else control; all are assigned at ``at`` 09:00 (``treatments``: customer_id,
+      campaign, treated 1/0, ts).
+    - **Persuadables**: customers whose last purchase (an order with a positive amount) before ``at`` is
+      ``PERSUADABLE_RECENCY_DAYS`` = 30 to 150 days old (lapsing, still reachable). Treated ones get one
+      extra order (one line, a random product, channel ``online``) with probability
+      ``PERSUADABLE_EXTRA_ORDER_PROB`` = 0.35, at a uniform time in the ``horizon_days`` after ``at``.
+    - **Do-not-disturb**: heavy buyers, ``base_rate_per_30d`` >= ``DO_NOT_DISTURB_RATE_PER_30D`` = 1.5
+      (and not persuadable). For treated ones each of their orders in the horizon is removed with
+      probability ``DO_NOT_DISTURB_DROP_PROB`` = 0.6 (the contact annoys them).
+    - Everyone else: no effect.
+    ``truth``: customer_id, treated, planted_segment (persuadable / do_not_disturb / none),
+    added_orders, removed_orders. ``transactions``: the data's lines with those orders added and removed.
+    """
+
+    name: str
+    at: pd.Timestamp
+    horizon_days: int
+    treatments: pd.DataFrame
+    transactions: pd.DataFrame
+    truth: pd.DataFrame
+
+
+def campaign(data: SyntheticData, *, name: str = "winback", at: str | date | None = None, horizon_days: int = 30,
+             treated_share: float = 0.5, seed: int = 7) -> SyntheticCampaign:
+    """A campaign on ``data`` at ``at`` (default: ``horizon_days`` + 30 days before the last transaction's
+    day), with the effects documented on :class:`SyntheticCampaign`. Deterministic for the same inputs."""
+    rng = np.random.default_rng(seed)
+    tx = data.transactions
+    last_day = pd.Timestamp(tx["ts"].max()).normalize()
+    at_ts = pd.Timestamp(_to_date(at)) if at is not None else last_day - pd.Timedelta(days=horizon_days + 30)
+    end_ts = at_ts + pd.Timedelta(days=horizon_days)
+    cust = data.customers[data.customers["signup_ts"] < at_ts][["customer_id"]].reset_index(drop=True)
+    cust = cust.merge(data.truth[["customer_id", "base_rate_per_30d"]], on="customer_id", how="left")
+    treated = (rng.random(len(cust)) < treated_share).astype(np.int64)
+    orders = tx[tx["ts"] < at_ts].groupby(["customer_id", "order_id"], sort=False).agg(
+        ts=("ts", "min"), amount=("amount", "sum")).reset_index()
+    last = orders[orders["amount"] > 0].groupby("customer_id")["ts"].max()
+    recency = (at_ts - cust["customer_id"].map(last)).dt.total_seconds().to_numpy() / 86400.0
+    lo, hi = PERSUADABLE_RECENCY_DAYS
+    persuadable = (recency >= lo) & (recency <= hi)  # NaN (never bought) compares False
+    dnd = ~persuadable & (cust["base_rate_per_30d"].to_numpy(float) >= DO_NOT_DISTURB_RATE_PER_30D)
+    segment = np.where(persuadable, "persuadable", np.where(dnd, "do_not_disturb", "none"))
+    # persuadables: one extra order each with the planted probability
+    add = (treated == 1) & persuadable & (rng.random(len(cust)) < PERSUADABLE_EXTRA_ORDER_PROB)
+    who = cust.loc[add, "customer_id"].to_numpy()
+    seconds = rng.uniform(0, horizon_days * 86400.0, len(who)).astype(np.int64)
+    products = data.products["product_id"].to_numpy()
+    prices = tx.groupby("product_id")["amount"].median().abs().clip(lower=0.5)
+    pick = rng.integers(0, len(products), len(who))
+    extra = pd.DataFrame({
+        "customer_id": who.astype(str),
+        "ts": (at_ts + pd.to_timedelta(seconds, unit="s")).to_numpy().astype("datetime64[us]"),
+        "amount": np.round(pd.Series(products[pick]).map(prices).fillna(5.0).to_numpy(float), 2),
+        "order_id": [f"C{name[:6]}{i:07d}" for i in range(len(who))],
+        "product_id": products[pick].astype(str),
+        "quantity": np.ones(len(who), dtype=np.int64),
+        "channel": "online",
+        "store_id": "online",
+    })
+    # do-not-disturb: each treated heavy buyer's order in the horizon dropped with the planted probability
+    annoyed = set(cust.loc[(treated == 1) & dnd, "customer_id"])
+    window = tx[(tx["ts"] >= at_ts) & (tx["ts"] < end_ts) & tx["customer_id"].isin(annoyed)]
+    keys = window[["customer_id", "order_id"]].drop_duplicates().sort_values(["customer_id", "order_id"])
+    dropped = keys[rng.random(len(keys)) < DO_NOT_DISTURB_DROP_PROB]
+    drop_ids = set(dropped["order_id"])
+    kept = tx[~(tx["order_id"].isin(drop_ids) & tx["customer_id"].isin(annoyed) & (tx["ts"] >= at_ts))]
+    transactions = pd.concat([kept, extra[tx.columns]], ignore_index=True).sort_values(
+        ["customer_id", "ts"], kind="stable").reset_index(drop=True)
+    treatments = pd.DataFrame({"customer_id": cust["customer_id"].astype(str), "campaign": name, "treated": treated,
+                               "ts": np.full(len(cust), (at_ts + pd.Timedelta(hours=9)).to_datetime64()).astype(
+                                   "datetime64[us]")})
+    truth = pd.DataFrame({"customer_id": cust["customer_id"].astype(str), "treated": treated,
+                          "planted_segment": segment,
+                          "added_orders": cust["customer_id"].isin(set(who)).astype(np.int64),
+                          "removed_orders": cust["customer_id"].map(dropped.groupby("customer_id").size())
+                          .fillna(0).astype(np.int64)})
+    return SyntheticCampaign(name, at_ts, horizon_days, treatments, transactions, truth)
+
+
+def write_campaign(camp: SyntheticCampaign, out_dir: str | Path) -> dict[str, Path]:
+    """Write treatments, transactions (with the campaign's effects) and campaign_truth as zstd Parquet."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, frame in (("treatments", camp.treatments), ("transactions", camp.transactions),
+                        ("campaign_truth", camp.truth)):
+        paths[name] = out / f"{name}.parquet"
+        frame.to_parquet(paths[name], engine="pyarrow", compression="zstd", index=False)
     return paths

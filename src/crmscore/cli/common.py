@@ -18,7 +18,7 @@ def load_data(config: Path | ProjectConfig, *, strict: bool = True,
     if max_bad_share is not None:
         cfg.validation.max_bad_share = max_bad_share
     n = sum(getattr(cfg.data, t) is not None for t in ("transactions", "products", "customers", "attribute_history",
-                                                            "events"))
+                                                            "events", "treatments"))
     with Steps(n, "loading data") as steps:
         data = load_customer_data(cfg, strict=strict, progress=steps.step)
     for rep in data.reports.values():

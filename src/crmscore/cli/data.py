@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from crmscore.cli import app
+from crmscore.cli.root import app
 from crmscore.errors import DataContractError
 
 data_app = typer.Typer(help="Check source data against the data contract.", no_args_is_help=True)

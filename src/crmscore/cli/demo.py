@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from crmscore.cli import app
+from crmscore.cli.root import app
 
 log = logging.getLogger("crmscore")
 DEMO_CONFIG = Path("training/configs/synthetic.yaml")
@@ -22,6 +22,14 @@ def demo_data(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for the Parquet files.")] = Path("data/demo"),
     start: Annotated[dt.datetime, typer.Option(formats=["%Y-%m-%d"], help="First day of data.")] = dt.datetime(2023, 1, 1),
     end: Annotated[dt.datetime, typer.Option(formats=["%Y-%m-%d"], help="Day after the last day of data.")] = dt.datetime(2025, 1, 1),
+    shift_order_hours_after: Annotated[dt.datetime | None, typer.Option(
+        formats=["%Y-%m-%d"], help="Planted drift: from this day on, morning orders happen 4 hours later (only "
+                                   "mean_order_hour moves).")] = None,
+    churn_change_after: Annotated[dt.datetime | None, typer.Option(
+        formats=["%Y-%m-%d"], help="Planted change of the churn mechanism: from this day on, customers of the "
+                                   "south and east regions stop buying abruptly (mean 60 days).")] = None,
+    campaign: Annotated[bool, typer.Option(help="Also write a randomised campaign with planted effects to "
+                                                "<out>/campaign (crmscore.synthetic.campaign).")] = True,
 ) -> None:
     """Write synthetic transactions, products, customers and events with documented drivers."""
     from crmscore import synthetic
@@ -30,8 +38,17 @@ def demo_data(
     with Steps(5, "demo data") as steps:
         data = synthetic.generate(customers=customers, seed=seed, start=start.date(), end=end.date(),
                                   progress=steps.step)
+        if shift_order_hours_after is not None:
+            data = synthetic.plant_order_hour_shift(data, shift_order_hours_after.date())
+        if churn_change_after is not None:
+            data = synthetic.plant_churn_change(data, churn_change_after.date(), seed=seed)
         steps.step("writing")
         paths = synthetic.write(data, out)
+        if campaign:  # its own folder: the files above stay as they are
+            camp = synthetic.campaign(data)
+            synthetic.write_campaign(camp, out / "campaign")
+            log.info("campaign %r on %s: %s customers (treated and control) in %s", camp.name, camp.at.date(),
+                     f"{len(camp.treatments):,}", out / "campaign")
     log.info("wrote %s transaction lines of %s customers to %s (%s)", f"{len(data.transactions):,}",
              f"{customers:,}", out, ", ".join(p.name for p in paths.values()))
 
@@ -53,7 +70,7 @@ def demo(
     cfg = load_config(DEMO_CONFIG)
     data_dir = Path(cfg.resolve(cfg.data.transactions.path)).parent
     demo_data(customers=customers, seed=seed, out=data_dir, start=dt.datetime(2023, 1, 1),
-              end=dt.datetime(2025, 1, 1))
+              end=dt.datetime(2025, 1, 1), campaign=True)
     data = load_data(cfg)
     as_of = data.default_as_of()
     features = build_features(data, as_of)
@@ -67,7 +84,7 @@ def demo(
     from crmscore.models import registry
     from crmscore.models.pipeline import train_task
     from crmscore.models.tasks import get_task
-    from crmscore.scoring import NEXT_PURCHASE_MODELS, score_frame, transactional_population, write_scores
+    from crmscore.scoring.batch import NEXT_PURCHASE_MODELS, score_frame, transactional_population, write_scores
 
     task = get_task("churn")
     result = train_task(task, cfg, task.settings(cfg.tasks.get("churn")), data=data, progress=True)
@@ -109,7 +126,7 @@ def _serve_and_score(data, as_of, customer_id: str, out: Path) -> None:  # noqa:
     from rich.console import Console
 
     from crmscore.serving.launcher import LocalServer
-    from crmscore.serving.publish import publish_snapshot
+    from crmscore.scoring.publish import publish_snapshot
     from crmscore.settings import get_settings
 
     settings = get_settings()

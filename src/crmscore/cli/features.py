@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from crmscore.cli import app
+from crmscore.cli.root import app
 
 log = logging.getLogger("crmscore")
 features_app = typer.Typer(help="Build point-in-time customer features.", no_args_is_help=True)
@@ -101,7 +101,7 @@ def segment(config: ConfigOpt, as_of: AsOfOpt,
     """RFM scores, RFM segment and lifecycle stage per customer at AS_OF, with counts."""
     from crmscore.cli.common import load_data
     from crmscore.features import build_features
-    from crmscore.segments import SEGMENT_COLUMNS
+    from crmscore.features.segments import SEGMENT_COLUMNS
 
     data = load_data(config)
     df = build_features(data, as_of)

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from crmscore.cli import app
+from crmscore.cli.root import app
 from crmscore.cli.models import ConfigOpt, score_app, train_app
 
 log = logging.getLogger("crmscore")
@@ -92,7 +92,8 @@ def train_lookalike(
 def _scores(audience: str, config: Path, as_of, alias: str, top_k: int):  # noqa: ANN001, ANN202
     from crmscore.config import load_config
     from crmscore.models import registry
-    from crmscore.models.lookalike import PREFIX, LookalikeSettings, check_name, load_population, score_audience
+    from crmscore.models.lookalike import PREFIX, LookalikeSettings, check_name, load_population
+    from crmscore.scoring.batch import score_audience
 
     check_name(audience)
     registry.configure()
@@ -121,7 +122,7 @@ def score_lookalike(
 ) -> None:
     """Every customer outside the seed: similarity (0-1), percentile, band (high/medium/low/none) and the
     top-k reasons they resemble the seed, most similar first."""
-    from crmscore.scoring import write_scores
+    from crmscore.scoring.batch import write_scores
 
     scores, mv = _scores(audience, config, as_of, alias, top_k)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -148,7 +149,7 @@ def expand(
 
     share = parse_top(top) if top is not None else None
     if (share is None) == (size is None):
-        from crmscore.audiences.seeds import SeedError
+        from crmscore.models.seeds import SeedError
 
         raise SeedError("give exactly one of --top (a share, e.g. 5%) or --size (a number of customers)")
     scores, mv = _scores(audience, config, as_of, alias, 0)

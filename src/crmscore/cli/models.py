@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from crmscore.cli import app
+from crmscore.cli.root import app
 
 log = logging.getLogger("crmscore")
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Project YAML config.")]
@@ -31,7 +31,7 @@ def _print_result(result, as_json: bool) -> None:  # noqa: ANN001
         return
     console = Console()
     kind = result.bundle.kind
-    table = Table(title=f"{result.task}: {'out-of-time' if result.dataset.mode == 'transactions' else 'held-out'} test ({int(result.metrics['test_rows']):,} customers), grade "
+    table = Table(title=f"{result.task}: {'held-out experiment rows' if kind == 'uplift' else 'out-of-time test' if result.dataset.mode == 'transactions' else 'held-out test'} ({int(result.metrics['test_rows']):,} customers), grade "
                         f"{result.grade}")
     cols = (*comparison_columns(kind), *(("brier", "ece") if kind == "binary" else ()))
     table.add_column("")
@@ -49,6 +49,11 @@ def _print_result(result, as_json: bool) -> None:  # noqa: ANN001
         console.print(f"{comp}: MAE {m[f'{comp}_mae']:.2f} days on {int(m[f'{comp}_test_rows']):,} buyers (baseline "
                       f"{m.get(f'{comp}_mae_baseline', float('nan')):.2f}), interval coverage "
                       f"{m[f'{comp}_interval_coverage']:.0%}", highlight=False)
+    if kind == "uplift":
+        console.print(f"measured average effect {m['ate']:+.4f}; top {m['share_targeted']:.0%} by predicted lift: "
+                      f"{m['incremental_purchases_at_share']:,.1f} incremental (random: "
+                      f"{m['incremental_purchases_random']:,.1f}); campaign report logged as evaluation/report.html",
+                      highlight=False)
     if kind == "regression":
         console.print(f"total spend: predicted {m['predicted_total']:,.2f}, actual {m['test_total']:,.2f}",
                       highlight=False)
@@ -105,14 +110,35 @@ def train_next_category(
            top_categories=top_categories)
 
 
-def _train(task_name: str, config: Path, as_of, tune: int, as_json: bool, **overrides) -> None:  # noqa: ANN001
+CampaignOpt = Annotated[str, typer.Option("--campaign", help="The campaign's name in the treatments table (or a name "
+                                          "for a ready experiment table's model).")]
+
+
+@train_app.command("uplift")
+def train_uplift(
+    config: ConfigOpt, campaign: CampaignOpt,
+    horizon_days: Annotated[int | None, typer.Option(help="Days after each customer's treatment in which the outcome "
+                                                          "is read (default 30).")] = None,
+    outcome: Annotated[str | None, typer.Option(help="purchase (default) or spend.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train uplift-<campaign>: each customer's expected lift from the campaign (DR-learner on LightGBM), measured by
+    Qini and AUUC against targeting everyone, by churn score and by purchase probability; writes a campaign report."""
+    from crmscore.config import load_config
+
+    section = {**load_config(config).tasks.get("uplift", {})}
+    _train(f"uplift-{campaign}", config, None, 0, as_json, section=section, horizon_days=horizon_days,
+           outcome=outcome)
+
+
+def _train(task_name: str, config: Path, as_of, tune: int, as_json: bool, section=None, **overrides) -> None:  # noqa: ANN001
     from crmscore.config import load_config
     from crmscore.models.pipeline import train_task
     from crmscore.models.tasks import get_task
 
     cfg = load_config(config)
     task = get_task(task_name)
-    settings = task.settings(cfg.tasks.get(task_name), **overrides)
+    settings = task.settings({**(section or {}), **cfg.tasks.get(task_name, {})}, **overrides)
     data = None
     if cfg.data.transactions is not None:
         from crmscore.cli.common import load_data
@@ -189,7 +215,7 @@ def _score(name: str, config: Path, out: Path, as_of, top_k: int, alias: str,  #
     from crmscore.cli.common import engine_of, load_data
     from crmscore.config import load_config
     from crmscore.models import registry
-    from crmscore.scoring import score_frame, transactional_population, write_scores
+    from crmscore.scoring.batch import score_frame, transactional_population, write_scores
 
     registry.configure()
     bundle, mv = registry.load_bundle(name, alias)
@@ -197,7 +223,7 @@ def _score(name: str, config: Path, out: Path, as_of, top_k: int, alias: str,  #
     if engine_of(cfg, engine) == "spark":
         from crmscore.cli.common import load_spark_data
         from crmscore.errors import ConfigError
-        from crmscore.scoring_spark import score_on_spark, write_spark_scores
+        from crmscore.scoring.spark import score_on_spark, write_spark_scores
 
         if bundle.mode == "feature_table":
             raise ConfigError(f"{name}: a model trained on a ready feature table (data.features) scores on DuckDB; "
@@ -218,6 +244,10 @@ def _score(name: str, config: Path, out: Path, as_of, top_k: int, alias: str,  #
         frame = transactional_population(bundle, data, as_of)
     scores = score_frame(bundle, frame, top_k=top_k, version=str(mv.version), progress=True)
     scores = scores.rename(columns={"rfm_segment": "segment"})
+    if bundle.mode != "feature_table":  # the cutoff and model, so monitoring can judge the scores later
+        from crmscore.features.build import as_of_timestamp
+
+        scores["as_of"], scores["model"] = as_of_timestamp(as_of), name
     out.parent.mkdir(parents=True, exist_ok=True)
     write_scores(scores, out)
     log.info("wrote %s scores from %s v%s (@%s) to %s", f"{len(scores):,}", name, mv.version, alias, out)
@@ -241,7 +271,7 @@ def score_next_purchase(
     from crmscore.cli.common import load_data
     from crmscore.config import load_config
     from crmscore.models import registry
-    from crmscore.scoring import NEXT_PURCHASE_MODELS, score_next_purchase, write_scores
+    from crmscore.scoring.batch import NEXT_PURCHASE_MODELS, score_next_purchase, write_scores
 
     registry.configure()
     models, absent = {}, []
@@ -262,7 +292,24 @@ def score_next_purchase(
     scores = score_next_purchase(models, data, as_of, top_k=top_k, keep_regular=keep_regular,
                                  max_categories=categories, progress=True)
     scores = scores.rename(columns={"rfm_segment": "segment"})
+    from crmscore.features.build import as_of_timestamp
+
+    scores["as_of"], scores["model"] = as_of_timestamp(as_of), "next-purchase"  # for monitoring
     out.parent.mkdir(parents=True, exist_ok=True)
     write_scores(scores, out)
     log.info("wrote %s next-purchase scores (models @%s: %s) to %s", f"{len(scores):,}", alias,
              ", ".join(f"{n} v{v}" for n, (_, v) in models.items()), out)
+
+
+@score_app.command("uplift")
+def score_uplift(
+    config: ConfigOpt,
+    out: OutOpt,
+    campaign: CampaignOpt,
+    as_of: ScoreAsOfOpt = None,
+    top_k: TopKOpt = 5,
+    alias: Annotated[str, typer.Option(help="Registry alias or version number to use.")] = "champion",
+) -> None:
+    """Write per customer: score (expected lift), p_control and p_treated (buying without and with the campaign),
+    quadrant (persuadable / sure_thing / lost_cause / do_not_disturb), decile and the top-k reasons of the lift."""
+    _score(f"uplift-{campaign}", config, out, as_of, top_k, alias)

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from crmscore.cli import app
+from crmscore.cli.root import app
 from crmscore.cli.features import features_app
 
 log = logging.getLogger("crmscore")
@@ -89,7 +89,7 @@ def publish(
 ) -> None:
     """Write the latest features of every customer to the online store for scoring by id."""
     from crmscore.cli.common import load_data
-    from crmscore.serving.publish import publish_snapshot
+    from crmscore.scoring.publish import publish_snapshot
     from crmscore.settings import get_settings
 
     data = load_data(config)
@@ -102,7 +102,7 @@ def predictions(limit: Annotated[int, typer.Option(help="Rows to show.")] = 20,
                 out: Annotated[Path | None, typer.Option(help="Export the whole log, every retained file, as "
                                                               "Parquet (streamed: flat memory).")] = None) -> None:
     """Show (or export) the prediction log."""
-    from crmscore.serving.predlog import export_parquet, read_log
+    from crmscore.scoring.predlog import export_parquet, read_log
     from crmscore.settings import get_settings
 
     path = Path(get_settings().home) / "predictions.sqlite"

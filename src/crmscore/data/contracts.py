@@ -102,4 +102,15 @@ CONTRACTS: dict[str, TableContract] = {
         ),
         description="Non-purchase interactions.",
     ),
+    "treatments": TableContract(
+        "treatments",
+        (
+            ColumnSpec("customer_id", "id", True, "Who was in the campaign's experiment."),
+            ColumnSpec("campaign", "text", True, "Campaign name (`crmscore train uplift --campaign <name>`)."),
+            ColumnSpec("treated", "number", True, "1 = treated (contacted), 0 = control (held out at random)."),
+            ColumnSpec("ts", "timestamp", True, "When the customer was treated or assigned to control; the outcome "
+                                                "is read from purchases in the horizon after it."),
+        ),
+        description="Campaign experiments: one row per customer and campaign, treated or control (optional).",
+    ),
 }

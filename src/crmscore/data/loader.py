@@ -68,7 +68,7 @@ class CustomerData:
     """Canonical tables in an embedded DuckDB connection.
 
     Tables: `transactions` (always; with `category` joined from products and an `order_key`),
-    and `customers`, `attribute_history`, `events`, `products` when configured. `attributes` maps each
+    and `customers`, `attribute_history`, `events`, `products`, `treatments` when configured. `attributes` maps each
     static customer attribute column (listed under data.customers.attributes) to 'number' or 'text';
     `history_attributes` the same for the columns of attribute_history, joined point-in-time.
     """
@@ -353,7 +353,7 @@ def load_customer_data(cfg: ProjectConfig, *, strict: bool = True,
     attributes: dict[str, str] = {}
     history_attributes: dict[str, str] = {}
     tables: set[str] = set()
-    for name in ("products", "customers", "attribute_history", "events", "transactions"):
+    for name in ("products", "customers", "attribute_history", "events", "treatments", "transactions"):
         source = getattr(cfg.data, name)
         if source is None:
             continue

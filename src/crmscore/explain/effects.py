@@ -26,28 +26,7 @@ from typing import Any
 
 import numpy as np
 
-LINKS = ("logit", "log", "identity")
-
-
-def inverse_link(link: str, margin: Any) -> np.ndarray:
-    """The score from a margin: sigmoid (logit), exp (log) or the margin itself (identity)."""
-    m = np.asarray(margin, dtype=float)
-    if link == "logit":
-        return 1.0 / (1.0 + np.exp(-m))
-    if link == "log":
-        return np.exp(m)
-    if link == "identity":
-        return m
-    raise ValueError(f"unknown link {link!r}: one of {', '.join(LINKS)}")
-
-
-def reason_order(contributions: np.ndarray, k: int | None = None) -> np.ndarray:
-    """Column indices of one row's contributions, largest |contribution| first, ties in column order; the
-    first k (all when k is None)."""
-    c = np.asarray(contributions, dtype=float)
-    order = np.argsort(-np.abs(c), kind="stable")
-    return order if k is None else order[:max(0, min(k, len(c)))]
-
+from crmscore.models.space import LINKS, inverse_link, reason_order  # noqa: F401  (re-exported)
 
 def effect_path(link: str, base_value: float, contributions: np.ndarray, order: np.ndarray) -> np.ndarray:
     """The scores along the walk: f(base), f(base + c_1), ..., f(base + c_1 + ... + c_k) for the features in

@@ -4,7 +4,7 @@ Example: "No purchase for 92 days, about 3.1 times this customer's usual gap: ra
 The sentence comes from the feature declaration (crmscore.features.definitions), so a feature added
 there explains itself without code here; the few templates below only make common reasons read better.
 Other languages (`lang="zh"`): the description from crmscore.features.translations, the sentence
-templates and the effect ("raises churn risk") from the translation files of crmscore.ui.i18n.
+templates and the effect ("raises churn risk") from the translation files of crmscore.explain.i18n.
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def build_reasons(feature_set: FeatureSet, expl_contributions: np.ndarray, base_
 # -- other languages ------------------------------------------------------------------------------
 def format_value_in(value: Any, unit: str, lang: str) -> str:
     """format_value in another language: the same numbers, the language's units and quotes."""
-    from crmscore.ui import i18n
+    from crmscore.explain import i18n
 
     if lang == "en":
         return format_value(value, unit)
@@ -145,7 +145,7 @@ def format_value_in(value: Any, unit: str, lang: str) -> str:
 def _translated_reason(feature: Feature | None, name: str, value: Any, row: Mapping[str, Any], effect: str,
                        lang: str) -> str:
     from crmscore.features.translations import description
-    from crmscore.ui import i18n
+    from crmscore.explain import i18n
 
     def t(key: str, **kw: Any) -> str:
         return i18n.text(lang, f"reason.{key}", **kw)

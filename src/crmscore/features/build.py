@@ -33,6 +33,11 @@ def as_of_timestamp(as_of: AsOf) -> pd.Timestamp:
     return ts
 
 
+# engine name -> (data, as_of, fs, segments) -> the feature table, for data another engine holds; registered by
+# that engine's module (crmscore.features.spark), so this module never imports it
+ENGINE_BUILDERS: dict[str, Callable[[object, AsOf, FeatureSet, bool], pd.DataFrame]] = {}
+
+
 def dialect_of(data: CustomerData) -> Dialect:
     """The SQL dialect of the engine holding data's canonical tables (DuckDB unless it says otherwise)."""
     return DIALECTS[getattr(data, "engine", "duckdb")]
@@ -185,17 +190,16 @@ def _aggs(feats: Iterable[Feature]) -> str:
 def build_features(data: CustomerData, as_of: AsOf, fs: FeatureSet | None = None,
                    *, segments: bool = True) -> pd.DataFrame:
     """The feature table at as_of: `customer_id`, every feature of fs (columns in declaration order),
-    and, with segments=True, the RFM and lifecycle columns of crmscore.segments.
+    and, with segments=True, the RFM and lifecycle columns of crmscore.features.segments.
 
     fs: the feature set to build (a trained model's); default: discovered from data before as_of.
     """
-    from crmscore.segments import add_segments
+    from crmscore.features.segments import add_segments
 
     fs = fs or feature_set_for(data, as_of)
-    if getattr(data, "engine", "duckdb") == "spark":  # computed on Spark, collected (crmscore.features.spark)
-        from crmscore.features.spark import collect_features, spark_features
-
-        return collect_features(spark_features(data, as_of, fs, segments=segments))
+    engine = getattr(data, "engine", "duckdb")
+    if engine != "duckdb":  # computed on that engine, collected (crmscore.features.spark registers 'spark')
+        return ENGINE_BUILDERS[engine](data, as_of, fs, segments)
     df = data.con.execute(feature_sql(data, as_of, fs)).df()  # (DuckDB 2 warns on Arrow from execute())
     df = _with_btyd(df, fs)
     df = _cast(df, fs)

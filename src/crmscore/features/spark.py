@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from crmscore.features.build import AsOf, _cast, feature_set_for, feature_sql
+from crmscore.features.build import ENGINE_BUILDERS, AsOf, _cast, feature_set_for, feature_sql
 from crmscore.features.definitions import FeatureSet
-from crmscore.segments import SEGMENT_COLUMNS, RFMScorer, add_segments
+from crmscore.features.segments import SEGMENT_COLUMNS, RFMScorer, add_segments
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -94,3 +94,7 @@ def collect_features(frame: DataFrame) -> pd.DataFrame:
         elif df[c].dtype == np.int32:
             df[c] = df[c].astype("int64")
     return df
+
+
+ENGINE_BUILDERS["spark"] = lambda data, as_of, fs, segments: collect_features(
+    spark_features(data, as_of, fs, segments=segments))

@@ -7,6 +7,9 @@ What `score` returns depends on the kind of model (see crmscore.models.tasks):
 - regression (expected-spend): `score` is the predicted amount (currency);
 - multilabel (next-category): `score` is the top category's probability, `top_category` and
   `next_categories` the ranked list; reasons explain the top category.
+- uplift (uplift-<campaign>): `score` is the expected lift (outcome if treated minus if not: points of
+  probability, or currency), with `p_control` and `p_treated` (the outcome without and with the campaign) and
+  `quadrant` (crmscore.models.quadrants); reasons explain the lift (SHAP of the DR-learner's effect model).
 Companions (next-purchase's days to next purchase) add `<name>`, `<name>_low` and `<name>_high`.
 """
 
@@ -20,11 +23,10 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from crmscore.explain.reasons import build_reasons
 from crmscore.features.definitions import FeatureSet, category_orders_name, slug
 from crmscore.models.estimator import CustomerModel, Explanation, MultiLabelModel, load_estimator
 from crmscore.models.feature_table import TableSchema
-from crmscore.segments import SEGMENT_COLUMNS, RFMScorer
+from crmscore.features.segments import SEGMENT_COLUMNS, RFMScorer
 
 Mode = Literal["transactions", "feature_table"]
 
@@ -45,6 +47,17 @@ class CompanionModels:
         q = np.clip(q, self.bounds[0], self.bounds[1] if self.bounds[1] is not None else np.inf)
         return pd.DataFrame({self.name: q[:, 1], f"{self.name}_low": q[:, 0], f"{self.name}_high": q[:, 2]},
                             index=df.index)
+
+
+@dataclass(frozen=True)
+class ExplainedRows:
+    """Rows of a scored frame (positions) with the explanation of their score and how a reason's effect reads
+    for them (multilabel: the top category's words)."""
+
+    rows: np.ndarray
+    explanation: Explanation
+    reason_up: str
+    reason_down: str
 
 
 @dataclass
@@ -71,6 +84,8 @@ class TrainedModel:
         """'binary', 'regression' or 'multilabel'."""
         if isinstance(self.model, MultiLabelModel):
             return "multilabel"
+        if self.model.objective == "uplift":
+            return "uplift"
         return "binary" if self.model.objective == "binary" else "regression"
 
     @property
@@ -95,6 +110,10 @@ class TrainedModel:
         from crmscore.models.evaluation import multilabel_metrics, normalized_gini, ranking_metrics
 
         pred = self.predict(test)
+        if self.kind == "uplift":
+            from crmscore.models.uplift_evaluation import uplift_metrics
+
+            return uplift_metrics(test["label"], test["treated"], pred)["qini"]
         if self.kind == "multilabel":
             Y = label_matrix(test, self.targets).to_numpy(float)
             return multilabel_metrics(Y, pred)[self.primary_metric]
@@ -128,27 +147,35 @@ class TrainedModel:
             return np.full(len(scores), 0, dtype=np.int64)
         return (10 - np.searchsorted(np.asarray(self.decile_edges), scores, side="right")).astype(np.int64)
 
-    def score(self, df: pd.DataFrame, *, explain: bool = True, top_k: int = 5, keep_regular: bool = False,
-              max_targets: int = 5, lang: str = "en") -> pd.DataFrame:
-        """Score and explain a feature frame.
+    def score(self, df: pd.DataFrame, *, explain: bool = True, keep_regular: bool = False,
+              max_targets: int = 5) -> pd.DataFrame:
+        """Score a feature frame (no reasons: crmscore.scoring.explained adds them from `explained`).
 
         Returns customer_id, score, decile, the segment columns present in df, companion columns, and with
-        explain=True `base_value` and `reasons` (crmscore.explain.reasons.build_reasons): per row a list of
-        top_k dicts with feature, value, contribution, probability_change (probability models) or change
-        (regression: in the score's unit, currency) and text. Contributions and base value are in the score's
-        own space (crmscore.explain.effects): calibrated log-odds (binary; sigmoid(base + sum) = score), the
-        log of the amount (Tweedie; exp(base + sum) = score).
+        explain=True `base_value`, in the score's own space (crmscore.explain.effects): calibrated log-odds
+        (binary; sigmoid(base + sum of contributions) = score), the log of the amount (Tweedie;
+        exp(base + sum) = score). With explain=True the score is computed from the explanation's margin, so
+        it is exactly what the contributions add up to.
         Multilabel models: `score` is the top category's probability, `top_category` the category and
         `next_categories` a list of up to max_targets (0 = all) {category, probability}, highest first,
-        leaving out categories the customer buys regularly unless keep_regular; reasons explain the top
-        category (None when every category is left out). Reason texts are in `lang` (en | zh).
+        leaving out categories the customer buys regularly unless keep_regular; the base value is the top
+        category's (None when every category is left out).
         """
+        return self.explained(df, explain=explain, keep_regular=keep_regular, max_targets=max_targets)[0]
+
+    def explained(self, df: pd.DataFrame, *, explain: bool = True, keep_regular: bool = False,
+                  max_targets: int = 5) -> tuple[pd.DataFrame, list[ExplainedRows]]:
+        """`score`'s frame and, with explain=True, the explanations behind it: one ExplainedRows for all rows
+        (binary, regression), one per top category (multilabel: each row is explained by its top category's
+        head). Row positions are those of the returned frame."""
         if self.kind == "multilabel":
-            return self._score_multilabel(df, explain, top_k, keep_regular, max_targets, lang)
+            return self._score_multilabel(df, explain, keep_regular, max_targets)
         out = pd.DataFrame({"customer_id": df["customer_id"].astype("string").to_numpy()}, index=df.index)
+        parts: list[ExplainedRows] = []
         if explain:
             expl = self.model.explain(df)
             out["score"] = expl.scores()
+            parts.append(ExplainedRows(np.arange(len(df)), expl, self.reason_up, self.reason_down))
         else:
             out["score"] = self.predict(df)
         out["decile"] = self.deciles(out["score"].to_numpy())
@@ -157,13 +184,23 @@ class TrainedModel:
                 out[col] = df[col].to_numpy()
         for comp in self.companions.values():
             out = out.join(comp.predict(df))
+        if self.kind == "uplift":
+            out = out.join(self.uplift_columns(df, out["score"].to_numpy()))
         if explain:
             out["base_value"] = expl.base_value
-            out["reasons"] = self.reasons(df, expl, top_k, lang=lang)
-        return out.reset_index(drop=True)
+        return out.reset_index(drop=True), parts
 
-    def _score_multilabel(self, df: pd.DataFrame, explain: bool, top_k: int, keep_regular: bool,
-                          max_targets: int, lang: str = "en") -> pd.DataFrame:
+    def uplift_columns(self, df: pd.DataFrame, lift: np.ndarray) -> pd.DataFrame:
+        """Uplift models: p_control, p_treated (the outcome without and with the campaign) and quadrant."""
+        from crmscore.models.quadrants import quadrant
+
+        p0, p1 = self.model.outcomes(df)
+        quad = quadrant(lift, p0, float(self.settings.get("min_lift", 0.02)),
+                        float(self.settings.get("sure_thing_probability", 0.5)))
+        return pd.DataFrame({"p_control": p0, "p_treated": p1, "quadrant": quad}, index=df.index)
+
+    def _score_multilabel(self, df: pd.DataFrame, explain: bool, keep_regular: bool,
+                          max_targets: int) -> tuple[pd.DataFrame, list[ExplainedRows]]:
         targets = self.targets
         P = self.predict(df)
         ranked = np.where(self.regular_mask(df), -np.inf, P) if not keep_regular else P
@@ -182,8 +219,8 @@ class TrainedModel:
         for col in SEGMENT_COLUMNS:
             if col in df.columns:
                 out[col] = df[col].to_numpy()
+        parts: list[ExplainedRows] = []
         if explain:
-            reasons: list[list[dict[str, Any]]] = [[] for _ in range(len(df))]
             base = np.full(len(df), np.nan)
             tops = np.asarray(top, dtype=object)
             frame = df.reset_index(drop=True)
@@ -192,24 +229,12 @@ class TrainedModel:
                 head = self.model.head(t)
                 if not len(rows) or head is None:
                     continue
-                part = frame.iloc[rows]
-                expl = head.explain(part)
-                text = {k: getattr(self, k).replace("{target}", str(t)) for k in ("reason_up", "reason_down")}
-                for r, rs in zip(rows, self.reasons(part, expl, top_k, lang=lang, **text)):
-                    reasons[r] = rs
+                expl = head.explain(frame.iloc[rows])
+                up, down = (getattr(self, k).replace("{target}", str(t)) for k in ("reason_up", "reason_down"))
+                parts.append(ExplainedRows(rows, expl, up, down))
                 base[rows] = expl.base_value
             out["base_value"] = base
-            out["reasons"] = reasons
-        return out
-
-    def reasons(self, df: pd.DataFrame, expl: Explanation, top_k: int, *, reason_up: str | None = None,
-                reason_down: str | None = None, lang: str = "en") -> list[list[dict[str, Any]]]:
-        """Top-k reasons per row of df from its explanation (crmscore.explain.reasons.build_reasons)."""
-        up, down = reason_up or self.reason_up, reason_down or self.reason_down
-        names = expl.feature_names
-        rows = df.to_dict("records")
-        return [build_reasons(self.feature_set, expl.contributions[r], expl.base_value, expl.link, names, row, top_k,
-                              up, down, lang) for r, row in enumerate(rows)]
+        return out, parts
 
     # -- persistence -----------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
@@ -238,10 +263,19 @@ class TrainedModel:
                                   tuple(c["bounds"]))
             for name, c in meta.get("companions", {}).items()}
         schema = meta.get("table_schema")
-        return cls(meta["task"], meta["mode"], load_estimator(path / "estimator"),
+        return cls(meta["task"], meta["mode"], _load_model(path / "estimator"),
                    FeatureSet.from_dict(meta["feature_set"]), meta["settings"], meta["reason_up"],
                    meta["reason_down"], meta["decile_edges"], meta["rfm"], meta["info"], companions,
                    TableSchema.from_dict(schema) if schema else None)
+
+
+def _load_model(path: Path) -> Any:
+    """The saved estimator: an UpliftModel (crmscore.models.uplift_learner) or what load_estimator reads."""
+    if json.loads((path / "model.json").read_text())["objective"] == "uplift":
+        from crmscore.models.uplift_learner import UpliftModel
+
+        return UpliftModel.load(path)
+    return load_estimator(path)
 
 
 def label_column(target: str) -> str:

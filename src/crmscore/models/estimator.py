@@ -69,13 +69,13 @@ class Explanation:
 
     def scores(self) -> np.ndarray:
         """The score of each row from its margin (probability, amount or value)."""
-        from crmscore.explain.effects import inverse_link
+        from crmscore.models.space import inverse_link
 
         return inverse_link(self.link, self.margin)
 
     def top_indices(self, k: int) -> np.ndarray:
         """Per row, the k features with the largest |contribution|, largest first, ties in column order: (n_rows, k)."""
-        from crmscore.explain.effects import reason_order
+        from crmscore.models.space import reason_order
 
         return np.vstack([reason_order(row, k) for row in self.contributions]) if len(self.contributions) else \
             np.zeros((0, min(k, self.contributions.shape[1])), dtype=np.int64)

@@ -312,5 +312,7 @@ def comparison_columns(kind: str) -> tuple[str, ...]:
     """The metrics shown side by side for the model and its baselines, by kind of task."""
     return {"binary": ("roc_auc", "pr_auc", "lift_top10", "capture_top10"),
             "regression": ("normalized_gini", "spearman", "decile_mape", "total_spend_error", "mae"),
+            "uplift": ("qini", "auuc", "lift_at_share", "incremental_purchases_at_share",
+                       "incremental_revenue_at_share"),
             "multilabel": ("hit_rate_at_1", "hit_rate_at_3", "hit_rate_at_5", "precision_at_3", "ndcg",
                            "xsell_hit_rate_at_3")}[kind]

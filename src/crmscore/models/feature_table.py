@@ -233,7 +233,8 @@ def load_feature_table(cfg: ProjectConfig, *, require_label: bool = True,
         raise DataContractError(f"features.{ft.id}: {int(ids.duplicated().sum())} duplicate ids, e.g. {dup}; keep "
                                 f"one row per customer")
     if schema is None:
-        exclude = {ft.id, *(ft.exclude or [])} | ({ft.label} if ft.label else set())
+        exclude = {ft.id, *(ft.exclude or [])} | ({ft.label} if ft.label else set()) | \
+            ({ft.treatment} if ft.treatment else set())
         schema, decisions = infer_schema(raw, exclude, set(ft.keep))
         for col, decision in decisions.items():
             log.info("feature table column %s: %s", col, decision)
@@ -252,6 +253,11 @@ def load_feature_table(cfg: ProjectConfig, *, require_label: bool = True,
             values = ", ".join(repr(str(v)) for v in lab.dropna().unique()[:5])
             raise DataContractError(f"features.{label}: no row equals positive={positive!r} (values: {values}); "
                                     f"set data.features.positive")
+    if ft.treatment is not None and ft.treatment in raw.columns:  # an experiment table (uplift): never a feature
+        frame["treated"] = (raw[ft.treatment].astype(str).str.strip() == str(ft.treated_value)).astype(np.int64)
+        if frame["treated"].nunique() < 2:
+            raise DataContractError(f"features.{ft.treatment}: every row is {'treated' if frame['treated'].all() else 'control'}"
+                                    f" with treated_value={ft.treated_value!r}; set data.features.treated_value")
     feats = tuple(
         Feature(c.name, "category" if c.kind == "category" else "float", "table", c.name, c.name,
                 "" if c.kind == "category" else "value", None, "table")

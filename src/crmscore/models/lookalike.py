@@ -36,14 +36,14 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from crmscore.audiences.evaluation import (
+from crmscore.models.audience_evaluation import (
     centroid_scores,
     curve_sizes,
     needed_seed_size,
     random_reference,
     recall_at,
 )
-from crmscore.audiences.seeds import CampaignResponses, Seed, SeedError, excluded_features
+from crmscore.models.seeds import CampaignResponses, Seed, SeedError, excluded_features
 from crmscore.config import ProjectConfig
 from crmscore.data.loader import CustomerData
 from crmscore.features.definitions import FeatureSet
@@ -285,7 +285,7 @@ def load_population(cfg: ProjectConfig, s: LookalikeSettings, *, as_of: Any = No
         return Population(table.frame.reset_index(drop=True), feature_set or table.feature_set, "feature_table",
                           id_column=cfg.data.features.id, table_schema=table.schema)
     from crmscore.features.build import as_of_timestamp, build_features, feature_set_for
-    from crmscore.segments import RFMScorer, add_segments
+    from crmscore.features.segments import RFMScorer, add_segments
 
     if data is None:
         from crmscore.data.loader import load_customer_data
@@ -310,7 +310,7 @@ def load_population(cfg: ProjectConfig, s: LookalikeSettings, *, as_of: Any = No
 def resolve_seed(cfg: ProjectConfig, pop: Population, s: LookalikeSettings, *, seed_file: str | Path | None = None,
                  seed_query: str | None = None, seed_campaign: str | None = None) -> Seed:
     """The seed from exactly one of a file, a query over the population's feature table, or a campaign."""
-    from crmscore.audiences.seeds import campaign_seed, query_seed, read_seed_file
+    from crmscore.models.seeds import campaign_seed, query_seed, read_seed_file
 
     given = [x for x in (seed_file, seed_query, seed_campaign) if x is not None]
     if len(given) != 1:
@@ -521,7 +521,7 @@ def train_lookalike(cfg: ProjectConfig, name: str, s: LookalikeSettings, *, seed
 def _log_run(result: LookalikeResult, cfg: ProjectConfig, s: LookalikeSettings, tmp: Path) -> None:
     import mlflow
 
-    from crmscore.audiences.evaluation import save_plots
+    from crmscore.models.audience_evaluation import save_plots
     from crmscore.models.evaluation import save_shap_summary
     from crmscore.models.registry import git_commit
 
@@ -579,7 +579,7 @@ def _register(result: LookalikeResult, tmp: Path) -> str:
     from mlflow.tracking import MlflowClient
 
     from crmscore.models import registry
-    from crmscore.models.pipeline import Dataset, TrainResult
+    from crmscore.models.run import Dataset, TrainResult
 
     pop = result.population
     ev = result.evaluation
@@ -633,25 +633,6 @@ def describe_customers(bundle: TrainedModel, customer_ids: list[str], similariti
 def describe_customer(bundle: TrainedModel, customer_id: str, similarity: float) -> dict[str, Any]:
     """describe_customers for one customer."""
     return describe_customers(bundle, [customer_id], np.array([similarity]))[0]
-
-
-def score_audience(bundle: TrainedModel, frame: pd.DataFrame, *, top_k: int = 5, version: str | None = None,
-                   progress: bool = False) -> pd.DataFrame:
-    """Every non-seed customer of a feature frame: customer_id, similarity, percentile, band, segment columns
-    present in the frame, and with top_k > 0 base_value and the reasons (list of dicts; calibrated log-odds,
-    crmscore.explain.effects) and reason_1..k sentences.
-    Sorted by similarity, most similar first."""
-    from crmscore.scoring import score_frame
-
-    seed = seed_ids(bundle)
-    keep = ~frame["customer_id"].astype(str).isin(seed)
-    out = score_frame(bundle, frame[keep].reset_index(drop=True), top_k=top_k, version=version, progress=progress)
-    out = out.rename(columns={"score": "similarity"}).drop(columns=["decile"], errors="ignore")
-    sim = out["similarity"].to_numpy()
-    out.insert(2, "percentile", similarity_percentile(bundle, sim))
-    out.insert(3, "band", similarity_band(sim))
-    out.insert(1, "audience", bundle.info.get("audience", {}).get("name"))
-    return out.sort_values("similarity", ascending=False, kind="stable").reset_index(drop=True)
 
 
 def parse_top(text: str) -> float:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +27,8 @@ from crmscore.config import ProjectConfig
 from crmscore.data.loader import CustomerData
 from crmscore.errors import CrmscoreError
 from crmscore.features.build import as_of_timestamp, build_training_set, feature_set_for
-from crmscore.features.definitions import FeatureSet
 from crmscore.models.bundle import CompanionModels, TrainedModel, label_matrix
 from crmscore.models.estimator import CustomerModel, MultiLabelModel, small_data_threads
-from crmscore.models.feature_table import TableSchema
 from crmscore.models.evaluation import (
     mean_roc_auc,
     multilabel_metrics,
@@ -42,8 +39,9 @@ from crmscore.models.evaluation import (
     regression_metrics,
 )
 from crmscore.models.population import PopulationRule
+from crmscore.models.run import Dataset, TrainResult
 from crmscore.models.tasks import BaselineInput, Task, TaskSettings
-from crmscore.segments import SEGMENT_COLUMNS
+from crmscore.features.segments import SEGMENT_COLUMNS
 
 log = logging.getLogger(__name__)
 NON_FEATURES = {"customer_id", "as_of", "label", *SEGMENT_COLUMNS}
@@ -51,43 +49,6 @@ NON_FEATURES = {"customer_id", "as_of", "label", *SEGMENT_COLUMNS}
 
 class GuardrailError(CrmscoreError):
     """Not enough data to train a trustworthy model; the message says what is missing."""
-
-
-@dataclass
-class Dataset:
-    """Train / validation / test rows of one task, with what the run needs to describe them."""
-
-    train: pd.DataFrame
-    valid: pd.DataFrame
-    test: pd.DataFrame
-    features: list[str]
-    categorical: list[str]
-    feature_set: FeatureSet
-    mode: str
-    cutoffs: dict[str, Any] = field(default_factory=dict)
-    rfm: dict[str, Any] | None = None
-    decisions: dict[str, str] = field(default_factory=dict)
-    settings: TaskSettings | None = None  # the run's settings after the task's prepare step, when it has one
-    population: PopulationRule | None = None  # transactional data: who the task predicts for
-    table_schema: TableSchema | None = None  # feature tables: the typing decided on the training file
-
-
-@dataclass
-class TrainResult:
-    task: str
-    bundle: TrainedModel
-    metrics: dict[str, float]
-    baselines: dict[str, dict[str, float]]
-    grade: str
-    dataset: Dataset
-    run_id: str | None = None
-    version: str | None = None
-    curves: dict[str, Any] = field(default_factory=dict)  # test-row scores of model and baselines, for plots
-
-    def summary(self) -> dict[str, Any]:
-        return {"task": self.task, "run_id": self.run_id, "registered_version": self.version,
-                "grade": self.grade, "metrics": self.metrics, "baselines": self.baselines,
-                "cutoffs": {k: str(v) for k, v in self.dataset.cutoffs.items()}}
 
 
 # -- datasets ------------------------------------------------------------------------------------
@@ -152,7 +113,7 @@ def transactional_dataset(task: Task, data: CustomerData, s: TaskSettings, as_of
     test = frame[frame["as_of"] == cut["test"]].reset_index(drop=True)
     valid = frame[frame["as_of"] == cut["train"][-1]].reset_index(drop=True)
     train = frame[frame["as_of"] < cut["train"][-1]].reset_index(drop=True)
-    from crmscore.segments import RFMScorer
+    from crmscore.features.segments import RFMScorer
 
     rfm = RFMScorer(data.config.segments.rfm_window_days).fit(test).to_dict()
     return Dataset(train, valid, test, fs.names, fs.categorical, fs, "transactions", cut, rfm, settings=s,
@@ -227,14 +188,14 @@ def fit_and_evaluate(task: Task, ds: Dataset, s: TaskSettings, params: dict[str,
     """Fit the task's model (and companions) on train, stop early on valid, and measure it and every baseline
     on the test rows. Returns the bundle, the model's metrics, each baseline's metrics and the test-row
     predictions (for plots). metrics[f"best_baseline_{primary}"] is the best baseline's primary metric."""
-    fit = {"binary": _fit_binary, "regression": _fit_regression, "multilabel": _fit_multilabel}[task.kind]
+    fit = task.fit or {"binary": _fit_binary, "regression": _fit_regression, "multilabel": _fit_multilabel}[task.kind]
     bundle, metrics, curves = fit(task, ds, s, {**s.params, **(params or {})})
     bundle.info["primary_metric"] = task.primary_metric
     base_results, preds = _baselines(task, ds, s, bundle)
     curves["baselines"] = preds
     values = [r[task.primary_metric] for r in base_results.values() if np.isfinite(r.get(task.primary_metric, np.nan))]
     pick = max if task.higher_is_better else min
-    fallback = {"roc_auc": 0.5, "normalized_gini": 0.0}.get(task.primary_metric, float("nan"))
+    fallback = {"roc_auc": 0.5, "normalized_gini": 0.0, "qini": 0.0}.get(task.primary_metric, float("nan"))
     metrics[f"best_baseline_{task.primary_metric}"] = float(pick(values)) if values else fallback
     for comp in task.companions:
         metrics.update(_fit_companion(comp, ds, s, bundle))
@@ -324,6 +285,11 @@ def _baselines(task: Task, ds: Dataset, s: TaskSettings, bundle: TrainedModel
             sc = np.asarray(b.score(binp), float)
             if task.kind == "multilabel":
                 result = _multilabel_result(Y, sc, regular)
+            elif task.kind == "uplift":
+                from crmscore.models.uplift_evaluation import uplift_metrics
+
+                result = uplift_metrics(ds.test["label"], ds.test["treated"], sc, share=getattr(s, "share", 0.3),
+                                        spend=ds.test["spend"] if "spend" in ds.test else None)
             elif task.kind == "regression":
                 result = regression_metrics(ds.test["label"].to_numpy(float), sc)
             else:
@@ -416,7 +382,14 @@ def train_task(task: Task, cfg: ProjectConfig, s: TaskSettings, *, as_of: Any = 
 
     from crmscore.models import registry
 
-    if cfg.data.features is not None and cfg.data.transactions is None:
+    if task.dataset is not None:
+        if data is None and cfg.data.transactions is not None:
+            from crmscore.data.loader import load_customer_data
+
+            data = load_customer_data(cfg)
+        ds = task.dataset(task, cfg, data, s, as_of, progress)
+        s = ds.settings or s
+    elif cfg.data.features is not None and cfg.data.transactions is None:
         if task.transactions_only:
             from crmscore.errors import ConfigError
 
@@ -441,7 +414,7 @@ def train_task(task: Task, cfg: ProjectConfig, s: TaskSettings, *, as_of: Any = 
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{task.name}-{dt.datetime.now():%Y%m%d-%H%M%S}") as run:
         params = tune(task, ds, s, tune_trials) if tune_trials else {}
         bundle, metrics, base, curves = fit_and_evaluate(task, ds, s, params)
-        if ds.mode == "feature_table":
+        if ds.mode == "feature_table" and task.kind != "uplift":
             metrics.update(cross_validate(task, ds, s, bundle.model.best_iteration_))
         primary = task.primary_metric
         sign = 1.0 if task.higher_is_better else -1.0
@@ -454,6 +427,16 @@ def train_task(task: Task, cfg: ProjectConfig, s: TaskSettings, *, as_of: Any = 
                             "single_feature_strength": [{"feature": x.feature, "value": round(x.value, 4),
                                                          "metric": x.metric, "target": x.target}
                                                         for x in strengths[:5]]})
+        from crmscore.models.reference import build_reference
+
+        # what the model learnt from, for drift monitoring (crmscore.monitoring.drift); segments on the model's
+        # own RFM scale, the one scoring puts customers on
+        learnt = pd.concat([ds.train, ds.valid], ignore_index=True)
+        if ds.mode == "transactions" and bundle.rfm_scorer() is not None:
+            from crmscore.features.segments import add_segments
+
+            learnt = add_segments(learnt, cfg.segments, bundle.rfm_scorer())
+        bundle.info["reference"] = build_reference(bundle, learnt, ds.features, ds.categorical, s.seed)
         result = TrainResult(task.name, bundle, metrics, base, grade, ds, run.info.run_id, curves=curves)
         with tempfile.TemporaryDirectory() as tmp:
             registry.log_training_run(result, cfg, s, summary, Path(tmp))

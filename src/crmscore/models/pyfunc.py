@@ -5,6 +5,7 @@ Input: a feature frame (one row per customer, the model's feature columns). Outp
 - regression (expected-spend): `score` (predicted amount, currency) and `decile`;
 - multilabel (next-category): `score` (the top category's probability), `top_category`, and one
   `p__<category>` column per category (every category, regular ones included).
+- uplift (uplift-<campaign>): `score` (expected lift), `decile`, `p_control`, `p_treated` and `quadrant`.
 Companions add `<name>`, `<name>_low`, `<name>_high` (next-purchase: days_to_next).
 With params {"explain": true}, binary and regression models also return `base_value` and one
 `shap__<feature>` column per feature, in the score's own space (crmscore.explain.effects): calibrated
@@ -49,6 +50,8 @@ class CrmscorePyfunc(mlflow.pyfunc.PythonModel):
         else:
             out["score"] = b.predict(model_input)
         out["decile"] = b.deciles(out["score"].to_numpy())
+        if b.kind == "uplift":
+            out = out.join(b.uplift_columns(model_input, out["score"].to_numpy()))
         for comp in b.companions.values():
             out = out.join(comp.predict(model_input))
         return out

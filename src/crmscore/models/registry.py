@@ -30,7 +30,7 @@ from crmscore.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from crmscore.config import ProjectConfig
-    from crmscore.models.pipeline import TrainResult
+    from crmscore.models.run import TrainResult
     from crmscore.models.tasks import TaskSettings
 
 log = logging.getLogger(__name__)
@@ -168,6 +168,12 @@ def log_training_run(result: TrainResult, cfg: ProjectConfig, s: TaskSettings, s
                    curves_dir, title)
     elif bundle.kind == "regression":
         save_regression_plots(y, scores, curves_dir, title)
+    elif bundle.kind == "uplift":
+        from crmscore.models.uplift_evaluation import save_uplift_plots, uplift_by_decile
+
+        save_uplift_plots(y, ds.test["treated"].to_numpy(), scores, curves_dir, title)
+        mlflow.log_table(uplift_by_decile(y, ds.test["treated"].to_numpy(), curves["scores"]["model"]).round(6),
+                         "evaluation/uplift_by_decile.json")
     else:
         save_ranking_plot({"model": result.metrics, **result.baselines}, curves_dir, title)
         from crmscore.models.baselines import copurchase_rules
@@ -201,9 +207,16 @@ def log_training_run(result: TrainResult, cfg: ProjectConfig, s: TaskSettings, s
     test_path = tmp / "test_set.parquet"
     ds.test.to_parquet(test_path, index=False)
     mlflow.log_artifact(str(test_path), "evaluation")
-    from crmscore.ui.report import write_evaluation_report
+    if bundle.kind == "uplift":  # a campaign report for marketers, with the plots above
+        from crmscore.models.uplift_report import write_campaign_report
 
-    mlflow.log_artifact(str(write_evaluation_report(result, tmp / "report.html")), "evaluation")
+        report = write_campaign_report(result, tmp / "report.html", curves_dir)
+        bundle.info["campaign_report"] = report.read_text()
+        mlflow.log_artifact(str(report), "evaluation")
+    else:
+        from crmscore.models.report import write_evaluation_report
+
+        mlflow.log_artifact(str(write_evaluation_report(result, tmp / "report.html")), "evaluation")
     bundle.info["run_id"] = result.run_id
 
 

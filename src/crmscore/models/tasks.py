@@ -8,6 +8,8 @@ Three kinds of task share that pipeline:
 - `multilabel`: one calibrated probability per target (next category), a binary model per target;
   primary metric hit rate at 3. The label frame has `label` (any target bought) and one
   `label__<target>` column per target.
+- `uplift`: one expected lift per customer from a campaign's treatment/control experiment (crmscore.models.uplift);
+  primary metric the Qini coefficient. It brings its own dataset (one campaign, a stratified split) and fit.
 A task may also declare companions: quantile models fitted on the same rows (days to next purchase).
 """
 
@@ -50,7 +52,7 @@ class TaskSettings(BaseModel):
     explain_sample: int = Field(default=2000, gt=0, description="Test rows used for the SHAP summary.")
 
 
-Kind = Literal["binary", "regression", "multilabel"]
+Kind = Literal["binary", "regression", "multilabel", "uplift"]
 
 
 @dataclass
@@ -80,6 +82,8 @@ class Baseline:
 LabelFn = Callable[[CustomerData, pd.Timestamp, TaskSettings], pd.DataFrame]
 PrepareFn = Callable[[CustomerData, pd.Timestamp, TaskSettings], TaskSettings]
 FeatureSetFn = Callable[[CustomerData, pd.Timestamp, TaskSettings], FeatureSet]
+DatasetFn = Callable[..., Any]  # (task, cfg, data or None, settings, as_of, progress) -> pipeline.Dataset
+FitFn = Callable[..., Any]  # (task, dataset, settings, params) -> (TrainedModel, metrics, curves)
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,9 @@ class Task:
     population: who the task predicts for by default (crmscore.models.population): 'known', 'buyers' or
         'active'; an explicit lookback_days narrows it.
     companions: quantile models fitted alongside (see Companion).
+    dataset / fit: a task whose rows are not snapshots at cutoffs (uplift: one campaign's experiment) builds its
+        own Dataset and fits its own model; the pipeline runs everything else (guardrails, leakage alarm,
+        baselines, MLflow, registration) as for the others.
     """
 
     name: str
@@ -143,6 +150,8 @@ class Task:
     companions: tuple[Companion, ...] = ()
     transactions_only: bool = False
     population: Default = "known"
+    dataset: DatasetFn | None = None
+    fit: FitFn | None = None
 
     def population_rule(self, settings: TaskSettings, lifecycle: LifecycleConfig) -> PopulationRule:
         """This task's population at these settings (an explicit lookback_days wins over the default)."""
@@ -163,14 +172,25 @@ class Task:
 _TASKS: dict[str, Task] = {}
 
 
+_FAMILIES: dict[str, Callable[[str], Task]] = {}
+
+
 def register_task(task: Task) -> Task:
     _TASKS[task.name] = task
     return task
 
 
-def get_task(name: str) -> Task:
-    from crmscore.models import churn, next_purchase  # noqa: F401  (tasks register themselves on import)
+def register_task_family(prefix: str, make: Callable[[str], Task]) -> None:
+    """Tasks named `<prefix><suffix>`, one per suffix (uplift-<campaign>): make(suffix) builds and registers it."""
+    _FAMILIES[prefix] = make
 
+
+def get_task(name: str) -> Task:
+    """A registered task by name (the task modules register themselves: see crmscore.models)."""
+    if name not in _TASKS:  # a family with one task per name (uplift-<campaign>): made on first use
+        for prefix, make in _FAMILIES.items():
+            if name.startswith(prefix):
+                return make(name.removeprefix(prefix))
     if name not in _TASKS:
         from crmscore.errors import ConfigError
 

@@ -1,2 +1,3 @@
-"""The scoring service's parts: API keys, the online feature store, the prediction log and the loaded models.
-The BentoML service class itself is crmscore.serving.service.ScoringService."""
+"""The scoring service as a deployable: the BentoML class (crmscore.serving.service.ScoringService), its
+request guard, API keys, HTTP metrics, OpenAPI document, request batching and a local launcher. What it
+computes is the scoring layer's (crmscore.scoring.online.ScoringEngine)."""

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from crmscore.serving.engine import ScoreJob
+from crmscore.scoring.online import ScoreJob
 
 Outcome = list[dict[str, Any]] | Exception
 

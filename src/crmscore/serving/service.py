@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Annotated, Any
 
 import anyio
@@ -32,14 +33,14 @@ from pydantic import Field
 
 from crmscore.serving import log_privacy
 from crmscore.serving.batching import QueueFull, RequestBatcher
-from crmscore.serving.engine import MAX_ID_CHARS, MAX_TOP_K, RequestError, ScoreJob, ScoringEngine
+from crmscore.scoring.online import MAX_ID_CHARS, MAX_TOP_K, RequestError, ScoreJob, ScoringEngine
 from crmscore.serving.guard import Guard, error_response
 from crmscore.serving.http_metrics import RouteMetrics
 from crmscore.serving.openapi import OpenAPIDocument
 from crmscore.serving.schemas import CustomerIn, CustomerScore, ScoreResponse
-from crmscore.serving.store import StoreUnavailable
+from crmscore.features.store import StoreUnavailable
 from crmscore.settings import get_settings
-from crmscore.ui.i18n import LANGUAGES
+from crmscore.explain.i18n import LANGUAGES
 
 log = logging.getLogger("crmscore.service")
 SETTINGS = get_settings()
@@ -271,7 +272,13 @@ async def metrics() -> Response:
     """Prometheus metrics of every worker of this service (its own multiprocess directory)."""
     from bentoml._internal.configuration.containers import BentoMLContainer
 
+    from crmscore.monitoring.gauges import update_gauges
+
     client = BentoMLContainer.metrics_client.get()
+    try:  # the last `crmscore monitor` headline as gauges (crmscore_monitor_*)
+        await anyio.to_thread.run_sync(update_gauges, Path(get_settings().home))
+    except Exception as exc:  # noqa: BLE001  (monitoring figures never break /metrics)
+        log.warning("monitoring gauges not updated: %s", exc)
     body = await anyio.to_thread.run_sync(client.generate_latest)
     return Response(body, media_type=client.CONTENT_TYPE_LATEST)
 

@@ -1,5 +1,6 @@
-"""The operations page (crmscore.ui.routes, mounted on the scoring service at /ui), its translations
-(crmscore.ui.i18n), server-side SVG charts (crmscore.ui.charts), suggested-action rules
-(crmscore.ui.actions) and the HTML evaluation report of a training run (crmscore.ui.report).
+"""The operations page (crmscore.ui.routes, mounted on the scoring service at /ui), its view models
+(crmscore.ui.views), sign-in (crmscore.ui.auth) and suggested-action rules (crmscore.ui.actions). Its
+translations are the explain layer's (crmscore.explain.i18n) and its SVG charts are shared with the
+evaluation report (crmscore.models.charts).
 
-Nothing here is imported by the package's other modules except the translations (reason texts)."""
+Only the scoring service imports this package (it mounts the page); nothing beneath the faces does."""

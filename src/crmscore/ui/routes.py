@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
+import weakref
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -28,12 +29,14 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from crmscore.explain.reasons import format_value_in
 from crmscore.features.translations import description
 from crmscore.models.evaluation import LOWER_IS_BETTER
-from crmscore.segments import LIFECYCLE_STAGES, RFM_SEGMENTS
-from crmscore.serving.engine import RequestError, ScoringEngine
-from crmscore.ui import charts, i18n
+from crmscore.features.segments import LIFECYCLE_STAGES, RFM_SEGMENTS
+from crmscore.scoring.online import RequestError, ScoringEngine
+from crmscore.explain import i18n
+from crmscore.models import charts
 from crmscore.ui.actions import load_rules
 from crmscore.ui.auth import COOKIE, Authenticator, Session, load_secret
 from crmscore.ui.settings import UISettings
+from crmscore.ui.views import PageViews
 
 log = logging.getLogger("crmscore.ui")
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -52,6 +55,17 @@ def get_engine() -> ScoringEngine:
     import bentoml
 
     return bentoml.get_current_service().engine
+
+
+_VIEWS: "weakref.WeakKeyDictionary[ScoringEngine, PageViews]" = weakref.WeakKeyDictionary()
+
+
+def page_views(engine: ScoringEngine) -> PageViews:
+    """The page's view models of an engine, one per engine so that model overviews stay cached."""
+    views = _VIEWS.get(engine)
+    if views is None:
+        views = _VIEWS[engine] = PageViews(engine)
+    return views
 
 
 @lru_cache(maxsize=1)
@@ -199,7 +213,7 @@ def _examples(engine: ScoringEngine, n: int = 5) -> list[str]:
 def customer_page(customer_id: str, page: Page = Depends(signed_in),
                   engine: ScoringEngine = Depends(get_engine)) -> Response:
     try:
-        view = engine.customer_view(customer_id, page.request_id, page.lang)
+        view = page_views(engine).customer_view(customer_id, page.request_id, page.lang)
     except RequestError as exc:
         if exc.status in (404, 422):  # unknown, or an id too long to be one (shown cut to the limit)
             return page.render("search.html", status=exc.status, examples=_examples(engine), missing=customer_id[:128],
@@ -267,6 +281,8 @@ def label(lang: str, group: str, name: str | None) -> str:
 def model_title(name: str, lang: str) -> str:
     if name.startswith("lookalike-"):
         return f"{i18n.text(lang, 'models.lookalike')}: {name[len('lookalike-'):]}"
+    if name.startswith("uplift-"):
+        return f"{i18n.text(lang, 'models.uplift')}: {name[len('uplift-'):]}"
     key = f"models.{name}"
     return i18n.text(lang, key) if i18n.has("en", key) else name
 
@@ -344,12 +360,26 @@ def models_page(page: Page = Depends(signed_in), engine: ScoringEngine = Depends
 @router.get("/models/{name}")
 def model_page(name: str, page: Page = Depends(signed_in), engine: ScoringEngine = Depends(get_engine)) -> Response:
     try:
-        ov = engine.model_overview(name)
+        ov = page_views(engine).model_overview(name)
     except RequestError as exc:
         return page.render("models.html", status=exc.status, missing=name, warnings=engine.warnings,
                            models=[{"name": n, "title": model_title(n, page.lang), **engine.models[n].describe()}
                                    for n in sorted(engine.models)])
     return page.render("model.html", **model_context(ov, engine.models[name], page))
+
+
+@router.get("/models/{name}/report")
+def campaign_report(name: str, page: Page = Depends(signed_in), engine: ScoringEngine = Depends(get_engine)) -> Response:
+    """An uplift model's campaign report (crmscore.models.uplift_report), as logged with its run: self-contained
+    HTML kept in the model's bundle, so it shows without the tracking server."""
+    try:
+        model = engine.get_model(name)
+    except RequestError:
+        raise HTTPException(404, f"no model {name!r} is served") from None
+    html = model.bundle.info.get("campaign_report")
+    if not html:
+        raise HTTPException(404, f"{name} has no campaign report (only uplift models have one)")
+    return HTMLResponse(html, headers=HEADERS)
 
 
 def model_context(ov: dict[str, Any], model: Any, page: Page) -> dict[str, Any]:
@@ -379,7 +409,8 @@ def model_context(ov: dict[str, Any], model: Any, page: Page) -> dict[str, Any]:
                                 axis_label=t("chart.shap"), low_label=t("chart.low"), high_label=t("chart.high"),
                                 value_label=t("chart.feature_value"), missing_label=t("chart.missing")) \
         if ov["beeswarm"] else None
-    fmt = (lambda v: charts.pct(v, 0)) if binary else (lambda v: f"{v:,.0f}")
+    uplift = ov["kind"] == "uplift"  # a lift in points of probability
+    fmt = (lambda v: charts.pct(v, 0)) if binary else (lambda v: charts.pct(v, 1)) if uplift else (lambda v: f"{v:,.0f}")
     by_seg = sorted(ov["by_segment"], key=lambda g: SEGMENT_ORDER.index(g["group"]) if g["group"] in SEGMENT_ORDER else 99)
     by_stage = sorted(ov["by_stage"], key=lambda g: LIFECYCLE_STAGES.index(g["group"])
                       if g["group"] in LIFECYCLE_STAGES else 99)
@@ -395,6 +426,7 @@ def model_context(ov: dict[str, Any], model: Any, page: Page) -> dict[str, Any]:
             "columns": columns, "rows": rows, "drivers_svg": bars, "swarm_svg": swarm, "seg_svg": seg_svg,
             "stage_svg": stage_svg, "sampled": ov["sampled"], "scored": ov["scored"],
             "population": ov.get("population"),
+            "campaign_report": bool(model.bundle.info.get("campaign_report")),
             "drivers": [{"feature": i["feature"], "desc": desc(i["feature"]), "value": i["value"]}
                         for i in importance[:10]]}
 
@@ -402,7 +434,7 @@ def model_context(ov: dict[str, Any], model: Any, page: Page) -> dict[str, Any]:
 # -- segments ----------------------------------------------------------------------------------------
 @router.get("/segments")
 def segments_page(page: Page = Depends(signed_in), engine: ScoringEngine = Depends(get_engine)) -> Response:
-    return page.render("segments.html", **segments_context(engine.segments_overview(), page))
+    return page.render("segments.html", **segments_context(page_views(engine).segments_overview(), page))
 
 
 def segments_context(ov: dict[str, Any], page: Page) -> dict[str, Any]:
@@ -450,3 +482,42 @@ def segments_context(ov: dict[str, Any], page: Page) -> dict[str, Any]:
                                 for n, a, b in moves]
         out["sections"].append(section)
     return out
+
+
+# -- monitoring --------------------------------------------------------------------------------------
+@router.get("/monitoring")
+def monitoring_page(page: Page = Depends(signed_in), engine: ScoringEngine = Depends(get_engine)) -> Response:
+    from crmscore.monitoring.gauges import read_latest
+
+    return page.render("monitoring.html", **monitoring_context(read_latest(engine.home), page))
+
+
+def monitoring_context(latest: dict[str, Any] | None, page: Page, top: int = 15) -> dict[str, Any]:
+    """The last `crmscore monitor` result: per model its verdict, the drift table (score first, then the
+    features with the largest PSI) and realised figures beside the promoted ones as a chart."""
+    t = page.t
+    models = []
+    for m in (latest or {}).get("models", []):
+        feats = sorted(m.get("features", []), key=lambda f: -(f.get("psi") or 0))[:top]
+        drift = [{"name": t("monitoring.score") if f["kind"] == "score" else f["feature"], "feature": f["feature"],
+                  "psi": f.get("psi"), "p": f.get("p_value"), "test": f.get("test"), "status": f["status"],
+                  "status_label": t(f"monitoring.status.{f['status']}")}
+                 for f in ([m["score"]] if m.get("score") else []) + feats]
+        realised = (m.get("realised") or {})
+        overall = [g for g in realised.get("groups", []) if g["segment"] == "all"]
+        promised = realised.get("promised", {})
+        bars = []
+        for g in overall:
+            for metric in ("roc_auc", "pr_auc"):
+                now, then = g.get(metric), promised.get(g["model_version"], {}).get(metric)
+                if now is not None:
+                    bars.append((f"v{g['model_version']} {t('monitoring.metric.' + metric)}", round(now, 3),
+                                 None if then is None else round(then, 3)))
+        svg = charts.paired_bars_svg(bars, title=t("monitoring.realised_chart"), current_label=t("monitoring.realised"),
+                                     previous_label=t("monitoring.promised"), label_width=140) if bars else None
+        models.append({"model": m["model"], "title": model_title(m["model"], page.lang), "version": m["version"],
+                       "as_of": m["as_of"], "retrain": m.get("retrain"), "reasons": m.get("verdict", {}).get("reasons", []),
+                       "drift": drift, "svg": svg, "reference": m.get("reference", True),
+                       "waiting": realised.get("waiting"), "waiting_until": realised.get("waiting_until"),
+                       "judged": realised.get("judged"), "has_realised": bool(realised)})
+    return {"models": models, "has_data": bool(models)}

@@ -22,7 +22,7 @@ from crmscore.explain.reasons import build_reasons
 from crmscore.models.bundle import TrainedModel
 from crmscore.models.estimator import Explanation
 from crmscore.models.evaluation import comparison_columns
-from crmscore.segments import lifecycle_stages
+from crmscore.features.segments import lifecycle_stages
 
 log = logging.getLogger(__name__)
 STORE_PREFIX = "crmscore-"

@@ -2,6 +2,7 @@
 
 `score_next_purchase` combines the next-purchase models that are given (purchase probability with days to
 next purchase; expected spend and next categories when those models exist) into one row per customer.
+`score_audience` scores a lookalike audience's non-seed customers by similarity.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import pandas as pd
 
 from crmscore.data.loader import CustomerData
 from crmscore.features.build import as_of_timestamp, build_features
+from crmscore.models import lookalike
 from crmscore.models.bundle import TrainedModel
 from crmscore.models.population import PopulationRule
-from crmscore.segments import add_segments
+from crmscore.scoring.explained import score_with_reasons
+from crmscore.features.segments import add_segments
 
 log = logging.getLogger(__name__)
 CHUNK = 20_000
@@ -25,13 +28,14 @@ CHUNK = 20_000
 def score_frame(bundle: TrainedModel, features: pd.DataFrame, *, top_k: int = 5, version: str | None = None,
                 progress: bool = False, **options: Any) -> pd.DataFrame:
     """Score a feature frame in chunks; adds model_version and reason_1..k text columns. options go to
-    TrainedModel.score (multilabel: keep_regular, max_targets)."""
+    crmscore.scoring.explained.score_with_reasons (multilabel: keep_regular, max_targets)."""
     from crmscore.progress import track
 
     parts = []
     chunks = range(0, len(features), CHUNK)
     for start in track(chunks, f"scoring {bundle.task}", enabled=progress, total=len(chunks)):
-        parts.append(bundle.score(features.iloc[start:start + CHUNK], explain=top_k > 0, top_k=top_k, **options))
+        parts.append(score_with_reasons(bundle, features.iloc[start:start + CHUNK], explain=top_k > 0, top_k=top_k,
+                                        **options))
     out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["customer_id", "score"])
     out["model_version"] = version or bundle.info.get("version", "")
     if top_k > 0:
@@ -138,3 +142,20 @@ def score_next_purchase(models: dict[str, tuple[TrainedModel, str]], data: Custo
 def _lists(values: pd.Series) -> list:
     """Lists per customer, an empty list where the model gave none (outside its population)."""
     return [v if isinstance(v, list | tuple) or hasattr(v, "__array__") else [] for v in values]
+
+
+def score_audience(bundle: TrainedModel, frame: pd.DataFrame, *, top_k: int = 5, version: str | None = None,
+                   progress: bool = False) -> pd.DataFrame:
+    """Every non-seed customer of a feature frame: customer_id, similarity, percentile, band, segment columns
+    present in the frame, and with top_k > 0 base_value and the reasons (list of dicts; calibrated log-odds,
+    crmscore.explain.effects) and reason_1..k sentences.
+    Sorted by similarity, most similar first."""
+    seed = lookalike.seed_ids(bundle)
+    keep = ~frame["customer_id"].astype(str).isin(seed)
+    out = score_frame(bundle, frame[keep].reset_index(drop=True), top_k=top_k, version=version, progress=progress)
+    out = out.rename(columns={"score": "similarity"}).drop(columns=["decile"], errors="ignore")
+    sim = out["similarity"].to_numpy()
+    out.insert(2, "percentile", lookalike.similarity_percentile(bundle, sim))
+    out.insert(3, "band", lookalike.similarity_band(sim))
+    out.insert(1, "audience", bundle.info.get("audience", {}).get("name"))
+    return out.sort_values("similarity", ascending=False, kind="stable").reset_index(drop=True)

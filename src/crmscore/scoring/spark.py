@@ -1,12 +1,12 @@
 """Explained batch scoring on Spark: the features of crmscore.features.spark, then `mapInPandas` running the same
-batch scoring as `crmscore score` (crmscore.scoring.score_frame) on every partition, in Arrow batches of about
+batch scoring as `crmscore score` (crmscore.scoring.batch.score_frame) on every partition, in Arrow batches of about
 10,000 customers.
 
 The model bundle travels with the job as bytes (a tar of TrainedModel.save) and is unpacked and loaded once
 per Python worker (workers are reused between tasks; a module-level cache keeps the loaded bundle), with
 LightGBM at one thread: Spark already runs one task per core, and a second thread per task would fight them.
 The output has one row per customer of the model's population: score, decile, the RFM columns, segment,
-lifecycle_stage, base_value, reasons (a list of structs, values as text, as crmscore.scoring.write_scores
+lifecycle_stage, base_value, reasons (a list of structs, values as text, as crmscore.scoring.batch.write_scores
 writes them), model_version and reason_1..k.
 
 Users who want scores and SHAP columns only, without reason texts, segments or deciles, can take MLflow's
@@ -69,7 +69,7 @@ def worker_bundle(payload: bytes, digest: str) -> TrainedModel:
 
 def _score_batch(bundle: TrainedModel, batch: pd.DataFrame, top_k: int, version: str) -> pd.DataFrame:
     """One Arrow batch of features -> the rows `crmscore score` writes for them."""
-    from crmscore.scoring import score_frame
+    from crmscore.scoring.batch import score_frame
 
     pop = batch[PopulationRule.of_model(bundle).admits(batch["recency_days"])].reset_index(drop=True)
     if pop.empty:

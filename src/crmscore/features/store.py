@@ -28,7 +28,7 @@ from typing import Any
 import pandas as pd
 from pydantic_core import from_json
 
-from crmscore.serving.files import private_file
+from crmscore.files import private_file
 
 log = logging.getLogger(__name__)
 REDIS_PREFIX = "crmscore:features:"

@@ -20,8 +20,8 @@ import pandas as pd
 from crmscore.data.loader import CustomerData
 from crmscore.features.build import DUCKDB, as_of_timestamp, build_features, feature_set_for
 from crmscore.features.definitions import FeatureSet
-from crmscore.segments import RFMScorer
-from crmscore.serving.store import RedisStore, SqliteStore
+from crmscore.features.segments import RFMScorer
+from crmscore.features.store import RedisStore, SqliteStore
 from crmscore.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -29,8 +29,8 @@ log = logging.getLogger(__name__)
 
 def served_feature_sets(settings: Settings) -> list[FeatureSet]:
     """Feature sets of the models the service will load (so every column they need is published)."""
-    from crmscore.serving.engine import parse_specs
-    from crmscore.serving.runtime import discover_specs
+    from crmscore.scoring.online import parse_specs
+    from crmscore.scoring.runtime import discover_specs
 
     try:
         from crmscore.models import registry

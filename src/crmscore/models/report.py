@@ -5,7 +5,7 @@ the MLflow UI's artifact browser.
 It shows the run's facts (task, cutoffs, rows, grade), the model against every baseline on the same
 out-of-time test rows, ROC, precision-recall, cumulative gains and calibration curves (binary tasks;
 spend captured for amounts), the global drivers (mean |SHAP|) and a SHAP summary (beeswarm) of a sample
-of test rows. The charts are the operations page's (crmscore.ui.charts).
+of test rows. The charts (crmscore.models.charts) are shared with the operations page.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ import numpy as np
 
 from crmscore.features.translations import description
 from crmscore.models.evaluation import LOWER_IS_BETTER, comparison_columns
-from crmscore.ui import charts
+from crmscore.models import charts
 
 if TYPE_CHECKING:
-    from crmscore.models.pipeline import TrainResult
+    from crmscore.models.run import TrainResult
 
 CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,'Noto Sans CJK SC',sans-serif;color:#0f172a;background:#f8fafc;

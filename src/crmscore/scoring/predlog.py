@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crmscore.serving.files import private_file
+from crmscore.files import private_file
 
 log = logging.getLogger(__name__)
 

@@ -241,7 +241,7 @@ def _sql_text(text: str) -> str:
 
 # -- excluded features -----------------------------------------------------------------------------
 def segment_sources(rfm_window_days: int) -> dict[str, list[str]]:
-    """The features each segment column is computed from (crmscore.segments)."""
+    """The features each segment column is computed from (crmscore.features.segments)."""
     r, f, m = "recency_days", f"frequency_{rfm_window_days}d", f"monetary_{rfm_window_days}d"
     life = ["recency_days", "first_purchase_days", "recency_gap_ratio"]
     return {"rfm_r": [r], "rfm_f": [f], "rfm_m": [m], "rfm_score": [r, f, m], "rfm_segment": [r, f, m],

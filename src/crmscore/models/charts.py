@@ -3,6 +3,10 @@
 Every function returns one `<svg>` string with a `viewBox` (it scales to its container, see ui.css), a
 `<title>` for screen readers and class names the end-to-end tests assert on (`chart waterfall`,
 `wf-step up`, ...). Text is escaped here; templates insert the result with `|safe`.
+
+They serve both the evaluation report of a training run (crmscore.models.report: curves, drivers,
+beeswarm) and the operations page (crmscore.ui: waterfall, timeline, box plots, counts); they import
+nothing of the package, so they sit with the report in the models layer and the page imports them.
 """
 
 from __future__ import annotations
@@ -68,7 +72,7 @@ def waterfall_svg(wf: dict[str, Any], labels: Sequence[str], *, base_label: str,
                   delta: Callable[[float], str] = points, title: str = "") -> str:
     """Base value -> one bar per listed contribution -> the rest -> the score, on the score's scale.
 
-    wf: crmscore.serving.engine.waterfall()'s output; labels: one per step (the feature, in words)."""
+    wf: crmscore.scoring.online.waterfall()'s output; labels: one per step (the feature, in words)."""
     steps = wf["steps"]
     other = wf["other"]
     rows: list[tuple[str, float, float, str, str]] = [(base_label, 0.0, wf["base"], "base", fmt(wf["base"]))]
