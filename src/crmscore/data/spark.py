@@ -308,11 +308,6 @@ class _SparkTableLoader:
             f"count(NULLIF(TRIM({c}), '')) FROM src_{self.name}").collect()[0]
         return filled > 0 and bad == 0
 
-    def _has_offsets(self, sql: str) -> bool:
-        """Whether any text timestamp of this column carries a UTC offset (see _typed_expr's zoned_text)."""
-        return bool(self.spark.sql(f"SELECT max(TRIM(CAST({sql} AS STRING)) RLIKE {_literal(_OFFSET_RE)}) "
-                                   f"FROM src_{self.name}").collect()[0][0])
-
     def _build(self, src: DataFrame, mapping: dict[str, str], attrs: dict[str, str]) -> None:
         from pyspark import StorageLevel
 
@@ -323,7 +318,9 @@ class _SparkTableLoader:
                 name, "number" if attrs.get(name) == "number" else "text", False, "attribute")
             st = src.selectExpr(f"{sql} AS x").schema.fields[0].dataType.simpleString()
             fmt = self.source.timestamp_format if spec.kind == "timestamp" else None
-            zoned = spec.kind == "timestamp" and st == "string" and not fmt and self._has_offsets(sql)
+            # naive text stays as written, as when DuckDB reads the column as text; DuckDB's CSV sniffer sometimes
+            # reads a column with offsets as TIMESTAMPTZ instead (then a DST-gap wall time moves): not guessed here
+            zoned = False
             typed, raw = _quote(name), _quote("raw__" + name)
             typed_cols.append(f"{_typed_expr(spec, sql, st, tz, fmt, zoned)} AS {typed}")
             raw_cols.append(f"CAST({sql} AS STRING) AS {raw}")
