@@ -21,6 +21,11 @@ Sections (see SECTIONS; add one with the @section decorator):
   baseline (recency, frequency, bgnbd); expected spend normalised Gini above BG/NBD + Gamma-Gamma
   (spend_rate shown); next-category hit rate at 3 above popularity and co-purchase rules (the
   customer's own history shown). Days-to-next MAE, Spearman, decile MAPE, NDCG... are in the notes.
+- next-category-tafeng: Ta-Feng complete grocery baskets, trained as of 2001-01-18, 2001-01-25 and 2001-02-01
+  (14-day horizon: test cutoffs 2001-01-04, 01-11, 01-18); bars at each test cutoff: cross-sell hit rate at 3
+  (categories bought in the lookback left out) above every baseline, and next-basket hit rate at 3 above
+  popularity, co-purchase rules and the customer's most-bought categories. Precision, NDCG, per-category
+  ROC-AUC and the timing model's MAE are in the notes.
 - churn-onlineretail / next-purchase-onlineretail / expected-spend-onlineretail: UCI Online Retail (sparse,
   long-gap buyers), trained as of 2011-08-01, 2011-08-15 and 2011-09-01 with a 30-day horizon (test windows end
   by 2011-09-01); bar: above every baseline (BG/NBD, BG/NBD x Gamma-Gamma for spend, and the rest) at each test
@@ -86,6 +91,7 @@ class Context:
     root: Path
     tmp: Path
     without_btyd: bool = False  # --without-btyd: every config's buy-till-you-die features off, for comparison
+    as_of_only: tuple[str, ...] = ()  # --as-of: only these as-of dates of next-category-tafeng (parallel runs)
 
     def config(self, relative: str) -> Any:
         """Load a config from training/configs; its quarantine folder goes to the temp dir, not the repo."""
@@ -247,6 +253,56 @@ def next_category_completejourney(ctx: Context, cfgs: list[Any]) -> list[Bar]:
         f"{int(m['rows'])} buyers of {int(m['targets'])} categories; hit rate @1 {m['hit_rate_at_1']:.3f}, "
         f"@5 {m['hit_rate_at_5']:.3f}, NDCG {m['ndcg']:.3f}, mean ROC-AUC {m['mean_roc_auc']:.3f}; cross-sell "
         f"view (regular categories left out) hit rate @3 {m['xsell_hit_rate_at_3']:.3f}"))
+
+
+# ----------------------------------------------------------------------------- complete baskets (Ta-Feng)
+# Issue 18: next category where baskets are complete. 92 shared days (2000-11-01 to 2001-01-31) with a 14-day
+# horizon: each as-of date needs test + validation + training label windows (3 x 14 days) after 14 days of
+# history. Test cutoffs (as of - 14): 2001-01-04, 01-11 and 01-18, windows ending by 2001-02-01. Settings were
+# chosen (bench/next_category_choices.py) on validation as-of dates 2000-12-28 and 2001-01-04, whose test
+# windows end by 2001-01-04, the first test cutoff here.
+
+TF_AS_OF = ("2001-01-18", "2001-01-25", "2001-02-01")
+TF_NEXT_BASKET_MUST_BEAT = ("popularity", "copurchase", "most_bought")
+
+
+def _tafeng_note(m: dict[str, float], view: str) -> str:
+    p = "xsell_" if view == "cross-sell" else ""
+    note = (f"co-purchase blend weight {m.get('copurchase_blend', 0):g}; "
+            f"{view} view: {int(m[p + 'rows'])} buyers of {int(m['targets'])} categories; hit rate @1 "
+            f"{m[p + 'hit_rate_at_1']:.3f}, @5 {m[p + 'hit_rate_at_5']:.3f}; precision @1/3/5 "
+            f"{m[p + 'precision_at_1']:.3f}/{m[p + 'precision_at_3']:.3f}/{m[p + 'precision_at_5']:.3f}; NDCG "
+            f"{m[p + 'ndcg']:.3f}; mean per-category ROC-AUC {m[p + 'mean_roc_auc']:.3f}")
+    if view == "cross-sell":
+        note += f"; buyer coverage of the targets {m.get('buyer_coverage', math.nan):.1%}"
+        if "days_to_category_mae" in m:
+            note += (f"; days to the top cross-sell category: MAE {m['days_to_category_mae']:.2f} on "
+                     f"{int(m['days_to_category_test_rows'])} buyers of it (usual-gap baseline "
+                     f"{m['days_to_category_mae_baseline']:.2f}), 10-90% interval covers "
+                     f"{m['days_to_category_interval_coverage']:.0%}")
+    return note
+
+
+@section("next-category-tafeng", "Next category and cross-sell on complete baskets, Ta-Feng", "next-category",
+         "tafeng", "training/configs/ta_feng.yaml")
+def next_category_tafeng(ctx: Context, cfgs: list[Any]) -> list[Bar]:
+    """Two bars per test cutoff: cross-sell hit rate at 3 (categories bought in the lookback left out) above every
+    baseline; next-basket hit rate at 3 above popularity, co-purchase rules and the customer's most-bought."""
+    from crmscore.data.loader import load_customer_data
+
+    (cfg,) = cfgs
+    data = load_customer_data(cfg)
+    bars = []
+    for as_of in [a for a in TF_AS_OF if not ctx.as_of_only or a in ctx.as_of_only]:
+        r = ctx.train("next-category", cfg, as_of=as_of, data=data)
+        xsell = _beats("next-category", r, "xsell_hit_rate_at_3", tuple(r.baselines), as_of,
+                       _tafeng_note(r.metrics, "cross-sell"), "tafeng")
+        xsell.task = "next-category (cross-sell)"
+        basket = _beats("next-category", r, "hit_rate_at_3", TF_NEXT_BASKET_MUST_BEAT, as_of,
+                        _tafeng_note(r.metrics, "next-basket"), "tafeng")
+        basket.task = "next-category (next basket)"
+        bars += [xsell, basket]
+    return bars
 
 
 # ----------------------------------------------------------------------------- sparse buyers (Online Retail)
@@ -520,6 +576,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--without-btyd", action="store_true",
                     help="Turn the buy-till-you-die features off in every config (features.btyd_horizons: []), to "
                          "measure what they add.")
+    ap.add_argument("--as-of", nargs="+", default=(), metavar="DATE",
+                    help="next-category-tafeng: run only these of its as-of dates (to run them in parallel "
+                         "processes on a busy machine).")
     ap.add_argument("-v", "--verbose", action="store_true", help="Log the library's INFO messages.")
     args = ap.parse_args(argv)
 
@@ -548,7 +607,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.pop("CRMSCORE_REGISTRY_URI", None)
     print(f"MLflow tracking: {os.environ['CRMSCORE_TRACKING_URI']}"
           f"{'' if args.tracking_uri else ' (temporary, deleted at the end)'}", flush=True)
-    ctx = Context(REPO, tmp, args.without_btyd)
+    ctx = Context(REPO, tmp, args.without_btyd, tuple(args.as_of))
     bars: list[Bar] = []
     cwd = os.getcwd()
     try:

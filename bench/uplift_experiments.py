@@ -1,4 +1,5 @@
-"""Uplift on the two shared experiments: out-of-sample AUUC and Qini of the DR-learner against random targeting,
+"""Uplift on the two shared experiments: out-of-sample AUUC and Qini of the uplift model (DR- or S-learner, chosen
+per split on validation rows) against random targeting,
 targeting by purchase probability and by churn score (the least likely to buy first).
 
     python bench/uplift_experiments.py [--data ../shared/data/uplift] [--boot 200] [--json out.json]
@@ -67,6 +68,9 @@ def _run(name: str, cfg_path: Path, test_path: Path | None, boot: int, seed: int
         diffs.append(uplift_metrics(y[i], t[i], lift[i])["auuc"] - uplift_metrics(y[i], t[i], purchase[i])["auuc"])
     lo, hi = (np.quantile(diffs, [0.05, 0.95]) if diffs else (np.nan, np.nan))
     return {"experiment": name, "seed": seed, "train_rows": len(ds.train), "test_rows": len(ds.test), "fit_seconds": round(seconds, 1),
+            "method": bundle.info.get("uplift_method"),
+            "validation_auuc": {k.removeprefix("validation_auuc_"): v for k, v in metrics.items()
+                                if k.startswith("validation_auuc_")},
             "ate": metrics["ate"], "auuc": metrics["auuc"], "auuc_random": metrics["auuc_random"],
             "qini": metrics["qini"], "lift_at_30pct": metrics["lift_at_share"],
             "baselines": {k: {"auuc": v["auuc"], "qini": v["qini"], "lift_at_30pct": v["lift_at_share"]}
@@ -100,7 +104,9 @@ def main() -> int:
     ok = True
     for r in results:
         p = r["baselines"]["purchase probability"]
-        print(f"{r['experiment']} (seed {r['seed']}): {r['test_rows']:,} test rows, average effect {r['ate']:+.4f}; AUUC "
+        chose = ", ".join(f"{k} {v:.4f}" for k, v in r["validation_auuc"].items())
+        print(f"{r['experiment']} (seed {r['seed']}): validation AUUC {chose} -> {r['method']}; "
+              f"{r['test_rows']:,} test rows, average effect {r['ate']:+.4f}; AUUC "
               f"model {r['auuc']:.4f}, random {r['auuc_random']:.4f}, purchase probability {p['auuc']:.4f}, churn score "
               f"{r['baselines']['churn score']['auuc']:.4f}; Qini model {r['qini']:.4f}, purchase probability "
               f"{p['qini']:.4f}; lift in the top 30%: model {r['lift_at_30pct']:+.4f}, purchase probability "
@@ -111,11 +117,12 @@ def main() -> int:
         rs = [r for r in results if r["experiment"] == name]
         mean = {k: float(np.mean([r[k] for r in rs])) for k in ("auuc", "auuc_random")}
         purchase = float(np.mean([r["baselines"]["purchase probability"]["auuc"] for r in rs]))
+        chosen = ", ".join(f"{m} {sum(r['method'] == m for r in rs)}" for m in ("dr", "s"))
         wins = sum(r["auuc"] > r["baselines"]["purchase probability"]["auuc"] for r in rs)
         good = mean["auuc"] > mean["auuc_random"] and mean["auuc"] > purchase
         ok &= good
         print(f"{name}: mean over {len(rs)} splits: AUUC model {mean['auuc']:.4f}, random {mean['auuc_random']:.4f}, "
-              f"purchase probability {purchase:.4f}; model above purchase probability in {wins} of {len(rs)} -> "
+              f"purchase probability {purchase:.4f}; model above purchase probability in {wins} of {len(rs)}; validation chose {chosen} -> "
               f"{'PASS' if good else 'FAIL'}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))

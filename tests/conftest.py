@@ -106,3 +106,30 @@ def redis_url():
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def _java_missing() -> str | None:
+    """Why Spark tests cannot run here, or None."""
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        return "PySpark is not installed (pip install -e '.[spark]')"
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        return "Java is absent (Spark needs Java 17: apt-get install openjdk-17-jre-headless)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local[2] Spark session for every Spark test (starting one costs ~10 s), driver on 127.0.0.1,
+    time zone UTC, two shuffle partitions (test data is small); stopped at the end."""
+    reason = _java_missing()
+    if reason:
+        pytest.skip(reason)
+    from crmscore.data.spark import spark_session
+
+    session = spark_session("local[2]", {"spark.sql.shuffle.partitions": "2",
+                                         "spark.default.parallelism": "2",
+                                         "spark.sql.adaptive.enabled": "true"})
+    yield session
+    session.stop()

@@ -9,6 +9,7 @@ only touch what comes after it), and the champion is trained as of that day.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -49,9 +50,10 @@ def worlds(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("worlds")
     plain = synthetic.generate(CUSTOMERS, seed=11, start="2019-01-01", end="2025-01-01")
-    return {"plain": _world(root, "plain", plain),
-            "shift": _world(root, "shift", synthetic.plant_order_hour_shift(plain, CHANGE)),
-            "churn": _world(root, "churn", synthetic.plant_churn_change(plain, CHANGE, seed=11))}
+    yield {"plain": _world(root, "plain", plain),
+           "shift": _world(root, "shift", synthetic.plant_order_hour_shift(plain, CHANGE)),
+           "churn": _world(root, "churn", synthetic.plant_churn_change(plain, CHANGE, seed=11))}
+    _data.cache_clear()
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +82,9 @@ def tracking(tmp_path_factory, worlds):
                 os.environ[k] = v
 
 
+@functools.lru_cache(maxsize=None)
 def _data(path: Path):
+    """A world's config and data, loaded once for the module (the tests only read them)."""
     from crmscore.config import load_config
     from crmscore.data.loader import load_customer_data
 
@@ -159,6 +163,8 @@ def test_a_churn_change_lowers_the_realised_roc_auc(tracking, worlds):
 
 
 def test_retrain_if_drifted_promotes_a_challenger_after_the_churn_change(tracking, worlds):
+    """Known weakness (README "Monitoring"): the promotion margin holds at seed 11 with 40 trees; other
+    seeds, tree counts and planted strengths tried were refused by the paired bootstrap."""
     from mlflow.tracking import MlflowClient
 
     from crmscore.monitoring.retrain import retrain

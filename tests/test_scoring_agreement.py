@@ -161,6 +161,7 @@ def test_batch_api_and_page_agree_and_add_up(everything, model):
     for cid, res in zip(ids, api):
         b = batch.loc[cid]
         assert res.get("error") is None, res
+        assert res["in_population"] is True, res  # batch files hold the model's population only
         # API against the batch file
         assert res["score"] == pytest.approx(b["score"], abs=TOL)
         assert res["base_value"] == pytest.approx(b["base_value"], abs=TOL)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import urllib.request
 from pathlib import Path
 
@@ -357,3 +358,125 @@ def test_registered_model_pins_its_crmscore_version_and_the_service_reports_a_mi
     assert len(said) == 1 and trained in said[0] and "99.0.0" in said[0]
     assert said[0] in caplog.text and eng.describe_models()["warnings"] == eng.warnings
     assert eng.ready and "churn" in eng.models  # reported, still served
+
+
+# -- the feature contract --------------------------------------------------------------------------
+def _config_with_windows(synthetic_config: Path, tmp_path: Path, windows: list[int]) -> Path:
+    import yaml
+
+    raw = yaml.safe_load(synthetic_config.read_text())
+    raw.setdefault("features", {})["windows"] = windows
+    path = tmp_path / "windows.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_changing_feature_windows_and_publishing_again_makes_the_service_refuse_the_old_model(
+        served, synthetic_config, tmp_path, monkeypatch):
+    """churn was trained with the default windows (30, 90, 180, 365). Published again from a config without the
+    365-day window, weekend_share and the other shares keep their names but count 180 days: the service (the
+    BentoML class's readiness, i.e. /readyz) is not ready and says which model, which features and what to run;
+    the model is not served. A running engine notices the publish by itself."""
+    from crmscore.models import registry
+    from crmscore.scoring.online import RequestError, ScoringEngine
+    from crmscore.scoring.publish import publish_snapshot
+    from crmscore.serving.service import ScoringService
+    from crmscore.settings import get_settings
+
+    registry.configure()  # this module's registry (an earlier test pointed MLflow at a dead one)
+    monkeypatch.setenv("CRMSCORE_HOME", str(tmp_path / "home"))  # a private online store, the module's registry
+    publish_snapshot(served["data"], None, get_settings())  # the model's own windows: served
+    running = ScoringEngine(get_settings())
+    assert running.ready and "churn" in running.models, running.not_ready_reason
+    trained = running.models["churn"].bundle
+    recorded = trained.info["feature_definitions"]  # with the bundle and as the MLflow model's metadata
+    assert recorded["weekend_share"] == trained.feature_set.get("weekend_share").definition_hash
+    assert set(trained.features) <= set(recorded) and "recency_days" in recorded
+    import mlflow
+
+    version = running.models["churn"].version
+    assert mlflow.models.get_model_info(f"models:/churn/{version}").metadata["feature_definitions"] == recorded
+
+    shorter = load_config(_config_with_windows(synthetic_config, tmp_path, [30, 90, 180]))
+    publish_snapshot(load_customer_data(shorter), None, get_settings())
+
+    svc = ScoringService()
+    svc.loading.join(120)
+    ready, body = svc.readiness()
+    assert not ready and body["status"] == "not ready" and "churn" not in body["models"]
+    reason = body["reason"]
+    assert reason.startswith(f"churn v{version} was trained on features the online store does not hold"), reason
+    changed = reason.split(": ", 1)[1].split(" defined differently")[0].split(", ")
+    assert {"weekend_share", "evening_share", "mean_order_hour"} <= set(changed), reason
+    assert any(n.startswith("category_share_") for n in changed) and "recency_days" not in changed
+    assert "crmscore train churn" in reason and "crmscore features publish" in reason and "\n" not in reason
+    with pytest.raises(RequestError) as refused:  # never scored with the 180-day shares
+        svc.engine.score("churn", [{"customer_id": svc.engine.store.sample_ids(1)[0]}], True, 3, "contract")
+    assert refused.value.status == 503 and "defined differently" in str(refused.value)
+
+    # the engine that was serving churn checks the models again once it sees the new definitions
+    running._next_marker_check = 0.0
+    running.maybe_reload()
+    for _ in range(600):
+        if not running.ready:
+            break
+        time.sleep(0.1)
+    assert not running.ready and running.not_ready_reason == reason and "churn" not in running.models
+
+    # a registry outage falls back to the version last served here (served_models.json): checked the same way
+    with pytest.MonkeyPatch.context() as dead:
+        dead.setenv("CRMSCORE_TRACKING_URI", "http://127.0.0.1:9")  # nothing listens there
+        dead.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        dead.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+        outage = ScoringEngine(get_settings())
+    registry.configure()  # MLflow (and its MLFLOW_TRACKING_URI, which subprocesses inherit) back on this module's
+    assert not outage.ready and "churn" not in outage.models
+    assert outage.not_ready_reason.startswith(f"churn v{version} was trained on features"), outage.not_ready_reason
+
+
+def test_publish_fails_rather_than_falls_back_when_the_served_models_cannot_be_read(served, synthetic_config,
+                                                                                   tmp_path, monkeypatch):
+    """The real command line: one `error:` line, exit 2, and the store left as it was (nothing published)."""
+    import subprocess
+    import sys
+
+    from crmscore.features.store import SqliteStore
+
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}, "CRMSCORE_HOME": str(tmp_path / "home"),
+           "CRMSCORE_SERVE_MODELS": "churn@champion,no-such-model@champion"}
+    proc = subprocess.run([sys.executable, "-m", "crmscore", "features", "publish", "--config", str(synthetic_config)],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "cannot read the served models' feature sets" in errors[0], proc.stderr[-3000:]
+    assert "no-such-model" in errors[0] and "nothing was published" in errors[0], errors[0]
+    assert SqliteStore(tmp_path / "home" / "online_store.sqlite").meta() == {}
+
+
+# -- population at scoring -------------------------------------------------------------------------
+def test_a_customer_outside_the_population_is_scored_and_flagged(served, engine):
+    """churn predicts for customers who bought within the lifecycle's churned_days; one who did not is still
+    scored (by id and with posted features, the same score), flagged and told why; the batch file leaves them out."""
+    from crmscore.models.population import PopulationRule
+    from crmscore.scoring.batch import transactional_population
+
+    model = engine.models["churn"]
+    rule = PopulationRule.of_model(model.bundle)
+    assert rule.within_days == served["cfg"].segments.lifecycle.churned_days
+    rows = engine.store.sample_rows(2000)
+    bought = [(cid, f["recency_days"]) for cid, f in rows if f.get("recency_days") is not None]
+    outside = next(cid for cid, days in bought if days >= rule.within_days)
+    inside = next(cid for cid, days in bought if days < rule.within_days)
+    never = next((cid for cid, f in rows if f.get("recency_days") is None), None)
+    ids = [outside, inside] + ([never] if never else [])
+    by_id = engine.score("churn", [{"customer_id": c} for c in ids], True, 3, "population")
+    assert [r["in_population"] for r in by_id] == [False, True] + ([False] if never else [])
+    out = by_id[0]
+    assert "error" not in out and 0 <= out["score"] <= 1 and len(out["reasons"]) == 3
+    assert out["population"] == rule.describe() and "population" not in by_id[1]
+    feats = {k: v for k, v in engine.store.get(outside).items() if k in model.index}
+    assert "recency_days" in feats
+    (posted,) = engine.score("churn", [{"customer_id": outside, "features": feats}], True, 3, "population")
+    assert posted["in_population"] is False and posted["score"] == pytest.approx(out["score"], abs=1e-12)
+    batch = transactional_population(model.bundle, served["data"], engine.store.meta()["as_of"])
+    assert outside not in set(batch["customer_id"].astype(str)) and inside in set(batch["customer_id"].astype(str))

@@ -26,8 +26,9 @@ class SourceConfig(_Strict):
     """One source file (or glob) and how its columns map to a canonical table."""
 
     path: str = Field(description="CSV or Parquet file, or a glob of them.")
-    format: Literal["csv", "parquet"] | None = Field(
-        default=None, description="File format; inferred from the extension when omitted."
+    format: Literal["csv", "parquet", "delta", "table"] | None = Field(
+        default=None, description="File format; inferred from the extension when omitted. 'delta' (a Delta "
+                                  "table's folder) and 'table' (path names a table in the catalog) need engine: spark."
     )
     columns: dict[str, str] = Field(
         default_factory=dict,
@@ -179,8 +180,20 @@ class SegmentsConfig(_Strict):
     lifecycle: LifecycleConfig = Field(default_factory=LifecycleConfig)
 
 
+class SparkConfig(_Strict):
+    """Where Spark runs when engine is spark (crmscore.data.spark)."""
+
+    master: str = Field(default="local[2]", description=(
+        "Spark master URL (local[2], spark://host:7077, yarn, k8s://...) or a Spark Connect address (sc://host:15002)."))
+    conf: dict[str, str] = Field(default_factory=dict, description=(
+        "Extra Spark settings, e.g. {spark.executor.memory: 8g}; the session time zone is always UTC."))
+
+
 class ProjectConfig(_Strict):
     name: str = "crmscore"
+    engine: Literal["duckdb", "spark"] = Field(default="duckdb", description=(
+        "Where canonical tables and features are computed: the embedded DuckDB, or Spark (see spark)."))
+    spark: SparkConfig = Field(default_factory=SparkConfig)
     timezone: str = Field(
         default="UTC",
         description="All timestamps are converted to this zone's local wall time; as_of dates are midnight here.",

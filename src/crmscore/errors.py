@@ -13,3 +13,8 @@ class ConfigError(CrmscoreError):
 
 class DataContractError(CrmscoreError):
     """Source data breaks the data contract (missing column, too many bad rows)."""
+
+
+class FeatureContractError(CrmscoreError):
+    """Published features and a model's cannot be checked against each other (e.g. publish cannot read the
+    served models' feature sets)."""

@@ -19,17 +19,25 @@ app.add_typer(features_app, name="features")
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Project YAML config.")]
 AsOfOpt = Annotated[dt.datetime, typer.Option("--as-of", formats=["%Y-%m-%d"],
                                               help="Cutoff date: only data strictly before it is used.")]
+EngineOpt = Annotated[str | None, typer.Option(
+    "--engine", help="duckdb (embedded) or spark (the config's spark.master); default: the config's engine.")]
 
 
 @features_app.command("build")
 def build(config: ConfigOpt, as_of: AsOfOpt,
-          out: Annotated[Path, typer.Option("--out", "-o", help="Output Parquet file.")]) -> None:
+          out: Annotated[Path, typer.Option("--out", "-o", help="Output Parquet file (a folder of them on Spark).")],
+          engine: EngineOpt = None) -> None:
     """Write one row per customer known before AS_OF, with every declared feature and the segments."""
-    from crmscore.cli.common import load_data
+    from crmscore.cli.common import engine_of, load_data
+    from crmscore.config import load_config
     from crmscore.features import build_features, feature_set_for
     from crmscore.progress import Steps
 
-    data = load_data(config)
+    cfg = load_config(config)
+    if engine_of(cfg, engine) == "spark":
+        _build_on_spark(cfg, as_of, out)
+        return
+    data = load_data(cfg)
     with Steps(2, "features") as steps:
         steps.step("building features")
         fs = feature_set_for(data, as_of)
@@ -38,6 +46,18 @@ def build(config: ConfigOpt, as_of: AsOfOpt,
         out.parent.mkdir(parents=True, exist_ok=True)
         df.to_parquet(out, index=False)
     log.info("wrote %s customers x %d features (%s) to %s", f"{len(df):,}", len(fs.features), fs.version, out)
+
+
+def _build_on_spark(cfg, as_of: dt.datetime, out: Path) -> None:  # noqa: ANN001
+    from crmscore.cli.common import load_spark_data
+    from crmscore.features import feature_set_for
+    from crmscore.features.spark import spark_features
+
+    data = load_spark_data(cfg)
+    fs = feature_set_for(data, as_of)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    spark_features(data, as_of, fs).write.mode("overwrite").parquet(str(out))
+    log.info("wrote %d features (%s) on Spark to %s (a folder of Parquet files)", len(fs.features), fs.version, out)
 
 
 @features_app.command("list")

@@ -46,9 +46,10 @@ def _print_result(result, as_json: bool) -> None:  # noqa: ANN001
         console.print(f"Brier {m['brier_uncalibrated']:.4f} -> {m['brier']:.4f}, "
                       f"ECE {m['ece_uncalibrated']:.4f} -> {m['ece']:.4f} after calibration", highlight=False)
     for comp in result.bundle.companions:
-        console.print(f"{comp}: MAE {m[f'{comp}_mae']:.2f} days on {int(m[f'{comp}_test_rows']):,} buyers (baseline "
-                      f"{m.get(f'{comp}_mae_baseline', float('nan')):.2f}), interval coverage "
-                      f"{m[f'{comp}_interval_coverage']:.0%}", highlight=False)
+        nan = float("nan")
+        console.print(f"{comp}: MAE {m.get(f'{comp}_mae', nan):.2f} days on {int(m.get(f'{comp}_test_rows', 0)):,} "
+                      f"buyers (baseline {m.get(f'{comp}_mae_baseline', nan):.2f}), interval coverage "
+                      f"{m.get(f'{comp}_interval_coverage', nan):.0%}", highlight=False)
     if kind == "uplift":
         console.print(f"measured average effect {m['ate']:+.4f}; top {m['share_targeted']:.0%} by predicted lift: "
                       f"{m['incremental_purchases_at_share']:,.1f} incremental (random: "
@@ -202,13 +203,17 @@ def score_churn(
     as_of: ScoreAsOfOpt = None,
     top_k: TopKOpt = 5,
     alias: Annotated[str, typer.Option(help="Registry alias or version number to use.")] = "champion",
+    engine: Annotated[str | None, typer.Option(
+        "--engine", help="duckdb or spark (features and scoring as Spark jobs; --out becomes a folder of Parquet "
+                         "files); default: the config's engine.")] = None,
 ) -> None:
     """Write customer_id, score, decile, segment, lifecycle_stage, model_version and the top-k reasons."""
-    _score("churn", config, out, as_of, top_k, alias)
+    _score("churn", config, out, as_of, top_k, alias, engine)
 
 
-def _score(name: str, config: Path, out: Path, as_of, top_k: int, alias: str) -> None:  # noqa: ANN001
-    from crmscore.cli.common import load_data
+def _score(name: str, config: Path, out: Path, as_of, top_k: int, alias: str,  # noqa: ANN001
+           engine: str | None = None) -> None:
+    from crmscore.cli.common import engine_of, load_data
     from crmscore.config import load_config
     from crmscore.models import registry
     from crmscore.scoring.batch import stream_scores, transactional_population
@@ -216,6 +221,20 @@ def _score(name: str, config: Path, out: Path, as_of, top_k: int, alias: str) ->
     registry.configure()
     bundle, mv = registry.load_bundle(name, alias)
     cfg = load_config(config)
+    if engine_of(cfg, engine) == "spark":
+        from crmscore.cli.common import load_spark_data
+        from crmscore.errors import ConfigError
+        from crmscore.scoring.spark import score_on_spark, write_spark_scores
+
+        if bundle.mode == "feature_table":
+            raise ConfigError(f"{name}: a model trained on a ready feature table (data.features) scores on DuckDB; "
+                              f"drop --engine spark")
+        data = load_spark_data(cfg)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_spark_scores(score_on_spark(bundle, data, as_of or data.default_as_of(), top_k=top_k,
+                                          version=str(mv.version)), out)
+        log.info("wrote %s scores from %s v%s (@%s) on Spark to %s", name, name, mv.version, alias, out)
+        return
     if bundle.mode == "feature_table":
         from crmscore.models.feature_table import load_feature_table
 

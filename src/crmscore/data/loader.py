@@ -86,6 +86,14 @@ class CustomerData:
             return False
         return column is None or column in self.columns.get(table, set())
 
+    def rows(self, sql: str) -> list[tuple]:
+        """The rows of a query over the canonical tables (the same call answers on Spark: SparkCustomerData)."""
+        return self.con.execute(sql).fetchall()
+
+    def frame(self, sql: str) -> pd.DataFrame:
+        """A query's result as a pandas frame (SparkCustomerData.frame collects a Spark result the same way)."""
+        return self.con.execute(sql).df()
+
     def ts_range(self) -> tuple[pd.Timestamp, pd.Timestamp]:
         lo, hi = self.con.execute("SELECT min(ts), max(ts) FROM transactions").fetchone()
         return pd.Timestamp(lo), pd.Timestamp(hi)
@@ -108,13 +116,18 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _reader_sql(source: SourceConfig, path: str) -> str:
+def _reader_sql(source: SourceConfig, path: str, text_columns: tuple[str, ...] = ()) -> str:
     fmt = source.format or ("parquet" if re.search(r"\.parq(uet)?$", path, re.I) else "csv")
+    if fmt in ("delta", "table"):
+        raise ConfigError(f"{path}: format {fmt!r} is read on Spark only; set engine: spark (or --engine spark), "
+                          f"or export the table to Parquet")
     if fmt == "parquet":
         return f"read_parquet({_literal(path)}, union_by_name=true)"
     opts = {"auto_detect": "true", "header": "true", "sample_size": "-1", "union_by_name": "true"}
     for key, value in source.csv_options.items():
         opts[key] = _literal(value) if isinstance(value, str) else str(value).lower()
+    if text_columns:
+        opts["types"] = "{" + ", ".join(f"{_literal(c)}: 'VARCHAR'" for c in text_columns) + "}"
     return f"read_csv({_literal(path)}, " + ", ".join(f"{k}={v}" for k, v in opts.items()) + ")"
 
 
@@ -169,6 +182,11 @@ class _TableLoader:
             self.con.execute(f"CREATE OR REPLACE TEMP VIEW {src} AS SELECT *, row_number() OVER () AS __row "
                              f"FROM {_reader_sql(self.source, self.path)}")
             described = self.con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()
+            text_ts = self._iso_text_timestamps(src, described)
+            if text_ts:
+                self.con.execute(f"CREATE OR REPLACE TEMP VIEW {src} AS SELECT *, row_number() OVER () AS __row "
+                                 f"FROM {_reader_sql(self.source, self.path, text_ts)}")
+                described = self.con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()
         except duckdb.Error as exc:
             raise DataContractError(f"{self.name}: cannot read {self.path}: {str(exc).splitlines()[0]}") from exc
         source_types = {row[0]: row[1] for row in described if row[0] != "__row"}
@@ -176,6 +194,29 @@ class _TableLoader:
         attrs = self._attributes(mapping, source_types)
         self._build(src, mapping, source_types, attrs)
         return self.report, attrs
+
+    def _iso_text_timestamps(self, src: str, described: list) -> tuple[str, ...]:
+        """CSV columns DuckDB's sniffer typed as timestamps although they are ISO text, to be read as text.
+
+        The sniffer types a whole column: TIMESTAMPTZ when some values carry a UTC offset (then the naive
+        values in it are taken as UTC instants and shift), TIMESTAMP otherwise (then an offset met later is
+        dropped). Read as text, each value follows the contract's rule on its own (crmscore.data.contracts:
+        an offset is converted to the data's zone, a naive wall time stays as written), as on Spark. Only
+        columns whose every value parses as ISO text are re-read, so sniffed formats such as `12/1/2010 8:26`
+        keep working."""
+        if (self.source.format or "csv") != "csv" or re.search(r"\.parq(uet)?$", self.path, re.I):
+            return ()
+        found = []
+        for column, kind, *_ in described:
+            if column == "__row" or not str(kind).upper().startswith("TIMESTAMP"):
+                continue
+            text = f"TRIM({_quote(column)})"
+            bad = self.con.execute(
+                f"SELECT count(*) FROM {_reader_sql(self.source, self.path, (column,))} WHERE {text} <> '' AND "
+                f"TRY_CAST({text} AS TIMESTAMP) IS NULL AND TRY_CAST({text} AS TIMESTAMPTZ) IS NULL").fetchone()[0]
+            if bad == 0:
+                found.append(column)
+        return tuple(found)
 
     def _mapping(self, source_types: dict[str, str]) -> dict[str, str]:
         """canonical name -> SQL over source columns, for every column present; errors if required missing."""

@@ -17,6 +17,7 @@ import pandas as pd
 
 from crmscore.data.loader import CustomerData
 from crmscore.features.definitions import Feature, FeatureSet, Vocabulary, declare
+from crmscore.features.dialect import DIALECTS, DUCKDB, Dialect
 
 log = logging.getLogger(__name__)
 
@@ -32,36 +33,27 @@ def as_of_timestamp(as_of: AsOf) -> pd.Timestamp:
     return ts
 
 
-class Dialect:
-    """The engine-specific SQL pieces; everything else in the feature SQL is portable."""
-
-    def age_days(self, ts: str, as_of: str) -> str:
-        return f"(epoch({as_of}) - epoch({ts})) / 86400.0"
-
-    def timestamp(self, value: pd.Timestamp) -> str:
-        return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
-
-    def is_weekend(self, ts: str) -> str:
-        return f"(dayofweek({ts}) IN (0, 6))"
-
-    def hour(self, ts: str) -> str:
-        return f"hour({ts})"
+# engine name -> (data, as_of, fs, segments) -> the feature table, for data another engine holds; registered by
+# that engine's module (crmscore.features.spark), so this module never imports it
+ENGINE_BUILDERS: dict[str, Callable[[object, AsOf, FeatureSet, bool], pd.DataFrame]] = {}
 
 
-DUCKDB = Dialect()
+def dialect_of(data: CustomerData) -> Dialect:
+    """The SQL dialect of the engine holding data's canonical tables (DuckDB unless it says otherwise)."""
+    return DIALECTS[getattr(data, "engine", "duckdb")]
 
 
 def discover_vocabulary(data: CustomerData, as_of: AsOf) -> Vocabulary:
     """Categories, channels and event types to give their own features, chosen from data before as_of."""
-    cfg, con = data.config.features, data.con
-    cut = DUCKDB.timestamp(as_of_timestamp(as_of))
+    cfg = data.config.features
+    cut = dialect_of(data).timestamp(as_of_timestamp(as_of))
 
     def top(table: str, col: str, n: int, weight: str) -> tuple[str, ...]:
         if n == 0 or not data.has(table, col):
             return ()
-        rows = con.execute(
+        rows = data.rows(
             f"SELECT {col} FROM {table} WHERE ts < {cut} AND {col} IS NOT NULL AND {col} <> 'unknown' "
-            f"GROUP BY 1 ORDER BY {weight} DESC, 1 LIMIT {n}").fetchall()
+            f"GROUP BY 1 ORDER BY {weight} DESC, 1 LIMIT {n}")
         return tuple(r[0] for r in rows)
 
     categories = tuple(cfg.categories) if cfg.categories is not None else top(
@@ -88,8 +80,10 @@ def _available(data: CustomerData, f: Feature) -> bool:
     return True
 
 
-def feature_sql(data: CustomerData, as_of: AsOf, fs: FeatureSet, dialect: Dialect = DUCKDB) -> str:
-    """The one SQL statement that computes the feature table at as_of."""
+def feature_sql(data: CustomerData, as_of: AsOf, fs: FeatureSet, dialect: Dialect | None = None) -> str:
+    """The one SQL statement that computes the feature table at as_of, in the dialect of data's engine
+    (or the one given)."""
+    dialect = dialect or dialect_of(data)
     cut = dialect.timestamp(as_of_timestamp(as_of))
     by_stage: dict[str, list[Feature]] = {}
     for f in fs.features:
@@ -141,10 +135,11 @@ def feature_sql(data: CustomerData, as_of: AsOf, fs: FeatureSet, dialect: Dialec
     if data.has("customers"):
         signup = (f"CASE WHEN signup_ts < {cut} THEN {dialect.age_days('signup_ts', cut)} END" if has_signup
                   else "CAST(NULL AS DOUBLE)")
-        cust_cols = "".join(f", {f.sql} AS {f.name}" for f in by_stage.get("customers", []))
+        cust_cols = "".join(f", {dialect.quote(attribute_column(f))} AS {f.name}"
+                            for f in by_stage.get("customers", []))
         ctes.append(f"s_customers AS (SELECT customer_id, {signup} AS signup_days{cust_cols} FROM customers)")
     if by_stage.get("attribute_history"):
-        ctes.append(_attribute_history_cte(by_stage["attribute_history"], cut))
+        ctes.append(_attribute_history_cte(by_stage["attribute_history"], cut, dialect))
         stage_ctes["attribute_history"] = "s_attribute_history"
     population = "SELECT DISTINCT customer_id FROM oa"
     if has_signup:
@@ -166,14 +161,23 @@ def feature_sql(data: CustomerData, as_of: AsOf, fs: FeatureSet, dialect: Dialec
     signup_col = "signup_days" if data.has("customers") else "CAST(NULL AS DOUBLE) AS signup_days"
     ctes.append(f"base AS (SELECT customer_id, {', '.join(base_cols)}, {signup_col} FROM pop{joins})")
     final = ", ".join(f"{f.sql} AS {f.name}" if f.stage == "derived" else f.name for f in sql_features)
-    return "WITH " + ",\n".join(ctes) + f"\nSELECT customer_id, {final} FROM base ORDER BY customer_id"
+    return "WITH " + ",\n".join(ctes) + f"\nSELECT customer_id, {final} FROM base{dialect.order_by('customer_id')}"
 
 
-def _attribute_history_cte(feats: list[Feature], cut: str) -> str:
+def attribute_column(f: Feature) -> str:
+    """The source column of an attribute feature: its bare name (feature sets saved before the dialect held
+    it double-quoted, `"tier"` or `h."tier"`)."""
+    sql = f.sql.removeprefix("h.")
+    if len(sql) >= 2 and sql[0] == sql[-1] == '"':
+        sql = sql[1:-1].replace('""', '"')
+    return sql
+
+
+def _attribute_history_cte(feats: list[Feature], cut: str, dialect: Dialect) -> str:
     """Each customer's attributes as they were at the cutoff: the row with the latest valid_from strictly
     before it (ties broken by the values, so the choice is repeatable); none when every row is later."""
-    cols = ", ".join(f"{f.sql} AS {f.name}" for f in feats)
-    ties = "".join(f", {f.sql.removeprefix('h.')}" for f in feats)
+    cols = ", ".join(f"h.{dialect.quote(attribute_column(f))} AS {f.name}" for f in feats)
+    ties = "".join(f", {dialect.quote(attribute_column(f))}" for f in feats)
     return (f"s_attribute_history AS (SELECT customer_id, {cols} FROM (SELECT *, row_number() OVER "
             f"(PARTITION BY customer_id ORDER BY valid_from DESC{ties}) AS _rank FROM attribute_history "
             f"WHERE valid_from < {cut}) h WHERE _rank = 1)")
@@ -193,6 +197,9 @@ def build_features(data: CustomerData, as_of: AsOf, fs: FeatureSet | None = None
     from crmscore.features.segments import add_segments
 
     fs = fs or feature_set_for(data, as_of)
+    engine = getattr(data, "engine", "duckdb")
+    if engine != "duckdb":  # computed on that engine, collected (crmscore.features.spark registers 'spark')
+        return ENGINE_BUILDERS[engine](data, as_of, fs, segments)
     df = data.con.execute(feature_sql(data, as_of, fs)).df()  # (DuckDB 2 warns on Arrow from execute())
     df = _with_btyd(df, fs)
     df = _cast(df, fs)

@@ -10,9 +10,10 @@ store), `events`, `customers` (static attributes the config lists), `attribute_h
 latest row valid before `as_of`, aliased `h`), or `derived` (an expression over features already computed). The
 `btyd` stage is not SQL: buy-till-you-die models fitted on the snapshot's own history (crmscore.features.btyd)
 after the SQL ran; their `sql` names the quantity. Only portable SQL is used here (CASE, SUM, COUNT, AVG,
-STDDEV_SAMP, NULLIF, COALESCE); the few dialect-specific pieces (day arithmetic, weekday, hour) live in
-crmscore.features.build's `Dialect`, so
-the same declarations can run on another engine (Spark SQL) later.
+STDDEV_SAMP, NULLIF, COALESCE, integer literals, every `/` over NULLIF); the dialect-specific pieces (day
+arithmetic, weekday, hour, identifier quoting, timestamp literals) live in crmscore.features.dialect, so the
+same declarations run on DuckDB and on Spark SQL (crmscore.features.dialect.lint_declaration checks them). The
+`customers` and `attribute_history` stages' `sql` is the bare attribute column name; the build quotes it.
 """
 
 from __future__ import annotations
@@ -53,6 +54,19 @@ class Feature:
     window_days: int | None = None
     group: str = ""
     requires: tuple[str, ...] = ()
+
+    @property
+    def definition_hash(self) -> str:
+        """A digest of what the feature means: name, type, stage, SQL, window and unit (not the wording of
+        its description, its group or the columns it needs to exist).
+
+        Models record it for every feature they use and the online store for every feature it holds; the
+        service serves a model only where both agree. The window is hashed on its own because several
+        features (weekend_share, evening_share, mean_order_hour, category_share_*, channel_share_*) keep
+        their name when `features.windows` changes their window, and category_share_*'s SQL does not
+        show it (the window is applied in the `categories` stage)."""
+        meaning = [self.name, self.dtype, self.stage, self.sql, self.window_days, self.unit]
+        return "fd-" + hashlib.sha256(json.dumps(meaning).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -111,10 +125,10 @@ def declare(windows: list[int], vocab: Vocabulary, evening_hour: int = 17,
         Feature("gap_std_days", "float", "orders", "STDDEV_SAMP(gap_days)",
                 "how irregular the days between purchases are (standard deviation)", "days", None, "rhythm"),
         Feature("weekend_share", "float", "orders",
-                f"AVG(CASE WHEN age_days < {w_share} THEN CASE WHEN is_weekend THEN 1.0 ELSE 0.0 END END)",
+                f"AVG(CASE WHEN age_days < {w_share} THEN CASE WHEN is_weekend THEN 1 ELSE 0 END END)",
                 f"share of orders on Saturday or Sunday in the last {w_share} days", "share", w_share, "habits"),
         Feature("evening_share", "float", "orders",
-                f"AVG(CASE WHEN age_days < {w_share} THEN CASE WHEN hour >= {evening_hour} THEN 1.0 ELSE 0.0 END END)",
+                f"AVG(CASE WHEN age_days < {w_share} THEN CASE WHEN hour >= {evening_hour} THEN 1 ELSE 0 END END)",
                 f"share of orders from {evening_hour}:00 on in the last {w_share} days", "share", w_share,
                 "habits"),
         Feature("mean_order_hour", "float", "orders",
@@ -137,8 +151,8 @@ def declare(windows: list[int], vocab: Vocabulary, evening_hour: int = 17,
                          "categories", ("lines.category",)))
     for ch in vocab.channels:
         f.append(Feature(f"channel_share_{slug(ch)}", "float", "orders",
-                         f"AVG(CASE WHEN age_days < {w_share} THEN CASE WHEN channel = {_lit(ch)} THEN 1.0 "
-                         f"ELSE 0.0 END END)",
+                         f"AVG(CASE WHEN age_days < {w_share} THEN CASE WHEN channel = {_lit(ch)} THEN 1 "
+                         f"ELSE 0 END END)",
                          f"share of orders through {ch} in the last {w_share} days", "share", w_share,
                          "channels", ("lines.channel",)))
     f += [
@@ -186,11 +200,11 @@ def declare(windows: list[int], vocab: Vocabulary, evening_hour: int = 17,
     ]
     for col, kind in vocab.attributes:
         f.append(Feature(f"attr_{slug(col)}", "float" if kind == "number" else "category", "customers",
-                         f'"{col}"', f"customer attribute '{col}'", "" if kind == "text" else "value", None,
+                         col, f"customer attribute '{col}'", "" if kind == "text" else "value", None,
                          "attributes", ("customers.customer_id",)))
     for col, kind in vocab.history_attributes:
         f.append(Feature(f"attr_{slug(col)}", "float" if kind == "number" else "category", "attribute_history",
-                         f'h."{col}"', f"customer attribute '{col}'", "" if kind == "text" else "value", None,
+                         col, f"customer attribute '{col}'", "" if kind == "text" else "value", None,
                          "attributes", ("attribute_history.customer_id",)))
     if 90 not in windows:  # trends need the 90-day window
         f = [x for x in f if x.group != "trend"]
@@ -245,7 +259,7 @@ def declare_category_history(categories: list[str] | tuple[str, ...], windows: l
                              f"orders with {cat} in the last {w} days", "orders", w, "category_history",
                              ("lines.category",)))
         f.append(Feature(f"category_order_share_{s}", "float", "derived",
-                         f"{category_orders_name(cat, longest)} * 1.0 / NULLIF(frequency_{longest}d, 0)",
+                         f"{category_orders_name(cat, longest)} / NULLIF(frequency_{longest}d, 0)",
                          f"share of orders with {cat} in the last {longest} days", "share", longest,
                          "category_history", ("lines.category",)))
     return f
@@ -265,9 +279,8 @@ class FeatureSet:
     version: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
-        if not self.version:
-            digest = hashlib.sha256(
-                json.dumps([(x.name, x.sql, x.dtype) for x in self.features]).encode()).hexdigest()[:12]
+        if not self.version:  # windows included: a feature that keeps its name under another window is new
+            digest = hashlib.sha256(json.dumps([x.definition_hash for x in self.features]).encode()).hexdigest()[:12]
             object.__setattr__(self, "version", f"fs-{digest}")
 
     @property
@@ -280,6 +293,11 @@ class FeatureSet:
     @cached_property
     def _by_name(self) -> dict[str, Feature]:  # get() runs once per reason served
         return {x.name: x for x in self.features}
+
+    def definitions(self, names: list[str] | None = None) -> dict[str, str]:
+        """{feature: definition hash} of `names` (default every feature); a name not declared here is left out."""
+        wanted = self.names if names is None else names
+        return {n: self._by_name[n].definition_hash for n in wanted if n in self._by_name}
 
     @property
     def categorical(self) -> list[str]:

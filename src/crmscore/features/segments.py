@@ -58,6 +58,9 @@ _SEGMENT_GRID = np.array([[_SEGMENT_TABLE.get((r, fm), "prospect") for fm in ran
 _SCORES = np.array(["" if i < 100 else str(i) for i in range(1000)], dtype=object)  # r*100 + f*10 + m -> '545'
 
 
+_DECIMALS = 6  # R, F and M are compared with the quintile edges at this precision
+
+
 @dataclass
 class RFMScorer:
     """Quintile edges for R, F and M; fit on a snapshot, then score any customer on that scale."""
@@ -74,7 +77,7 @@ class RFMScorer:
         buyers = df[df["recency_days"].notna()]
         if buyers.empty:
             raise ValueError("RFM needs at least one customer with a purchase")
-        self.edges_ = {k: [float(x) for x in np.quantile(buyers[c].astype(float), _QUANTILES)]
+        self.edges_ = {k: [float(x) for x in np.round(np.quantile(buyers[c].astype(float), _QUANTILES), _DECIMALS)]
                        for k, c in self.columns.items()}
         return self
 
@@ -94,6 +97,9 @@ class RFMScorer:
         time, where a one-row DataFrame would cost milliseconds."""
         if self.edges_ is None:
             raise RuntimeError("RFMScorer is not fitted: call fit() first")
+        # rounded, like the edges: a sum taken in another order (another engine, another chunking) differs in
+        # the last bits, and a customer whose value is a quintile edge would change score on that alone
+        recency, frequency, monetary = (np.round(np.asarray(x, float), _DECIMALS) for x in (recency, frequency, monetary))
         buyer = ~np.isnan(recency)
         r = 5 - np.searchsorted(self.edges_["r"], np.where(buyer, recency, np.inf), side="right")
         f = 1 + np.searchsorted(self.edges_["f"], frequency, side="left")

@@ -3,7 +3,8 @@
 Binary tasks: a score per test row where higher means more likely positive; ranking metrics (ROC-AUC,
 PR-AUC, lift, capture) compare them with the model. Expected spend: an amount per test row (BG/NBD +
 Gamma-Gamma, recent spend rate). Next category: an (n_rows, n_categories) score matrix (global
-popularity, co-purchase rules, the customer's own history).
+popularity, popularity within the customer's RFM segment, co-purchase rules, the customer's own history: spend
+share, most bought, most recently bought).
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ import contextlib
 import io
 import logging
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 
+from crmscore.models.copurchase import copurchase_scores, history_matrix
 from crmscore.models.tasks import Baseline, BaselineInput
 
 log = logging.getLogger(__name__)
@@ -137,17 +140,6 @@ def _label_matrix(df: pd.DataFrame, targets: list[str]) -> np.ndarray:
     return label_matrix(df, targets).to_numpy(float)
 
 
-def history_matrix(df: pd.DataFrame, targets: list[str]) -> np.ndarray:
-    """Each customer's share of spend per category over the share window (0 when none), (n, k)."""
-    from crmscore.features.definitions import slug
-
-    cols = [f"category_share_{slug(t)}" for t in targets]
-    missing = [c for c in cols if c not in df.columns]
-    if missing:
-        raise ValueError(f"feature columns {missing[:3]} are missing: the feature set lacks these categories")
-    return df[cols].fillna(0).to_numpy(float)
-
-
 def _popularity(inp: BaselineInput) -> np.ndarray:
     rate = _label_matrix(inp.train, _targets(inp)).mean(0)
     return np.tile(rate, (len(inp.test), 1))
@@ -172,24 +164,75 @@ def copurchase_rules(train: pd.DataFrame, targets: list[str]) -> pd.DataFrame:
                          "confidence": conf.ravel(), "lift": lift.ravel()})
 
 
-def _copurchase(inp: BaselineInput) -> np.ndarray:
-    """Score of B = the highest confidence of a rule A -> B over the categories A the customer bought
-    (A = B included: buying a category again is a rule too); popularity for customers with no history."""
-    targets = _targets(inp)
-    rules = copurchase_rules(inp.train, targets)
+def copurchase_confidence(train: pd.DataFrame, targets: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(k, k) confidence of each rule A -> B (0 for rules from fewer than 20 customers: noise) and each
+    category's popularity (share of training rows buying it), from labelled training rows."""
+    rules = copurchase_rules(train, targets)
     k = len(targets)
     conf = rules["confidence"].to_numpy().reshape(k, k)
-    support_ok = rules["customers_with_antecedent"].to_numpy().reshape(k, k) >= 20  # rules from few customers are noise
-    conf = np.where(support_ok, conf, 0.0)
-    A = history_matrix(inp.test, targets) > 0
-    scores = np.where(A[:, :, None], conf[None, :, :], 0.0).max(1)
-    pop = _label_matrix(inp.train, targets).mean(0)
-    return np.where(A.any(1)[:, None], scores + 1e-6 * pop[None, :], pop[None, :])  # popularity breaks ties
+    support_ok = rules["customers_with_antecedent"].to_numpy().reshape(k, k) >= 20
+    return np.where(support_ok, conf, 0.0), _label_matrix(train, targets).mean(0)
+
+
+def _copurchase(inp: BaselineInput) -> np.ndarray:
+    targets = _targets(inp)
+    return copurchase_scores(inp.test, targets, *copurchase_confidence(inp.train, targets))
 
 
 def _history(inp: BaselineInput) -> np.ndarray:
     pop = _label_matrix(inp.train, _targets(inp)).mean(0)
     return history_matrix(inp.test, _targets(inp)) + 1e-6 * pop[None, :]
+
+
+def _popularity_tiebreak(inp: BaselineInput) -> np.ndarray:
+    """Global popularity, scaled to break ties only (a personal score of 0 falls back to it)."""
+    return 1e-6 * _label_matrix(inp.train, _targets(inp)).mean(0)[None, :]
+
+
+def _history_feature(df: pd.DataFrame, targets: list[str], name: Callable[[str], str], what: str) -> np.ndarray:
+    cols = [name(t) for t in targets]
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise ValueError(f"feature columns {missing[:3]} are missing: the {what} baseline needs the per-category "
+                         f"purchase history (tasks.next-category.history_windows must not be [])")
+    return df[cols].to_numpy(float)
+
+
+def _most_bought(inp: BaselineInput) -> np.ndarray:
+    """Orders with each category over the feature set's longest window (personal purchase frequency, the
+    baseline next-basket studies find hardest to beat); the more recent breaks ties, then popularity."""
+    from crmscore.features.definitions import category_orders_name, slug
+
+    targets = _targets(inp)
+    longest = max(int(c.removeprefix("frequency_").removesuffix("d")) for c in inp.test.columns
+                  if c.startswith("frequency_") and c.endswith("d") and c[10:-1].isdigit())
+    orders = np.nan_to_num(_history_feature(inp.test, targets, lambda t: category_orders_name(t, longest),
+                                            "most-bought"))
+    recency = _history_feature(inp.test, targets, lambda t: f"category_recency_{slug(t)}", "most-bought")
+    return orders + 1e-3 / (1.0 + np.nan_to_num(recency, nan=1e6)) + _popularity_tiebreak(inp)
+
+
+def _most_recent(inp: BaselineInput) -> np.ndarray:
+    """Fewest days since each category was last bought first (never bought: last), popularity breaking ties."""
+    from crmscore.features.definitions import slug
+
+    recency = _history_feature(inp.test, _targets(inp), lambda t: f"category_recency_{slug(t)}", "most-recent")
+    return 1.0 / (1.0 + np.nan_to_num(recency, nan=np.inf)) + _popularity_tiebreak(inp)
+
+
+def _segment_popularity(inp: BaselineInput) -> np.ndarray:
+    """Share of the training customers of the same RFM segment buying each category (at their cutoff); global
+    popularity for a segment with fewer than 50 training rows (or none)."""
+    targets = _targets(inp)
+    Y = pd.DataFrame(_label_matrix(inp.train, targets))
+    seg_train = inp.train["rfm_segment"].astype("string").fillna("none").to_numpy()
+    rates = Y.groupby(seg_train).mean()
+    counts = Y.groupby(seg_train).size()
+    rates = rates[counts.reindex(rates.index) >= 50]
+    pop = Y.mean(0).to_numpy()
+    seg_test = pd.Series(inp.test["rfm_segment"].astype("string").fillna("none").to_numpy())
+    out = rates.reindex(seg_test).to_numpy()
+    return np.where(np.isnan(out), pop[None, :], out) + 1e-6 * pop[None, :]
 
 
 def _logistic(inp: BaselineInput) -> np.ndarray:
@@ -235,3 +278,8 @@ POPULARITY = Baseline("popularity", "the same ranking for everyone: share of cus
 COPURCHASE = Baseline("copurchase", "co-purchase rules: highest confidence of 'bought A, then bought B within the "
                       "horizon' over the customer's categories", _copurchase)
 HISTORY = Baseline("history", "the customer's own share of spend per category in the last 365 days", _history)
+MOST_BOUGHT = Baseline("most_bought", "the customer's own categories by orders with them in the longest window "
+                       "(personal purchase frequency), the most recent first on ties", _most_bought)
+MOST_RECENT = Baseline("most_recent", "the customer's own categories, the most recently bought first", _most_recent)
+SEGMENT_POPULARITY = Baseline("segment_popularity", "share of customers in the same RFM segment buying each "
+                              "category", _segment_popularity)

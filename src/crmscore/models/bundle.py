@@ -105,13 +105,43 @@ class TrainedModel:
     def primary_metric(self) -> str:
         return self.info.get("primary_metric", "roc_auc")
 
+    def read_features(self) -> list[str]:
+        """Every feature scoring this model reads: its inputs (and its companions'), and, for transaction
+        models, `recency_days` (the population rule) and the RFM scale's columns (its segments)."""
+        names = list(self.features)
+        for comp in self.companions.values():
+            names += [n for m in comp.models for n in m.feature_names_]
+        if self.mode == "transactions":
+            names.append("recency_days")
+            scorer = self.rfm_scorer()
+            names += list(scorer.columns.values()) if scorer else []
+        return list(dict.fromkeys(names))
+
+    def feature_definitions(self) -> dict[str, str]:
+        """{feature: definition hash} of every feature this model reads from the online store (empty for a
+        model trained on a ready feature table: its TableSchema types what it is sent). Recorded at
+        registration (`info["feature_definitions"]`); a model registered before that has them computed from
+        the declarations saved with it, which give the same hashes."""
+        if self.mode != "transactions":
+            return {}
+        recorded = self.info.get("feature_definitions")
+        if recorded:
+            return dict(recorded)
+        return self.feature_set.definitions(self.read_features())
+
     def rfm_scorer(self) -> RFMScorer | None:
         return RFMScorer.from_dict(self.rfm) if self.rfm else None
 
     def predict(self, df: pd.DataFrame) -> np.ndarray:
         """Per row of a feature frame (columns by name; extra columns ignored): the calibrated probability
-        (binary), the predicted amount (regression) or an (n_rows, n_targets) probability matrix (multilabel)."""
-        return self.model.predict(df)
+        (binary), the predicted amount (regression) or an (n_rows, n_targets) probability matrix (multilabel;
+        blended with the co-purchase rules' score when the settings' copurchase_blend is above 0)."""
+        pred = self.model.predict(df)
+        weight = float(self.settings.get("copurchase_blend", 0.0) or 0.0)
+        rules = self.info.get("copurchase")
+        if self.kind == "multilabel" and weight > 0 and rules:
+            pred = blend_copurchase(pred, df, self.targets, rules, weight)
+        return pred
 
     def evaluate(self, test: pd.DataFrame) -> float:
         """The primary metric on labelled rows (a logged test set): ROC-AUC, normalised Gini or hit rate at 3."""
@@ -128,6 +158,20 @@ class TrainedModel:
         if self.kind == "regression":
             return normalized_gini(test["label"].to_numpy(float), pred)
         return ranking_metrics(test["label"].to_numpy(), pred)[self.primary_metric]
+
+    def cross_sell_mask(self, df: pd.DataFrame) -> np.ndarray:
+        """Multilabel: (n_rows, n_targets) True where a category is left out of the cross-sell list: bought in
+        the last `cross_sell_lookback_days` before the cutoff when that setting is given (its days-since-bought
+        feature), otherwise bought regularly (regular_mask)."""
+        lookback = self.settings.get("cross_sell_lookback_days")
+        if lookback is None:
+            return self.regular_mask(df)
+        cols = [f"category_recency_{slug(t)}" for t in self.targets]
+        missing = [c for c in cols if c not in df.columns]
+        if missing:
+            raise ValueError(f"feature columns {missing[:3]} are missing: cross_sell_lookback_days needs the "
+                             f"per-category purchase history (history_windows must not be [])")
+        return df[cols].to_numpy(float) <= float(lookback)  # NaN (never bought) compares False
 
     def regular_mask(self, df: pd.DataFrame) -> np.ndarray:
         """Multilabel: (n_rows, n_targets) True where the customer buys the category regularly: at least
@@ -211,7 +255,7 @@ class TrainedModel:
                           max_targets: int) -> tuple[pd.DataFrame, list[ExplainedRows]]:
         targets = self.targets
         P = self.predict(df)
-        ranked = np.where(self.regular_mask(df), -np.inf, P) if not keep_regular else P
+        ranked = np.where(self.cross_sell_mask(df), -np.inf, P) if not keep_regular else P
         order = np.argsort(-ranked, axis=1, kind="stable")
         n_show = len(targets) if max_targets <= 0 else min(max_targets, len(targets))
         lists, top = [], []
@@ -220,6 +264,7 @@ class TrainedModel:
                      if np.isfinite(ranked[r, j])]
             lists.append(items)
             top.append(items[0]["category"] if items else None)
+        self._add_timing(df, lists)
         out = pd.DataFrame({"customer_id": df["customer_id"].astype("string").to_numpy()})
         out["score"] = [lst[0]["probability"] if lst else np.nan for lst in lists]
         out["top_category"] = pd.array(top, dtype="string")
@@ -243,6 +288,27 @@ class TrainedModel:
                 base[rows] = expl.base_value
             out["base_value"] = base
         return out, parts
+
+    def _add_timing(self, df: pd.DataFrame, lists: list[list[dict[str, Any]]]) -> None:
+        """With the timing model (crmscore.models.category_timing), each listed category gets `days` (median
+        days from the cutoff to buying it, if bought within the horizon) with `days_low` and `days_high`
+        (10-90%)."""
+        from crmscore.models import category_pairs
+
+        timing = self.companions.get(category_pairs.NAME)
+        if timing is None:
+            return
+        frame = df.reset_index(drop=True)
+        pairs = [(r, item["category"]) for r, items in enumerate(lists) for item in items]
+        name = category_pairs.NAME
+        pred = timing.predict(category_pairs.pair_frame(frame, self.feature_set.names, pairs))
+        days = pred[[name, f"{name}_low", f"{name}_high"]].to_numpy()
+        i = 0
+        for items in lists:
+            for item in items:
+                item.update(days=round(float(days[i, 0]), 1), days_low=round(float(days[i, 1]), 1),
+                            days_high=round(float(days[i, 2]), 1))
+                i += 1
 
     # -- persistence -----------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
@@ -289,6 +355,21 @@ def _load_model(path: Path) -> Any:
 def label_column(target: str) -> str:
     """The label column of a multilabel target: `label__<slug>`."""
     return f"label__{slug(target)}"
+
+
+def blend_copurchase(pred: np.ndarray, df: pd.DataFrame, targets: list[str], rules: dict[str, Any],
+                     weight: float) -> np.ndarray:
+    """(1 - weight) x the model's probabilities + weight x the co-purchase rules' scores (rules: the
+    `confidence` (k, k) and `popularity` (k) fitted at training, crmscore.models.baselines)."""
+    from crmscore.models.copurchase import copurchase_scores
+
+    rule = copurchase_scores(df, targets, np.asarray(rules["confidence"], float), np.asarray(rules["popularity"], float))
+    return (1.0 - weight) * pred + weight * rule
+
+
+def days_column(target: str) -> str:
+    """Days from the cutoff to the first purchase of a multilabel target in the horizon: `days__<slug>`."""
+    return f"days__{slug(target)}"
 
 
 def label_matrix(df: pd.DataFrame, targets: list[str]) -> pd.DataFrame:

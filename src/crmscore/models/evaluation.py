@@ -153,9 +153,16 @@ def multilabel_metrics(Y: np.ndarray, S: np.ndarray, exclude: np.ndarray | None 
     return out
 
 
-def mean_roc_auc(Y: np.ndarray, S: np.ndarray) -> float:
-    """Mean over targets of each target's ROC-AUC (targets with one class only left out)."""
-    aucs = [skm.roc_auc_score(Y[:, j], S[:, j]) for j in range(Y.shape[1]) if 0 < Y[:, j].sum() < len(Y)]
+def mean_roc_auc(Y: np.ndarray, S: np.ndarray, keep: np.ndarray | None = None) -> float:
+    """Mean over targets of each target's ROC-AUC (targets with one class only left out); with keep (n, k),
+    each target's ROC-AUC over the rows where keep is True (the cross-sell view: customers who have not bought
+    it in the lookback)."""
+    aucs = []
+    for j in range(Y.shape[1]):
+        rows = keep[:, j] if keep is not None else slice(None)
+        y, s = Y[rows, j], S[rows, j]
+        if 0 < y.sum() < len(y):
+            aucs.append(skm.roc_auc_score(y, s))
     return float(np.mean(aucs)) if aucs else float("nan")
 
 
@@ -314,5 +321,5 @@ def comparison_columns(kind: str) -> tuple[str, ...]:
             "regression": ("normalized_gini", "spearman", "decile_mape", "total_spend_error", "mae"),
             "uplift": ("qini", "auuc", "lift_at_share", "incremental_purchases_at_share",
                        "incremental_revenue_at_share"),
-            "multilabel": ("hit_rate_at_1", "hit_rate_at_3", "hit_rate_at_5", "precision_at_3", "ndcg",
-                           "xsell_hit_rate_at_3")}[kind]
+            "multilabel": ("hit_rate_at_1", "hit_rate_at_3", "hit_rate_at_5", "precision_at_3", "ndcg", "mean_roc_auc",
+                           "xsell_hit_rate_at_3", "xsell_precision_at_3", "xsell_ndcg", "xsell_mean_roc_auc")}[kind]

@@ -11,9 +11,9 @@ the `horizon_days` after it (default 30):
   on the customers who did buy, so read it as "if they buy within the horizon").
 - `expected-spend` (regression, LightGBM Tweedie): the amount spent in the horizon, refunds netted and
   floored at 0; zero for most customers.
-- `next-category` (multilabel): for each of the `top_categories` largest categories by spend before
-  the earliest training cutoff (default 20, or the configured `categories`), 1 when the customer buys
-  it in the horizon (a positive amount). The feature set gets, for each of them, a spend-share feature
+- `next-category` (multilabel): for each of the `top_categories` largest categories by spend (or by
+  customers, `rank_categories_by`) before the earliest training cutoff (default 20, or the configured
+  `categories`), 1 when the customer buys it in the horizon (a positive amount). The feature set gets, for each of them, a spend-share feature
   and its purchase history (days since it was last bought, orders with it in 30, 90 and 365 days, share
   of orders with it; setting `history_windows`).
 """
@@ -21,6 +21,7 @@ the `horizon_days` after it (default 30):
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -30,8 +31,8 @@ from crmscore.data.loader import CustomerData
 from crmscore.features.build import discover_vocabulary
 from crmscore.features.definitions import FeatureSet, declare, declare_category_history
 from crmscore.models import baselines
-from crmscore.models.bundle import label_column
-from crmscore.models.labels import future_activity, future_categories, top_categories
+from crmscore.models.bundle import days_column, label_column
+from crmscore.models.labels import buyers, future_activity, future_categories, top_categories
 from crmscore.models.population import Default, customers_in, population_rule
 from crmscore.models.tasks import Companion, Task, TaskSettings, register_task
 
@@ -48,6 +49,8 @@ class NextCategorySettings(TaskSettings):
     """next-category's settings: which categories, and what "buys regularly" means for the cross-sell list."""
 
     top_categories: int = Field(default=20, ge=1, description="How many of the largest categories (by spend).")
+    rank_categories_by: Literal["spend", "customers"] = Field(default="spend", description="Largest by spend, "
+                                                              "or by the number of customers buying them.")
     categories: list[str] | None = Field(default=None, description="The categories to predict; default: the "
                                                                    "top_categories largest before the first cutoff.")
     regular_share: float = Field(default=0.2, ge=0, le=1, description="A category the customer spent at least this "
@@ -55,6 +58,17 @@ class NextCategorySettings(TaskSettings):
     regular_min_orders: int = Field(default=3, ge=0, description="... in at least this many orders (orders "
                                      "with the category, in its longest purchase-history window) is bought "
                                      "regularly: left out of the cross-sell list.")
+    cross_sell_lookback_days: int | None = Field(default=None, gt=0, description="When set, the cross-sell list "
+                                                 "leaves out every category the customer bought in this many days "
+                                                 "before the cutoff (needs history_windows); unset, it leaves out "
+                                                 "the categories bought regularly (regular_share, "
+                                                 "regular_min_orders).")
+    copurchase_blend: float = Field(default=0.0, ge=0, le=1, description="Weight of the co-purchase rules' "
+                                    "score (a confidence, a probability too) in the ranking: (1 - w) x the model's "
+                                    "probability + w x the rules' score; 0 = the model alone. Choose on validation "
+                                    "cutoffs: every run logs the metrics of the blends at BLEND_WEIGHTS.")
+    category_timing: bool = Field(default=False, description="Also fit the timing model (crmscore.models."
+                                  "category_timing): days until each listed category is bought, 10-90% interval.")
     history_windows: list[int] = Field(default=[30, 90], description="Windows (days) of the per-category order "
                                        "counts, besides the feature set's longest window; [] leaves out the "
                                        "per-category purchase history (days since bought, orders, order share).")
@@ -80,14 +94,18 @@ def spend_labels(data: CustomerData, as_of: pd.Timestamp, settings: TaskSettings
 
 
 def category_labels(data: CustomerData, as_of: pd.Timestamp, settings: TaskSettings) -> pd.DataFrame:
-    """label__<category>: bought it in the horizon (0/1), one column per target; label: bought any of them."""
+    """label__<category>: bought it in the horizon (0/1), one column per target; days__<category>: days from
+    the cutoff to its first purchase (missing when not bought; the timing model's target); label: bought any."""
     pop = _population(data, as_of, settings, CATEGORY_POPULATION)
     bought = future_categories(data, as_of, settings.horizon_days)
     targets = list(settings.categories or [])  # type: ignore[attr-defined]
     for t in targets:
-        who = set(bought.loc[bought["category"] == t, "customer_id"])
-        pop[label_column(t)] = pop["customer_id"].isin(who).astype(np.int64)
+        first = bought.loc[bought["category"] == t].set_index("customer_id")["first_days"]
+        days = pop["customer_id"].map(first).astype("float64")
+        pop[label_column(t)] = days.notna().astype(np.int64)
+        pop[days_column(t)] = days
     cols = [label_column(t) for t in targets]
+    pop["bought_any"] = pop["customer_id"].isin(buyers(future_activity(data, as_of, settings.horizon_days)))
     pop["label"] = (pop[cols].sum(axis=1) > 0).astype(np.int64) if cols else 0
     return pop
 
@@ -97,7 +115,7 @@ def choose_categories(data: CustomerData, first_cutoff: pd.Timestamp, settings: 
     s: NextCategorySettings = settings  # type: ignore[assignment]
     if s.categories:
         return s
-    cats = top_categories(data, first_cutoff, s.top_categories)
+    cats = top_categories(data, first_cutoff, s.top_categories, s.rank_categories_by)
     return s.model_copy(update={"categories": cats})
 
 
@@ -163,7 +181,8 @@ NEXT_CATEGORY = register_task(Task(
                 "(in the last lookback_days when set)",
     population=CATEGORY_POPULATION,
     label_fn=category_labels,
-    baselines=(baselines.POPULARITY, baselines.COPURCHASE, baselines.HISTORY),
+    baselines=(baselines.POPULARITY, baselines.SEGMENT_POPULARITY, baselines.COPURCHASE, baselines.HISTORY,
+               baselines.MOST_BOUGHT, baselines.MOST_RECENT),
     table_baselines=(),
     reason_up="makes buying {target} more likely",
     reason_down="makes buying {target} less likely",

@@ -27,7 +27,8 @@ from crmscore.config import ProjectConfig
 from crmscore.data.loader import CustomerData
 from crmscore.errors import CrmscoreError
 from crmscore.features.build import as_of_timestamp, build_training_set, feature_set_for
-from crmscore.models.bundle import CompanionModels, TrainedModel, label_matrix
+from crmscore.features.definitions import slug
+from crmscore.models.bundle import CompanionModels, TrainedModel, blend_copurchase, label_matrix
 from crmscore.models.estimator import CustomerModel, MultiLabelModel, small_data_threads
 from crmscore.models.evaluation import (
     mean_roc_auc,
@@ -45,6 +46,7 @@ from crmscore.features.segments import SEGMENT_COLUMNS
 
 log = logging.getLogger(__name__)
 NON_FEATURES = {"customer_id", "as_of", "label", *SEGMENT_COLUMNS}
+BLEND_WEIGHTS = (0.0, 0.25, 0.5, 0.75)  # next-category: the co-purchase blends measured at every run
 
 
 class GuardrailError(CrmscoreError):
@@ -253,22 +255,52 @@ def _fit_multilabel(task: Task, ds: Dataset, s: TaskSettings, params: dict[str, 
     model.fit(ds.train[ds.features], label_matrix(ds.train, targets), ds.valid[ds.features],
               label_matrix(ds.valid, targets))
     Y = label_matrix(ds.test, targets).to_numpy(float)
-    S = model.predict(ds.test[ds.features])
     bundle = _bundle(task, ds, s, model, None)
-    regular = bundle.regular_mask(ds.test)
+    regular = bundle.cross_sell_mask(ds.test)
+    blends: dict[str, float] = {}
+    if all(f"category_share_{slug(t)}" in ds.test.columns for t in targets):
+        from crmscore.models.baselines import copurchase_confidence
+
+        # the same rules as the copurchase baseline (train + validation rows), kept for scoring
+        conf, pop = copurchase_confidence(pd.concat([ds.train, ds.valid], ignore_index=True), targets)
+        bundle.info["copurchase"] = {"confidence": conf.tolist(), "popularity": pop.tolist()}
+        raw = model.predict(ds.test[ds.features])
+        for w in BLEND_WEIGHTS:  # logged so that the weight can be chosen on validation cutoffs
+            blended = blend_copurchase(raw, ds.test, targets, bundle.info["copurchase"], w)
+            m = _multilabel_result(Y, blended, regular)
+            blends.update({f"blend_{w:g}_{k}": m[k] for k in ("hit_rate_at_3", "xsell_hit_rate_at_3", "ndcg",
+                                                               "xsell_ndcg")})
+    S = bundle.predict(ds.test)
     metrics = _multilabel_result(Y, S, regular)
+    metrics.update(blends)
+    metrics["copurchase_blend"] = float(getattr(s, "copurchase_blend", 0.0))
     metrics.update({"best_iteration": float(model.best_iteration_),
                     "test_rows": float(len(Y)), "test_positive_rate": float((Y.sum(1) > 0).mean()),
                     "targets": float(len(targets))})
+    if "bought_any" in ds.test.columns:  # buyers in the horizon who bought at least one target category
+        buyers = ds.test["bought_any"].to_numpy(bool)
+        metrics["buyer_coverage"] = float((Y.sum(1)[buyers] > 0).mean()) if buyers.any() else float("nan")
+    if getattr(s, "category_timing", False):
+        from crmscore.models import category_timing
+
+        bundle.companions[category_timing.NAME] = category_timing.fit(
+            ds.train, ds.valid, ds.features, targets, s.horizon_days, s.params, s.num_boost_round)
+        ranked = np.where(regular, -np.inf, S)
+        best = ranked.argmax(1)
+        top = [targets[j] if np.isfinite(ranked[r, j]) else None for r, j in enumerate(best)]
+        metrics.update(category_timing.evaluate(bundle.companions[category_timing.NAME], ds.test, ds.features,
+                                                top, s.horizon_days))
     return bundle, metrics, {"scores": {"model": S}, "regular": regular}
 
 
 def _multilabel_result(Y: np.ndarray, S: np.ndarray, regular: np.ndarray) -> dict[str, float]:
-    """Multilabel metrics of scores S against labels Y, again with each customer's regular categories left
-    out (xsell_*), and the mean per-category ROC-AUC."""
+    """Multilabel metrics of scores S against labels Y (next basket: every category), again with the categories
+    the cross-sell list leaves out removed from ranking and truth (xsell_*; bundle.cross_sell_mask), and the mean
+    per-category ROC-AUC of both views (xsell: over the rows where the category is not left out)."""
     result = multilabel_metrics(Y, S)
     result.update({f"xsell_{k}": v for k, v in multilabel_metrics(Y, S, exclude=regular).items()})
     result["mean_roc_auc"] = mean_roc_auc(Y, S)
+    result["xsell_mean_roc_auc"] = mean_roc_auc(Y, S, keep=~regular)
     return result
 
 
@@ -280,7 +312,7 @@ def _baselines(task: Task, ds: Dataset, s: TaskSettings, bundle: TrainedModel
     preds: dict[str, np.ndarray] = {}
     binp = BaselineInput(pd.concat([ds.train, ds.valid], ignore_index=True), ds.test, s, ds.categorical, ds.features)
     if task.kind == "multilabel":
-        Y, regular = label_matrix(ds.test, bundle.targets).to_numpy(float), bundle.regular_mask(ds.test)
+        Y, regular = label_matrix(ds.test, bundle.targets).to_numpy(float), bundle.cross_sell_mask(ds.test)
     for b in (task.baselines if ds.mode == "transactions" else task.table_baselines):
         try:
             sc = np.asarray(b.score(binp), float)

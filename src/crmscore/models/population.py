@@ -18,6 +18,7 @@ the model (`info["population"]`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -51,8 +52,16 @@ class PopulationRule:
         return np.ones(len(rec), dtype=bool)
 
     def admits_one(self, features: dict[str, Any]) -> bool:
-        """One customer's features (a published snapshot row) in the population?"""
-        return bool(self.admits([features.get("recency_days")])[0])
+        """One customer's features (a published snapshot row, or features sent to the service) in the
+        population? The same rule as `admits`, in plain Python: the service asks it for every customer."""
+        value = features.get("recency_days")
+        try:
+            rec = math.nan if value is None or isinstance(value, bool) else float(value)
+        except (TypeError, ValueError):
+            rec = math.nan
+        if self.within_days is not None:
+            return rec < self.within_days  # NaN compares False: no purchase, not admitted
+        return not math.isnan(rec) if self.buyers_only else True
 
     def describe(self) -> str:
         if self.within_days is not None:
@@ -89,18 +98,19 @@ def known_customers(data: CustomerData, as_of: pd.Timestamp) -> pd.DataFrame:
     """Every customer known before as_of, with `recency_days`: the same definitions as the feature table (an
     order's time is its first line; a purchase is an order with a positive net amount, so a refund-only order
     makes no one active; known = an order line or a sign-up before the cutoff)."""
-    from crmscore.features.build import DUCKDB, as_of_timestamp
+    from crmscore.features.build import as_of_timestamp, dialect_of
 
-    cut = DUCKDB.timestamp(as_of_timestamp(as_of))
-    signups = (f" UNION ALL SELECT customer_id, NULL FROM customers WHERE signup_ts < {cut}"
+    d = dialect_of(data)
+    cut = d.timestamp(as_of_timestamp(as_of))
+    signups = (f" UNION ALL SELECT customer_id, CAST(NULL AS DOUBLE) FROM customers WHERE signup_ts < {cut}"
                if data.has("customers", "signup_ts") else "")
-    return data.con.execute(
-        f"WITH o AS (SELECT customer_id, order_key, MAX({DUCKDB.age_days('ts', cut)}) AS age_days, "
+    return data.frame(
+        f"WITH o AS (SELECT customer_id, order_key, MAX({d.age_days('ts', cut)}) AS age_days, "
         f"SUM(amount) > 0 AS purchase FROM lines WHERE ts < {cut} GROUP BY customer_id, order_key), "
         f"k AS (SELECT customer_id, MIN(CASE WHEN purchase THEN age_days END) AS recency_days FROM o "
         f"GROUP BY customer_id{signups}) "
-        f"SELECT customer_id, MIN(recency_days) AS recency_days FROM k GROUP BY customer_id ORDER BY customer_id"
-    ).df().astype({"customer_id": "string", "recency_days": "float64"})
+        f"SELECT customer_id, MIN(recency_days) AS recency_days FROM k GROUP BY customer_id{d.order_by('customer_id')}"
+    ).sort_values("customer_id", ignore_index=True).astype({"customer_id": "string", "recency_days": "float64"})
 
 
 def customers_in(data: CustomerData, as_of: pd.Timestamp, rule: PopulationRule) -> pd.DataFrame:

@@ -177,7 +177,7 @@ def log_training_run(result: TrainResult, cfg: ProjectConfig, s: TaskSettings, s
     expl = save_shap_plot(bundle, sample, ds.features, curves_dir / "shap_summary.png")
     for name, comp in bundle.companions.items():  # companions: gain importance of the median model
         gain = comp.models[1].booster_.feature_importance("gain")
-        mlflow.log_dict(dict(sorted(zip(ds.features, (gain / max(gain.sum(), 1e-12)).round(6).tolist()),
+        mlflow.log_dict(dict(sorted(zip(comp.models[1].feature_names_, (gain / max(gain.sum(), 1e-12)).round(6).tolist()),
                                     key=lambda kv: -kv[1])), f"evaluation/{name}_importance.json")
     mlflow.log_artifacts(str(curves_dir), "plots")
     if bundle.kind == "multilabel":  # mean |SHAP| over every category's model
@@ -268,6 +268,8 @@ def register_bundle(name: str, bundle: TrainedModel, example_rows: pd.DataFrame,
     from crmscore.models.pyfunc import TrainedModelPyfunc
 
     bundle.info["crmscore_version"] = crmscore.__version__  # checked by the service at load
+    # the feature contract: the service serves the model only on a snapshot with these same definitions
+    bundle.info["feature_definitions"] = bundle.feature_definitions()
     bdir = bundle.save(tmp / "bundle")
     example = _example(example_rows)
     out = TrainedModelPyfunc()
@@ -276,7 +278,9 @@ def register_bundle(name: str, bundle: TrainedModel, example_rows: pd.DataFrame,
         signature = infer_signature(example, out.predict(None, example), params={"explain": False})
     entry = Path(__file__).with_name("pyfunc_entry.py")  # models from code: no pickled object in the model
     info = mlflow.pyfunc.log_model(name="model", python_model=str(entry), artifacts={"bundle": str(bdir)},
-                                   signature=signature, input_example=example, pip_requirements=pip_requirements())
+                                   signature=signature, input_example=example, pip_requirements=pip_requirements(),
+                                   metadata={"feature_set_version": bundle.feature_set.version,
+                                             "feature_definitions": bundle.info["feature_definitions"]})
     primary = bundle.primary_metric
     version_tags = {"run_id": run_id or "", "grade": grade, "primary_metric": primary, "test_cutoff": test_cutoff,
                     "feature_set_version": bundle.feature_set.version, "crmscore_version": crmscore.__version__}

@@ -10,7 +10,7 @@ outcome as `label`).
 - Split: the campaign is one experiment at one time, so there is no out-of-time test: train / validation /
   test rows are a stratified random split (by treatment and outcome, fixed seed). Validation rows stop
   every model early; promotion compares models on the challenger's logged test rows.
-- Model: crmscore.models.uplift_learner (DR-learner on LightGBM). Primary metric: the Qini coefficient
+- Model: crmscore.models.uplift_learner (DR- or S-learner on LightGBM, chosen by the validation rows' AUUC). Primary metric: the Qini coefficient
   (crmscore.models.uplift_evaluation), against baselines that a marketer would otherwise use: target
   everyone (the random line), target by churn score (days since the last purchase; a feature table: the
   least likely to buy first), target by purchase probability (a LightGBM response model that ignores
@@ -178,12 +178,14 @@ def fit_uplift(task: Task, ds: Any, s: UpliftSettings, params: dict[str, Any]) -
     spend = ds.test["spend"].to_numpy(float) if "spend" in ds.test else None
     metrics = uplift_metrics(y, t, lift, spend=spend, share=s.share)
     metrics.update({"best_iteration": float(model.best_iteration_), "test_positive_rate": float((y > 0).mean()),
-                    "mean_predicted_lift": float(lift.mean())})
+                    "mean_predicted_lift": float(lift.mean()), "s_learner_chosen": float(model.method_ == "s"),
+                    **{f"validation_auuc_{m}": v for m, v in model.validation_auuc_.items()}})
     if outcome == "binary":  # how well each outcome model ranks its own group's buyers
         for name, p, group in (("control", p0, t == 0), ("treated", p1, t == 1)):
             metrics[f"{name}_outcome_roc_auc"] = ranking_metrics(y[group], p[group])["roc_auc"]
     bundle = _bundle(task, ds, s, model, lift)
     bundle.info["outcome"] = outcome
+    bundle.info["uplift_method"] = model.method_  # which learner the validation rows chose (dr or s)
     return bundle, metrics, {"scores": {"model": lift}, "p_control": p0, "p_treated": p1}
 
 

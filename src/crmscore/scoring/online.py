@@ -17,6 +17,7 @@ import numpy as np
 
 import crmscore
 from crmscore.config import SegmentsConfig
+from crmscore.features.contract import SNAPSHOT_DIGEST, refusal
 from crmscore.scoring.predlog import PredictionLog
 from crmscore.scoring.explained import score_with_reasons
 from crmscore.scoring.runtime import FeatureError, ServedModel, discover_specs, load_models, read_served
@@ -111,8 +112,10 @@ class ScoringEngine:
             from crmscore.config import load_config
 
             self.segments_cfg = load_config(settings.config).segments
-        try:  # segments come from each model's own RFM scale; this only checks the store answers
-            self.store.meta()
+        # the snapshot's feature definitions the models are checked against (None: not read yet)
+        self._checked_digest: str | None = None
+        try:  # segments come from each model's own RFM scale; this checks the store answers
+            self._checked_digest = self.store.meta().get(SNAPSHOT_DIGEST, "")
         except StoreUnavailable as exc:  # the service starts anyway; not ready until the store answers
             self.store_outage.failed(exc)
         self.models: dict[str, ServedModel] = {}
@@ -154,15 +157,20 @@ class ScoringEngine:
                 log.error("not ready: %s", self.not_ready_reason)
                 return
             limit_registry_calls(self.settings)
+            snapshot = self._snapshot_meta()
             try:
                 specs, unreachable = self._specs()
-                models, warnings = load_models(specs, self.home, unreachable)
+                models, warnings, refused = load_models(specs, self.home, unreachable,
+                                                        accept=lambda m: self._refusal(m, snapshot))
             except Exception as exc:  # noqa: BLE001  (a load that fails leaves the service not ready, and says why)
                 log.exception("loading models failed")
-                models, warnings = {}, [f"loading models failed: {type(exc).__name__}: {str(exc)[:200]}"]
-            warnings = warnings + version_mismatches(models, crmscore.__version__)
+                models, warnings, refused = {}, [f"loading models failed: {type(exc).__name__}: {str(exc)[:200]}"], []
+            warnings = refused + warnings + version_mismatches(models, crmscore.__version__)
             self.models, self.warnings = models, warnings
-            if models:
+            if refused:  # a model to serve that the published features cannot: not ready until fixed
+                self.ready = False
+                self.not_ready_reason = "; ".join(refused)
+            elif models:
                 self.ready, self.not_ready_reason = True, ""
             else:
                 self.ready = False
@@ -176,6 +184,41 @@ class ScoringEngine:
             log.info("serving %s", ", ".join(f"{m.name} v{m.version} ({m.source})" for m in models.values()))
         else:
             log.error("not ready: %s", self.not_ready_reason)
+
+    def _snapshot_meta(self) -> dict[str, Any] | None:
+        """The online store's snapshot meta, and the definitions digest models are now checked against;
+        None while the store cannot be read (then the models are checked once it answers: maybe_reload)."""
+        try:
+            meta = self.store.meta()
+        except StoreUnavailable as exc:
+            self.store_outage.failed(exc)
+            self._checked_digest = None
+            return None
+        self._checked_digest = meta.get(SNAPSHOT_DIGEST, "")
+        return meta
+
+    @staticmethod
+    def _refusal(model: ServedModel, snapshot: dict[str, Any] | None) -> str | None:
+        """Why `model` must not be served on the published snapshot (crmscore.features.contract), or None."""
+        if snapshot is None:
+            return None  # the store is down: checked when it answers again
+        bundle = model.bundle
+        return refusal(model.name, model.version, bundle.task, bundle.feature_definitions(),
+                       list(bundle.feature_set.windows), snapshot)
+
+    def _snapshot_changed(self) -> bool:
+        """True when a publish changed the snapshot's feature definitions since the models were checked (or
+        the store answers again after they could not be)."""
+        if self.store_outage.down:  # asked again once it answers (a down Redis costs a request a timeout)
+            return False
+        try:
+            digest = self.store.meta().get(SNAPSHOT_DIGEST, "")
+        except StoreUnavailable:
+            return False
+        if digest == self._checked_digest:
+            return False
+        self._checked_digest = digest  # one reload for it (load() sets it again from what it reads)
+        return True
 
     def request_reload(self) -> dict[str, Any]:
         """Reload here and tell the other workers (they check a marker file's time at most once a second)."""
@@ -197,7 +240,8 @@ class ScoringEngine:
             return
         self._next_marker_check = now + 1.0
         mtime = self._marker_mtime()
-        if mtime > self._marker_seen:
+        changed = self._snapshot_changed()  # a publish with other definitions: check the models again
+        if mtime > self._marker_seen or changed:
             self._marker_seen = mtime
             threading.Thread(target=self.load, name="crmscore-reload", daemon=True).start()
 
@@ -312,7 +356,7 @@ class ScoringEngine:
         """found: the features of customers by id, when the caller has read them already."""
         base = {"model": model.name, "version": model.version, "alias": model.alias}
         results: list[dict[str, Any]] = [None] * len(customers)  # type: ignore[list-item]
-        rows, values, where, segs = [], [], [], []
+        rows, values, where, segs, inside = [], [], [], [], []
         by_id = [str(c["customer_id"]) for c in customers if c.get("features") is None]
         store_error = None
         if found is None:
@@ -346,6 +390,7 @@ class ScoringEngine:
             values.append(feats)
             where.append((i, cid))
             segs.append(seg)
+            inside.append(model.in_population(feats))
         if rows and not model.fast:
             self._score_general(model, base, results, values, where, segs, explain, top_k, lang)
         elif rows:
@@ -365,6 +410,10 @@ class ScoringEngine:
                 if expl is not None:
                     out["base_value"], out["reasons"] = model.reasons(expl, j, values[j], top_k, lang)
                 results[i] = out
+        for j, (i, _) in enumerate(where):  # scored either way; outside the population, flagged and said why
+            results[i]["in_population"] = inside[j]
+            if inside[j] is False:
+                results[i]["population"] = model.population.describe()
         return results
 
     @staticmethod

@@ -18,32 +18,50 @@ from typing import Any
 import pandas as pd
 
 from crmscore.data.loader import CustomerData
+from crmscore.errors import FeatureContractError
 from crmscore.features.build import DUCKDB, as_of_timestamp, build_features, feature_set_for
+from crmscore.features.contract import refusal, snapshot_meta
 from crmscore.features.definitions import FeatureSet
 from crmscore.features.segments import RFMScorer
 from crmscore.features.store import RedisStore, SqliteStore
+from crmscore.models.bundle import TrainedModel
 from crmscore.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-def served_feature_sets(settings: Settings) -> list[FeatureSet]:
-    """Feature sets of the models the service will load (so every column they need is published)."""
+def served_models(settings: Settings) -> list[tuple[str, str, TrainedModel]]:
+    """(name, version, model) of every model the service will load, read from the registry, so that every
+    column they need is published and a feature they read under another definition is reported.
+
+    A registry that cannot be read fails the publish (FeatureContractError): publishing the data's default
+    set instead would leave out, or redefine, the served models' features without a word."""
+    from crmscore.models import registry
     from crmscore.scoring.online import parse_specs
     from crmscore.scoring.runtime import discover_specs
 
     try:
-        from crmscore.models import registry
-
+        registry.configure(settings)  # CRMSCORE_SERVE_MODELS skips discover_specs, which would configure it
         specs = (parse_specs(settings.serve_models, settings.serve_alias) if settings.serve_models
                  else discover_specs(settings.serve_alias))
-        return [registry.load_bundle(name, ref)[0].feature_set for name, ref in specs]
-    except Exception as exc:  # noqa: BLE001  (no registry: publish the data's own feature set)
-        log.warning("could not read the served models' feature sets (%s); publishing the default set", exc)
-        return []
+        out = []
+        for name, ref in specs:
+            bundle, mv = registry.load_bundle(name, ref)
+            out.append((name, str(mv.version), bundle))
+        return out
+    except Exception as exc:  # noqa: BLE001  (any failure to read them: the publish stops, saying why)
+        first = (str(exc).splitlines() or [""])[0][:200]
+        raise FeatureContractError(
+            f"features publish: cannot read the served models' feature sets from the registry at "
+            f"{settings.registry_uri or settings.tracking_uri} ({type(exc).__name__}: {first}); nothing was "
+            f"published: make the registry reachable (CRMSCORE_TRACKING_URI) or fix CRMSCORE_SERVE_MODELS, then "
+            f"publish again") from exc
 
 
 def merged(base: FeatureSet, others: list[FeatureSet]) -> FeatureSet:
+    """The data's feature set plus the features of `others` it lacks. A name in both keeps the data's own
+    definition: the snapshot is the config's; a model that reads it differently is refused by the service
+    (crmscore.features.contract), not silently fed the other definition."""
     seen = {f.name for f in base.features}
     feats = list(base.features)
     for fs in others:
@@ -56,11 +74,17 @@ def merged(base: FeatureSet, others: list[FeatureSet]) -> FeatureSet:
 
 def publish_snapshot(data: CustomerData, as_of: Any, settings: Settings, *, compare_days: int = 30) -> tuple[int, str]:
     as_of = as_of or data.default_as_of()
-    fs = merged(feature_set_for(data, as_of), served_feature_sets(settings))
+    served = served_models(settings)
+    fs = merged(feature_set_for(data, as_of), [bundle.feature_set for _, _, bundle in served])
     frame = build_features(data, as_of, fs)
     rfm = RFMScorer(data.config.segments.rfm_window_days).fit(frame)  # the scale the snapshot's segments use
     meta = {"as_of": str(as_of), "rfm": rfm.to_dict(), "published_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "customers": len(frame), "config": data.config.name}
+            "customers": len(frame), "config": data.config.name,
+            **snapshot_meta(fs.definitions([c for c in frame.columns if fs.get(c) is not None]), fs.windows)}
+    for name, version, bundle in served:  # the service will refuse these: say so now, at the publish
+        why = refusal(name, version, bundle.task, bundle.feature_definitions(), list(bundle.feature_set.windows), meta)
+        if why:
+            log.warning("the service will not serve this model on the new snapshot: %s", why)
     sqlite = SqliteStore(settings.home / "online_store.sqlite")
     current = frame[["customer_id", "rfm_segment", "lifecycle_stage"]].astype({"customer_id": str})
     previous, prev_as_of, source = previous_segments(sqlite, data, as_of, fs, compare_days)

@@ -11,6 +11,7 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from crmscore.models.bundle import TrainedModel
 from crmscore.models.estimator import Explanation
 from crmscore.models.evaluation import comparison_columns
 from crmscore.features.segments import lifecycle_stages
+from crmscore.models.population import PopulationRule
 
 log = logging.getLogger(__name__)
 STORE_PREFIX = "crmscore-"
@@ -60,6 +62,15 @@ class ServedModel:
         self.booster = getattr(m, "booster_", None)
         self.iterations = getattr(m, "best_iteration_", None)
         self.rfm_scorer = self.bundle.rfm_scorer()  # the model's RFM scale, read once
+        # who the model predicts for (None: a feature-table model, no rule); read once
+        self.population = PopulationRule.of_model(self.bundle) if self.bundle.mode == "transactions" else None
+
+    def in_population(self, features: dict[str, Any]) -> bool | None:
+        """Whether a customer's features put them in the model's population (crmscore.models.population);
+        None when the model has no rule or the features do not say (no `recency_days` sent)."""
+        if self.population is None or "recency_days" not in features:
+            return None
+        return self.population.admits_one(features)
 
     def describe(self) -> dict[str, Any]:
         info = self.bundle.info
@@ -78,9 +89,17 @@ class ServedModel:
 
     # -- fast path --------------------------------------------------------------------------------
     def row(self, features: dict[str, Any], *, strict: bool) -> np.ndarray:
-        """One customer's features as the booster's input row. strict: every feature must be given
-        (features sent by a caller); otherwise missing ones are missing values (published snapshots)."""
+        """One customer's features as the booster's input row; a feature given as null is a missing value.
+        strict (features sent by a caller): every feature must be given and no other. Otherwise (a published
+        snapshot's row, which holds more) every feature the model reads must be there: a feature left out of
+        the snapshot is an error, never scored as missing (the store's definitions are checked at load)."""
         x = np.full(len(self.names), np.nan)
+        if not strict and not features.keys() >= self.index.keys():  # a set comparison in C: the hot path
+            absent = [n for n in self.names if n not in features]
+            if absent:
+                raise FeatureError(f"the published snapshot has no {absent[0]!r}"
+                                   f"{f' (nor {len(absent) - 1} more)' if len(absent) > 1 else ''} for model "
+                                   f"{self.name}: run `crmscore features publish` with the model's config")
         if strict:
             missing = [n for n in self.names if n not in features]
             unknown = [k for k in features if k not in self.index]
@@ -208,25 +227,37 @@ def load_from_bentoml_store(model: str, alias: str, version: str, reason: str) -
     raise LookupError(f"no copy of {model} v{version} in the BentoML store")
 
 
-def load_models(specs: list[tuple[str, str]], home: Path,
-                unreachable: str | None = None) -> tuple[dict[str, ServedModel], list[str]]:
+def load_models(specs: list[tuple[str, str]], home: Path, unreachable: str | None = None,
+                accept: Callable[[ServedModel], str | None] | None = None
+                ) -> tuple[dict[str, ServedModel], list[str], list[str]]:
     """Load (name, alias-or-version) pairs from the registry; while it cannot be reached, load the version
     last served for that model and alias from the BentoML store, and nothing else.
 
     unreachable: why the registry is known to be down already (its calls are then skipped: one timeout, not
-    one per model). Returns the loaded models and warnings for those that could not be loaded at all.
+    one per model). accept: why a loaded model must not be served (the feature contract), or None; a refused
+    model is neither served nor recorded as served (an outage never falls back to it). Returns the loaded
+    models, warnings for those that could not be loaded at all, and the refusals.
     """
     from crmscore.models import registry
     from crmscore.models.registry import RegistryError
 
     registry.configure()
     served = read_served(home)
-    loaded, warnings = {}, []
+    loaded, warnings, refused = {}, [], []
+
+    def refuses(lm: ServedModel) -> bool:
+        why = accept(lm) if accept is not None else None
+        if why:
+            refused.append(why)
+        return bool(why)
+
     for name, ref in specs:
         if unreachable is None:
             try:
                 bundle, mv = registry.load_bundle(name, ref)
                 lm = ServedModel(name, str(mv.version), ref, bundle, "registry")
+                if refuses(lm):
+                    continue
                 try:
                     save_to_bentoml_store(lm)
                 except Exception as exc:  # noqa: BLE001  (the copy is a convenience; serving goes on)
@@ -249,10 +280,12 @@ def load_models(specs: list[tuple[str, str]], home: Path,
         except Exception as exc:  # noqa: BLE001
             warnings.append(f"{name}@{ref}: registry unreachable ({unreachable}) and {exc}")
             continue
+        if refuses(lm):
+            continue
         log.warning("registry unreachable for %s; serving %s", name, lm.source)
         loaded[name] = lm
     record_served(home, loaded)
-    return loaded, warnings
+    return loaded, warnings, refused
 
 
 def _answered(exc: Exception) -> bool:

@@ -51,6 +51,14 @@ class CustomerScore(BaseModel):
     details: dict[str, Any] | None = Field(
         default=None, description="Model-specific outputs: days_to_next (median, low, high) for next-purchase, "
                                   "top_category and next_categories for next-category, percentile for lookalike.")
+    in_population: bool | None = Field(
+        default=None, description="Whether the customer is in the population the model was trained for (churn: a "
+                                  "purchase within the lifecycle's churned_days; next-category: a purchase; "
+                                  "lookalike: a purchase within its lookback). false: the score is still given, "
+                                  "but the model was not trained on such customers and batch files leave them "
+                                  "out. null: the model has no rule, or the features sent have no recency_days.")
+    population: str | None = Field(default=None, description="The model's population in words, when the "
+                                                             "customer is outside it.")
     error: str | None = Field(default=None, description="Why this customer could not be scored.")
 
 

@@ -55,7 +55,7 @@ class PageViews:
                 if res.get("error"):
                     raise RuntimeError(res["error"])
                 out.update({k: res[k] for k in ("score", "decile", "band", "segment", "lifecycle_stage", "base_value",
-                                                "reasons", "details")
+                                                "reasons", "details", "in_population", "population")
                             if res.get(k) is not None})
                 if model.booster is not None:  # one booster (not next-category's per-category heads)
                     _, expl = model.score_rows(model.row(feats, strict=False)[None, :], True)

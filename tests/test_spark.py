@@ -1,0 +1,201 @@
+"""Spark gives the answers DuckDB gives: the dialect's helpers, every feature column, and explained scores.
+
+All tests share one local[2] session (the `spark` fixture; skipped with the reason when PySpark or Java is
+absent). Data is kept small: the point is the SQL's meaning on each engine, not scale (bench/spark.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from crmscore.features.dialect import DUCKDB, SPARK
+
+pytestmark = pytest.mark.spark
+
+ZONE = "America/New_York"  # DST: 2024-03-10 02:00 does not exist, 2024-11-03 01:00-02:00 happens twice
+CUTOFFS = ["2024-03-10", "2024-07-01", "2024-11-04"]
+
+
+def assert_same_table(duck: pd.DataFrame, spark: pd.DataFrame) -> None:
+    """Same columns and ids, same nulls, numbers within 1e-9, strings equal, column by column."""
+    assert list(spark.columns) == list(duck.columns)
+    assert spark["customer_id"].tolist() == duck["customer_id"].tolist()
+    for col in duck.columns:
+        a, b = duck[col], spark[col]
+        assert (a.isna().to_numpy() == b.isna().to_numpy()).all(), f"{col}: nulls differ"
+        if a.dtype.kind in "fiub":
+            x, y = a.to_numpy(float), b.to_numpy(float)
+            ok = np.isclose(x, y, rtol=1e-9, atol=1e-9, equal_nan=True)
+            assert ok.all(), f"{col}: {x[~ok][:3]} (DuckDB) vs {y[~ok][:3]} (Spark)"
+        else:
+            assert a.dropna().astype(str).tolist() == b.dropna().astype(str).tolist(), f"{col}: strings differ"
+
+
+def test_dialect_helpers_agree_over_a_grid_of_timestamps(spark):
+    """Day differences, weekend, hour and the cutoff literal, for wall times across DST gaps and folds, leap
+    days, year ends and every weekday, on both engines."""
+    import duckdb
+
+    start = pd.Timestamp("2023-12-28 00:00:00")
+    grid = [start + pd.Timedelta(minutes=int(m)) for m in np.arange(0, 60 * 24 * 10, 97)]  # 10 days, odd steps
+    grid += [pd.Timestamp(t) for t in ("2024-02-29 23:59:59.999999", "2024-03-10 02:30:00", "2024-03-10 03:00:00",
+                                       "2024-11-03 01:30:00", "2024-11-03 01:59:59", "2024-12-31 23:59:59",
+                                       "2025-01-01 00:00:00", "1999-12-31 12:00:00.5")]
+    cuts = [pd.Timestamp("2024-03-10"), pd.Timestamp("2025-01-01 00:00:00")]
+    text = pd.DataFrame({"t": [g.isoformat(sep=" ") for g in grid]})
+
+    def query(d):
+        cols = ", ".join(f"{d.age_days('ts', d.timestamp(c))} AS age_{i}" for i, c in enumerate(cuts))
+        return (f"SELECT t, {cols}, {d.is_weekend('ts')} AS weekend, {d.hour('ts')} AS hour, "
+                f"ts < {d.timestamp(cuts[0])} AS before FROM grid")
+
+    con = duckdb.connect()
+    con.register("raw", text)
+    con.execute("CREATE VIEW grid AS SELECT t, CAST(t AS TIMESTAMP) AS ts FROM raw")
+    duck = con.execute(query(DUCKDB) + " ORDER BY t").df()
+    spark.createDataFrame(text).selectExpr("t", "CAST(t AS TIMESTAMP_NTZ) AS ts").createOrReplaceTempView("grid")
+    on_spark = spark.sql(query(SPARK)).toPandas().sort_values("t").reset_index(drop=True)
+    assert_same_table(duck.rename(columns={"t": "customer_id"}), on_spark.rename(columns={"t": "customer_id"}))
+    # and they are right, not just equal: pandas' own weekday and day arithmetic
+    expected = [(cuts[0] - g).total_seconds() / 86400 for g in sorted(grid, key=lambda g: g.isoformat(sep=" "))]
+    assert np.allclose(on_spark["age_0"], expected, rtol=0, atol=1e-9)
+    assert on_spark["weekend"].tolist() == [pd.Timestamp(t).dayofweek >= 5 for t in on_spark["t"]]
+
+
+@pytest.fixture(scope="module")
+def edge_config(tmp_path_factory):
+    """Synthetic customers plus edge cases, as CSV with text timestamps (naive and with offsets) in a zone with
+    DST: weekend and DST-gap orders, refunds, a refund-only order, a prospect with null attributes, a line
+    without an order id or known product, and one unparseable amount (quarantined by both engines)."""
+    from crmscore import synthetic
+
+    tmp = tmp_path_factory.mktemp("spark_edge")
+    tables = synthetic.generate(customers=400, seed=11)
+    lines = tables.transactions.copy()
+    lines["ts"] = lines["ts"].dt.strftime("%Y-%m-%d %H:%M:%S")
+    lines["amount"] = lines["amount"].map(repr)
+    edge = pd.DataFrame([
+        # customer, ts (text), amount, order, product
+        ("E1", "2024-03-08 22:00:00", "10.5", "E1a", "P00001"),      # Friday night
+        ("E1", "2024-03-09 23:30:00", "20", "E1b", "P00002"),        # Saturday
+        ("E1", "2024-03-10 02:30:00", "5", "E1c", "P00003"),         # a wall time DST skips, on the cutoff's day
+        ("E1", "2024-03-10T07:30:00Z", "7.25", "E1d", "P00001"),     # UTC offset: 03:30 local
+        ("E1", "2024-11-03T01:30:00-04:00", "3", "E1e", "P00002"),   # the fold, first pass (EDT)
+        ("E1", "2024-11-03T01:30:00-05:00", "4", "E1f", "P00002"),   # the fold, second pass (EST)
+        ("E2", "2024-02-01 12:00:00", "50", "E2a", "P00004"),
+        ("E2", "2024-02-01 12:00:00", "-20", "E2a", "P00005"),       # a refund line in a purchase
+        ("E2", "2024-02-10 09:00:00", "-15", "E2b", "P00004"),       # a refund-only order
+        ("E4", "2024-06-30 23:59:59", "12", None, "P99999"),         # no order id, unknown product
+        ("E4", "2024-06-30 23:59:59", "1", None, "P00001"),
+        ("E5", "2024-05-05 05:05:05", "n/a", "E5a", "P00001"),       # not a number: quarantined
+    ], columns=["customer_id", "ts", "amount", "order_id", "product_id"])
+    edge["quantity"], edge["channel"], edge["store_id"] = 1, "web", None
+    pd.concat([lines, edge], ignore_index=True).to_csv(tmp / "transactions.csv", index=False)
+    customers = tables.customers.copy()
+    extra = pd.DataFrame({"customer_id": ["E1", "E2", "E3", "E4"],
+                          "signup_ts": pd.to_datetime(["2023-06-01", "2023-06-02", "2024-01-05 10:00:00", None], format="ISO8601"),
+                          "region": [None, "north", None, "west"], "age_band": ["25-34", None, None, None],
+                          "email_opt_in": [True, False, None, True]})
+    customers = pd.concat([customers, extra], ignore_index=True)
+    customers["email_opt_in"] = customers["email_opt_in"].astype("boolean")
+    customers.to_parquet(tmp / "customers.parquet", index=False)
+    tables.products.to_parquet(tmp / "products.parquet", index=False)
+    tables.events.to_parquet(tmp / "events.parquet", index=False)
+    cfg = {"name": "edge", "timezone": ZONE,
+           "data": {"transactions": {"path": str(tmp / "transactions.csv")},
+                    "products": {"path": str(tmp / "products.parquet")},
+                    "customers": {"path": str(tmp / "customers.parquet"),
+                                  "attributes": ["region", "age_band", "email_opt_in"]},
+                    "events": {"path": str(tmp / "events.parquet")}},
+           "validation": {"quarantine_dir": str(tmp / "quarantine"), "max_bad_share": 0.5}}
+    (tmp / "config.yaml").write_text(yaml.safe_dump(cfg))
+    return tmp / "config.yaml"
+
+
+@pytest.fixture(scope="module")
+def both_engines(edge_config, spark):
+    from crmscore.config import load_config
+    from crmscore.data.loader import load_customer_data
+    from crmscore.data.spark import load_customer_data_spark
+
+    cfg = load_config(edge_config)
+    return load_customer_data(cfg), load_customer_data_spark(cfg, spark)
+
+
+def test_canonical_tables_and_quarantine_match(both_engines):
+    duck, on_spark = both_engines
+    for name, rep in duck.reports.items():
+        assert (on_spark.reports[name].rows_read, on_spark.reports[name].rows_bad) == (rep.rows_read, rep.rows_bad)
+    assert duck.reports["transactions"].rows_bad == 1
+    assert [(i.column, i.problem, i.rows) for i in on_spark.reports["transactions"].issues] == \
+        [("amount", "are not numbers", 1)]
+    q = pd.read_parquet(on_spark.reports["transactions"].quarantine_path)
+    assert q["customer_id"].tolist() == ["E5"] and q["_value"].tolist() == ["n/a"]
+    assert on_spark.attributes == duck.attributes
+    order = "ORDER BY customer_id, ts, amount, order_key, category"
+    a = duck.con.execute(f"SELECT customer_id, CAST(ts AS VARCHAR) AS ts, amount, order_key, category FROM lines {order}").df()
+    b = on_spark.sql(f"SELECT customer_id, CAST(ts AS STRING) AS ts, amount, order_key, category FROM lines {order}").toPandas()
+    assert a.astype(str).values.tolist() == b.astype(str).values.tolist()
+
+
+@pytest.mark.parametrize("as_of", CUTOFFS)
+def test_every_feature_column_matches_duckdb(both_engines, as_of):
+    from crmscore.features.build import build_features, feature_set_for
+    from crmscore.features.spark import collect_features, spark_features
+
+    duck, on_spark = both_engines
+    fs = feature_set_for(duck, CUTOFFS[0])
+    assert feature_set_for(on_spark, CUTOFFS[0]) == fs  # the same vocabulary, discovered on Spark
+    expected = build_features(duck, as_of, fs)
+    got = collect_features(spark_features(on_spark, as_of, fs))
+    assert_same_table(expected, got)
+    assert {"E1", "E2", "E3"} <= set(got["customer_id"]) or as_of == CUTOFFS[0]
+
+
+def test_spark_scores_equal_crmscore_score(both_engines, tmp_path):
+    """mapInPandas scoring gives `crmscore score`'s rows: same customers, scores, deciles, segments, lifecycle
+    stages, contributions and reason texts."""
+    from crmscore.models.pipeline import train_task
+    from crmscore.models.tasks import get_task
+    from crmscore.scoring.batch import score_frame, transactional_population
+    from crmscore.scoring.spark import score_on_spark, write_spark_scores
+
+    duck, on_spark = both_engines
+    task = get_task("churn")
+    bundle = train_task(task, duck.config, task.settings(snapshots=2, num_boost_round=40), data=duck,
+                        register=False).bundle
+    as_of = duck.default_as_of()
+    expected = score_frame(bundle, transactional_population(bundle, duck, as_of), top_k=3, version="7")
+    expected = expected.rename(columns={"rfm_segment": "segment"}).sort_values("customer_id").reset_index(drop=True)
+    write_spark_scores(score_on_spark(bundle, on_spark, as_of, top_k=3, version="7"), tmp_path / "scores")
+    got = pd.read_parquet(tmp_path / "scores").sort_values("customer_id").reset_index(drop=True)
+    assert got["customer_id"].tolist() == expected["customer_id"].tolist() and len(got) > 100
+    for col in ("score", "base_value"):
+        assert np.allclose(got[col], expected[col], rtol=0, atol=1e-12), col
+    for col in ("decile", "segment", "lifecycle_stage", "model_version", "reason_1", "reason_2", "reason_3"):
+        assert got[col].astype(str).tolist() == expected[col].astype(str).tolist(), col
+    for mine, theirs in zip(got["reasons"], expected["reasons"], strict=True):
+        assert [r["feature"] for r in mine] == [r["feature"] for r in theirs]
+        assert np.allclose([r["contribution"] for r in mine], [r["contribution"] for r in theirs], rtol=0, atol=1e-12)
+        assert [r["text"] for r in mine] == [r["text"] for r in theirs]
+
+
+def test_training_set_on_spark_equals_duckdb(both_engines):
+    """Labels and the stacked training set (build_training_set through the churn task's cutoffs) computed on
+    Spark: the same rows, labels and features as on DuckDB."""
+    from crmscore.models.pipeline import transactional_dataset
+    from crmscore.models.tasks import get_task
+
+    duck, on_spark = both_engines
+    task = get_task("churn")
+    s = task.settings(snapshots=2)
+    expected, got = transactional_dataset(task, duck, s), transactional_dataset(task, on_spark, s)
+    assert got.cutoffs == expected.cutoffs
+    for part in ("train", "valid", "test"):
+        a = getattr(expected, part).sort_values(["as_of", "customer_id"], ignore_index=True)
+        b = getattr(got, part).sort_values(["as_of", "customer_id"], ignore_index=True)
+        assert len(a) > 50
+        assert_same_table(a.drop(columns="as_of"), b.drop(columns="as_of"))
