@@ -63,8 +63,39 @@ class TableReport:
         return self.rows_bad / self.rows_read if self.rows_read else 0.0
 
 
+class CanonicalTables:
+    """What every engine's canonical tables answer alike (CustomerData on DuckDB, SparkCustomerData on Spark),
+    written once over the engine's own `rows()` query."""
+
+    tables: set[str]
+    columns: dict[str, set[str]]
+    reports: dict[str, TableReport]
+    config: ProjectConfig
+
+    def rows(self, sql: str) -> list[tuple]:
+        raise NotImplementedError
+
+    def has(self, table: str, column: str | None = None) -> bool:
+        if table not in self.tables:
+            return False
+        return column is None or column in self.columns.get(table, set())
+
+    def ts_range(self) -> tuple[pd.Timestamp, pd.Timestamp]:
+        lo, hi = self.rows("SELECT min(ts), max(ts) FROM transactions")[0]
+        return pd.Timestamp(lo), pd.Timestamp(hi)
+
+    def default_as_of(self) -> pd.Timestamp:
+        """The cutoff used when none is given: midnight after the last transaction's day ("today")."""
+        return self.ts_range()[1].normalize() + pd.Timedelta(days=1)
+
+    @property
+    def bad_tables(self) -> list[TableReport]:
+        limit = self.config.validation.max_bad_share
+        return [r for r in self.reports.values() if r.bad_share > limit]
+
+
 @dataclass
-class CustomerData:
+class CustomerData(CanonicalTables):
     """Canonical tables in an embedded DuckDB connection.
 
     Tables: `transactions` (always; with `category` joined from products and an `order_key`),
@@ -81,11 +112,6 @@ class CustomerData:
     columns: dict[str, set[str]] = field(default_factory=dict)
     history_attributes: dict[str, str] = field(default_factory=dict)
 
-    def has(self, table: str, column: str | None = None) -> bool:
-        if table not in self.tables:
-            return False
-        return column is None or column in self.columns.get(table, set())
-
     def rows(self, sql: str) -> list[tuple]:
         """The rows of a query over the canonical tables (the same call answers on Spark: SparkCustomerData)."""
         return self.con.execute(sql).fetchall()
@@ -94,19 +120,6 @@ class CustomerData:
         """A query's result as a pandas frame (SparkCustomerData.frame collects a Spark result the same way)."""
         return self.con.execute(sql).df()
 
-    def ts_range(self) -> tuple[pd.Timestamp, pd.Timestamp]:
-        lo, hi = self.con.execute("SELECT min(ts), max(ts) FROM transactions").fetchone()
-        return pd.Timestamp(lo), pd.Timestamp(hi)
-
-    def default_as_of(self) -> pd.Timestamp:
-        """The cutoff used when none is given: midnight after the last transaction's day ("today")."""
-        return self.ts_range()[1].normalize() + pd.Timedelta(days=1)
-
-    @property
-    def bad_tables(self) -> list[TableReport]:
-        limit = self.config.validation.max_bad_share
-        return [r for r in self.reports.values() if r.bad_share > limit]
-
 
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
@@ -114,6 +127,40 @@ def _quote(name: str) -> str:
 
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
+
+
+def map_source_columns(table: str, contract: TableContract, source: SourceConfig, source_types: dict[str, str],
+                       quote: Callable[[str], str]) -> dict[str, str]:
+    """canonical name -> SQL over the source's columns, for every contract column the source has: the config's
+    mapping (a column name, matched case-insensitively, or an SQL expression) first, then same-named columns.
+    `quote` is the engine's identifier quoting (DuckDB and Spark share these rules)."""
+    lower = {c.lower(): c for c in source_types}
+    mapping: dict[str, str] = {}
+    for name, expr in source.columns.items():
+        if contract.column(name) is None and not contract.keep_extra_columns:
+            known = ", ".join(c.name for c in contract.columns)
+            raise DataContractError(f"{table}: '{name}' in data.{table}.columns is not a column of "
+                                    f"the {table} contract (known: {known})")
+        if expr in source_types:
+            mapping[name] = quote(expr)
+        elif expr.lower() in lower:
+            mapping[name] = quote(lower[expr.lower()])
+        else:
+            mapping[name] = f"({expr})"
+    for spec in contract.columns:
+        if spec.name not in mapping and spec.name.lower() in lower:
+            mapping[spec.name] = quote(lower[spec.name.lower()])
+    return mapping
+
+
+def require_columns(table: str, contract: TableContract, path: str, mapping: dict[str, str], available: str) -> None:
+    """A one-line error naming the table's required columns that the mapping leaves out, and how to map them."""
+    missing = [c for c in contract.required if c not in mapping]
+    if missing:
+        cols = ", ".join(f"'{c}'" for c in missing)
+        raise DataContractError(
+            f"{table}: required column {cols} is missing in {path}; map it under "
+            f"data.{table}.columns, e.g. {{{missing[0]}: <source column>}} (source columns: {available})")
 
 
 def _reader_sql(source: SourceConfig, path: str, text_columns: tuple[str, ...] = ()) -> str:
@@ -220,22 +267,7 @@ class _TableLoader:
 
     def _mapping(self, source_types: dict[str, str]) -> dict[str, str]:
         """canonical name -> SQL over source columns, for every column present; errors if required missing."""
-        lower = {c.lower(): c for c in source_types}
-        mapping: dict[str, str] = {}
-        for name, expr in self.source.columns.items():
-            if self.contract.column(name) is None and not self.contract.keep_extra_columns:
-                known = ", ".join(c.name for c in self.contract.columns)
-                raise DataContractError(f"{self.name}: '{name}' in data.{self.name}.columns is not a column of "
-                                        f"the {self.name} contract (known: {known})")
-            if expr in source_types:
-                mapping[name] = _quote(expr)
-            elif expr.lower() in lower:
-                mapping[name] = _quote(lower[expr.lower()])
-            else:
-                mapping[name] = f"({expr})"
-        for spec in self.contract.columns:
-            if spec.name not in mapping and spec.name.lower() in lower:
-                mapping[spec.name] = _quote(lower[spec.name.lower()])
+        mapping = map_source_columns(self.name, self.contract, self.source, source_types, _quote)
         available = ", ".join(source_types)
         for name, sql in mapping.items():
             try:
@@ -247,12 +279,7 @@ class _TableLoader:
                 raise DataContractError(
                     f"{self.name}.{name}: the mapping {self.source.columns.get(name, name)!r} cannot be read "
                     f"from {self.path}: {what} (source columns: {available})") from exc
-        missing = [c for c in self.contract.required if c not in mapping]
-        if missing:
-            cols = ", ".join(f"'{c}'" for c in missing)
-            raise DataContractError(
-                f"{self.name}: required column {cols} is missing in {self.path}; map it under "
-                f"data.{self.name}.columns, e.g. {{{missing[0]}: <source column>}} (source columns: {available})")
+        require_columns(self.name, self.contract, self.path, mapping, available)
         return mapping
 
     def _attributes(self, mapping: dict[str, str], source_types: dict[str, str]) -> dict[str, str]:

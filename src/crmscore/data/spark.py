@@ -28,7 +28,7 @@ import pandas as pd
 
 from crmscore.config import ProjectConfig, SourceConfig
 from crmscore.data.contracts import CONTRACTS, ColumnSpec, TableContract
-from crmscore.data.loader import Issue, TableReport, too_many_bad_rows
+from crmscore.data.loader import CanonicalTables, Issue, TableReport, map_source_columns, require_columns, too_many_bad_rows
 from crmscore.errors import ConfigError, DataContractError
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ def session_for(cfg: ProjectConfig, session: SparkSession | None = None) -> Spar
 
 
 @dataclass
-class SparkCustomerData:
+class SparkCustomerData(CanonicalTables):
     """Canonical tables as temporary views of a Spark session; the same interface as CustomerData for feature
     building (`rows`, `has`, `columns`, `attributes`), with `engine = 'spark'` selecting the Spark dialect."""
 
@@ -98,11 +98,6 @@ class SparkCustomerData:
     history_attributes: dict[str, str] = field(default_factory=dict)
     engine: str = "spark"
 
-    def has(self, table: str, column: str | None = None) -> bool:
-        if table not in self.tables:
-            return False
-        return column is None or column in self.columns.get(table, set())
-
     def rows(self, sql: str) -> list[tuple]:
         return [tuple(r) for r in self.spark.sql(sql).collect()]
 
@@ -112,18 +107,6 @@ class SparkCustomerData:
 
     def sql(self, sql: str) -> DataFrame:
         return self.spark.sql(sql)
-
-    def ts_range(self) -> tuple[pd.Timestamp, pd.Timestamp]:
-        lo, hi = self.rows("SELECT min(ts), max(ts) FROM transactions")[0]
-        return pd.Timestamp(lo), pd.Timestamp(hi)
-
-    def default_as_of(self) -> pd.Timestamp:
-        return self.ts_range()[1].normalize() + pd.Timedelta(days=1)
-
-    @property
-    def bad_tables(self) -> list[TableReport]:
-        limit = self.config.validation.max_bad_share
-        return [r for r in self.reports.values() if r.bad_share > limit]
 
 
 def _quote(name: str) -> str:
@@ -239,22 +222,7 @@ class _SparkTableLoader:
     def _mapping(self, src: DataFrame, source_types: dict[str, str]) -> dict[str, str]:
         from pyspark.errors import PySparkException
 
-        lower = {c.lower(): c for c in source_types}
-        mapping: dict[str, str] = {}
-        for name, expr in self.source.columns.items():
-            if self.contract.column(name) is None and not self.contract.keep_extra_columns:
-                known = ", ".join(c.name for c in self.contract.columns)
-                raise DataContractError(f"{self.name}: '{name}' in data.{self.name}.columns is not a column of "
-                                        f"the {self.name} contract (known: {known})")
-            if expr in source_types:
-                mapping[name] = _quote(expr)
-            elif expr.lower() in lower:
-                mapping[name] = _quote(lower[expr.lower()])
-            else:
-                mapping[name] = f"({expr})"
-        for spec in self.contract.columns:
-            if spec.name not in mapping and spec.name.lower() in lower:
-                mapping[spec.name] = _quote(lower[spec.name.lower()])
+        mapping = map_source_columns(self.name, self.contract, self.source, source_types, _quote)
         available = ", ".join(source_types)
         for name, sql in mapping.items():
             try:
@@ -263,12 +231,7 @@ class _SparkTableLoader:
                 raise DataContractError(
                     f"{self.name}.{name}: the mapping {self.source.columns.get(name, name)!r} cannot be read "
                     f"from {self.path}: {str(exc).splitlines()[0]} (source columns: {available})") from exc
-        missing = [c for c in self.contract.required if c not in mapping]
-        if missing:
-            cols = ", ".join(f"'{c}'" for c in missing)
-            raise DataContractError(
-                f"{self.name}: required column {cols} is missing in {self.path}; map it under "
-                f"data.{self.name}.columns, e.g. {{{missing[0]}: <source column>}} (source columns: {available})")
+        require_columns(self.name, self.contract, self.path, mapping, available)
         return mapping
 
     def _attributes(self, mapping: dict[str, str], source_types: dict[str, str]) -> dict[str, str]:
