@@ -35,7 +35,7 @@ def test_the_hash_follows_meaning_not_wording_and_survives_saving():
     fs = _set([30, 90, 365])
     f = fs.get("weekend_share")
     assert dataclasses.replace(f, description="weekend orders", group="other").definition_hash == f.definition_hash
-    for change in ({"sql": f.sql.replace("1.0", "2.0")}, {"unit": "ratio"}, {"dtype": "int"}, {"window_days": 90}):
+    for change in ({"sql": f"({f.sql}) * 2"}, {"unit": "ratio"}, {"dtype": "int"}, {"window_days": 90}):
         assert dataclasses.replace(f, **change).definition_hash != f.definition_hash, change
     assert FeatureSet.from_dict(fs.to_dict()).definitions() == fs.definitions()
     recency = fs.get("recency_days").definition_hash
