@@ -388,6 +388,39 @@ class _TableLoader:
         log.warning("%s: %d bad rows quarantined to %s", self.name, self.report.rows_bad, out)
 
 
+CANONICAL_TABLES = ("products", "customers", "attribute_history", "events", "treatments", "transactions")
+
+
+def load_tables(cfg: ProjectConfig, load: Callable[[TableContract, SourceConfig], tuple[TableReport, dict[str, str]]],
+                progress: Callable[[str], None] | None = None, names: tuple[str, ...] = CANONICAL_TABLES,
+                engine: str = "") -> tuple[set[str], dict[str, TableReport], dict[str, str], dict[str, str]]:
+    """Load every configured canonical table with the engine's table loader `load` (transactions last: it
+    joins products), and check what holds across tables: an attribute listed in one place only, and
+    transactions that are not empty. Returns the tables, their reports, the static and the history attributes."""
+    reports: dict[str, TableReport] = {}
+    attributes: dict[str, str] = {}
+    history_attributes: dict[str, str] = {}
+    tables: set[str] = set()
+    for name in names:
+        source = getattr(cfg.data, name)
+        if source is None:
+            continue
+        if progress:
+            progress(f"loading {name}{engine}")
+        report, attrs = load(CONTRACTS[name], source)
+        reports[name] = report
+        (history_attributes if name == "attribute_history" else attributes).update(attrs)
+        tables.add(name)
+    both = sorted(set(attributes) & set(history_attributes))
+    if both:
+        raise ConfigError(f"customers.{both[0]}: listed under both data.customers.attributes and "
+                          f"data.attribute_history.attributes; keep it in one (the history, if it changes)")
+    if reports["transactions"].rows_read == 0:
+        raise DataContractError(f"transactions: {reports['transactions'].source} has no rows; point "
+                                f"data.transactions.path at the purchase lines")
+    return tables, reports, attributes, history_attributes
+
+
 def load_customer_data(cfg: ProjectConfig, *, strict: bool = True,
                        progress: Callable[[str], None] | None = None,
                        con: duckdb.DuckDBPyConnection | None = None) -> CustomerData:
@@ -406,27 +439,8 @@ def load_customer_data(cfg: ProjectConfig, *, strict: bool = True,
                           "(a config with only data.features is a ready feature table)")
     con = con or duckdb.connect()
     con.execute(f"SET TimeZone = {_literal(cfg.timezone)}")
-    reports: dict[str, TableReport] = {}
-    attributes: dict[str, str] = {}
-    history_attributes: dict[str, str] = {}
-    tables: set[str] = set()
-    for name in ("products", "customers", "attribute_history", "events", "treatments", "transactions"):
-        source = getattr(cfg.data, name)
-        if source is None:
-            continue
-        if progress:
-            progress(f"loading {name}")
-        report, attrs = _TableLoader(con, cfg, CONTRACTS[name], source).load()
-        reports[name] = report
-        (history_attributes if name == "attribute_history" else attributes).update(attrs)
-        tables.add(name)
-    both = sorted(set(attributes) & set(history_attributes))
-    if both:
-        raise ConfigError(f"customers.{both[0]}: listed under both data.customers.attributes and "
-                          f"data.attribute_history.attributes; keep it in one (the history, if it changes)")
-    if reports["transactions"].rows_read == 0:
-        raise DataContractError(f"transactions: {reports['transactions'].source} has no rows; point "
-                                f"data.transactions.path at the purchase lines")
+    tables, reports, attributes, history_attributes = load_tables(
+        cfg, lambda contract, source: _TableLoader(con, cfg, contract, source).load(), progress)
     columns = {t: {r[0] for r in con.execute(f"DESCRIBE {t}").fetchall()} for t in tables}
     data = CustomerData(con, cfg, tables, reports, attributes, columns, history_attributes)
     _enrich_transactions(data)

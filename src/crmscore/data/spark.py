@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from crmscore.config import ProjectConfig, SourceConfig
-from crmscore.data.contracts import CONTRACTS, ColumnSpec, TableContract
-from crmscore.data.loader import CanonicalTables, Issue, TableReport, map_source_columns, require_columns, too_many_bad_rows
+from crmscore.data.contracts import ColumnSpec, TableContract
+from crmscore.data.loader import (CANONICAL_TABLES, CanonicalTables, Issue, TableReport, load_tables,
+                                  map_source_columns, require_columns, too_many_bad_rows)
 from crmscore.errors import ConfigError, DataContractError
 
 if TYPE_CHECKING:
@@ -350,27 +351,10 @@ def load_customer_data_spark(cfg: ProjectConfig, spark: SparkSession | None = No
     if cfg.data.transactions is None:
         raise ConfigError("data.transactions is required for transactional features")
     spark = session_for(cfg, spark)
-    reports: dict[str, TableReport] = {}
-    attributes: dict[str, str] = {}
-    history_attributes: dict[str, str] = {}
-    tables: set[str] = set()
-    for name in ("products", "customers", "attribute_history", "events", "transactions"):
-        source = getattr(cfg.data, name)
-        if source is None:
-            continue
-        if progress:
-            progress(f"loading {name} on Spark")
-        report, attrs = _SparkTableLoader(spark, cfg, CONTRACTS[name], source).load()
-        reports[name] = report
-        (history_attributes if name == "attribute_history" else attributes).update(attrs)
-        tables.add(name)
-    both = sorted(set(attributes) & set(history_attributes))
-    if both:
-        raise ConfigError(f"customers.{both[0]}: listed under both data.customers.attributes and "
-                          f"data.attribute_history.attributes; keep it in one (the history, if it changes)")
-    if reports["transactions"].rows_read == 0:
-        raise DataContractError(f"transactions: {reports['transactions'].source} has no rows; point "
-                                f"data.transactions.path at the purchase lines")
+    # treatments (uplift campaigns) are read on DuckDB only for now
+    tables, reports, attributes, history_attributes = load_tables(
+        cfg, lambda contract, source: _SparkTableLoader(spark, cfg, contract, source).load(), progress,
+        names=tuple(n for n in CANONICAL_TABLES if n != "treatments"), engine=" on Spark")
     columns = {t: set(spark.table(t).columns) for t in tables}
     data = SparkCustomerData(spark, cfg, tables, reports, attributes, columns, history_attributes)
     _enrich_transactions(data)
