@@ -6,9 +6,9 @@ booster's bare predict and pred_contrib, in one run on the same data.
 
 Steps:
 1. Synthetic data (crmscore.synthetic, the same files as bench/features.py; reused from --keep DIR).
-2. A churn model of the shipped shape (the task's defaults) trained on a separate, smaller synthetic base of
-   the same generator and dates (--train-customers; training on the whole base is not what is measured),
-   saved in the folder and reused.
+2. A churn model of the shipped shape (training/configs/synthetic.yaml's churn settings) trained on a separate,
+   smaller synthetic base of the same generator and dates (--train-customers; training on the whole base is
+   not what is measured), saved in the folder and reused.
 3. Three fresh children (so each peak RSS is its own), on the same data and model:
    - unexplained batch: load, features, scores of every customer (--population all: every known customer;
      model: the churn population), written to Parquet (crmscore.scoring.stream_scores, --top-k 0);
@@ -36,6 +36,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
+SHIPPED_CONFIG = Path(__file__).resolve().parents[1] / "training/configs/synthetic.yaml"
 GOAL_SECONDS = 60.0
 GOAL_RSS_BYTES = 2.5 * 1024**3
 GOAL_EXPLAINED_RATIO = 2.0
@@ -150,7 +153,7 @@ def _run_child(kind: str, *args: str) -> dict:
 def _model(folder: Path, customers: int, seed: int, shapes: str, fbench) -> Path:
     """The churn model (the shipped shape, or the shape chosen among `shapes` by explanation cost), trained on
     its own smaller synthetic base (reused when saved)."""
-    model_dir = folder / (f"churn_model_{customers}_{seed}" + (f"_{shapes}" if shapes else ""))
+    model_dir = folder / (f"churn_model_{customers}_{seed}" + (f"_{shapes}" if shapes else "_shipped"))
     if (model_dir / "bundle.json").exists():
         return model_dir
     train_dir = folder / f"train_{customers}"
@@ -167,8 +170,10 @@ def _model(folder: Path, customers: int, seed: int, shapes: str, fbench) -> Path
 
         cfg = load_config(config)
         task = get_task("churn")
+        # the shipped demo config's churn settings (its tree shape, chosen on validation by bench/shapes.py)
+        shipped = yaml.safe_load(SHIPPED_CONFIG.read_text()).get("tasks", {}).get("churn", {})
         chosen = [tuple(int(x) for x in shape.split("x")) for shape in shapes.split(",")] if shapes else None
-        result = train_task(task, cfg, task.settings(cfg.tasks.get("churn"), shapes=chosen), register=False)
+        result = train_task(task, cfg, task.settings(shipped, shapes=chosen), register=False)
         print(f"  model trained: validation-chosen params {result.bundle.model.params}; "
               f"explanation cost {result.bundle.info.get('explain_cost')}", flush=True)
         result.bundle.save(model_dir)
@@ -191,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-customers", type=int, default=20_000)
     ap.add_argument("--shapes", default="", help="Candidate shapes as LEAVESxDEPTH,... (e.g. 15x5,7x3,4x2): train the "
                     "one cheapest to explain within the task's tolerance of the best validation metric; default: "
-                    "the shipped shape.")
+                    "the shipped shape (training/configs/synthetic.yaml).")
     ap.add_argument("--population", choices=("all", "model"), default="all",
                     help="all: every known customer; model: the churn population only.")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
