@@ -12,7 +12,8 @@ per row (best of three on up to 2,000 validation rows; a busy machine inflates b
 Data: `synthetic` generates a demo world with crmscore.synthetic (the generator and dates of bench/batch.py's
 training base); `online_retail` reads ../shared/data with training/configs/online_retail.yaml at development
 as-of dates (its held-back last quarter is not in the copy, and the as-of dates end before every test cutoff of
-bench/quality.py). The shapes' figures feed `tasks.churn.shapes` in the shipped configs.
+bench/quality.py). Its figures chose the churn shape pinned in training/configs/synthetic.yaml (see the
+comment there and the README's Performance section).
 """
 
 from __future__ import annotations
