@@ -385,7 +385,8 @@ def repeat_scores(df: pd.DataFrame, targets: list[str]) -> np.ndarray:
 
 def blend_repeat(pred: np.ndarray, df: pd.DataFrame, targets: list[str], weight: float) -> np.ndarray:
     """(1 - weight) x the ranking scores + weight x the customer's repeat rates (repeat_scores). A category the
-    customer has not bought scores (1 - weight) x its score, so the order among those (the cross-sell list) stays."""
+    customer has not bought in the window scores (1 - weight) x its score, so the order among those stays (the
+    whole cross-sell list when its lookback covers the window)."""
     return (1.0 - weight) * pred + weight * repeat_scores(df, targets)
 
 
