@@ -10,8 +10,8 @@ outcome as `label`).
 - Split: the campaign is one experiment at one time, so there is no out-of-time test: train / validation /
   test rows are a stratified random split (by treatment and outcome, fixed seed). Validation rows stop
   every model early; promotion compares models on the challenger's logged test rows.
-- Model: crmscore.models.uplift_learner (DR-, X-, transformed-outcome, S-learner or response-scaled, on LightGBM,
-  chosen by the validation rows' AUUC). Primary metric: the Qini coefficient
+- Model: crmscore.models.uplift_learner (response-scaled, S-, X-, DR-learner or transformed outcome, on LightGBM,
+  chosen on the validation rows' AUUC by the one-standard-error rule). Primary metric: the Qini coefficient
   (crmscore.models.uplift_evaluation), against baselines that a marketer would otherwise use: target
   everyone (the random line), target by churn score (days since the last purchase; a feature table: the
   least likely to buy first), target by purchase probability (a LightGBM response model that ignores
@@ -34,6 +34,7 @@ from crmscore.data.loader import CustomerData
 from crmscore.errors import ConfigError, DataContractError
 from crmscore.models import baselines as common_baselines
 from crmscore.models.tasks import Baseline, BaselineInput, Task, TaskSettings, register_task, register_task_family
+from crmscore.models.uplift_evaluation import grade_margin as uplift_grade_margin
 
 log = logging.getLogger(__name__)
 PREFIX = "uplift-"
@@ -52,9 +53,9 @@ class UpliftSettings(TaskSettings):
                             "this do-not-disturb.")
     sure_thing_probability: float = Field(default=0.5, gt=0, lt=1, description="Quadrants: without the campaign "
                                           "a customer this likely to buy anyway is a sure thing, else a lost cause.")
-    methods: list[Literal["dr", "x", "to", "s", "rs"]] = Field(
-        default=["dr", "x", "to", "s", "rs"], min_length=1, description="The learners the validation rows choose "
-        "among (crmscore.models.uplift_learner): DR-, X-, transformed-outcome, S-learner, response-scaled.")
+    methods: list[Literal["rs", "s", "x", "dr", "to"]] = Field(
+        default=["rs", "s", "x", "dr", "to"], min_length=1, description="The learners the validation rows choose "
+        "among (crmscore.models.uplift_learner): response-scaled, S-, X-, DR-learner, transformed outcome.")
 
 
 # -- outcomes from treatments and purchases --------------------------------------------------------
@@ -184,7 +185,8 @@ def fit_uplift(task: Task, ds: Any, s: UpliftSettings, params: dict[str, Any]) -
     metrics = uplift_metrics(y, t, lift, spend=spend, share=s.share)
     metrics.update({"best_iteration": float(model.best_iteration_), "test_positive_rate": float((y > 0).mean()),
                     "mean_predicted_lift": float(lift.mean()),
-                    **{f"validation_auuc_{m}": v for m, v in model.validation_auuc_.items()}})
+                    **{f"validation_auuc_{m}": v for m, v in model.validation_auuc_.items()},
+                    "validation_auuc_se": float(model.validation_auuc_se_ or 0.0)})
     if outcome == "binary":  # how well each outcome model ranks its own group's buyers
         for name, p, group in (("control", p0, t == 0), ("treated", p1, t == 1)):
             metrics[f"{name}_outcome_roc_auc"] = ranking_metrics(y[group], p[group])["roc_auc"]
@@ -242,6 +244,7 @@ def uplift_task(campaign: str) -> Task:
         reason_down="lowers the campaign's lift",
         objective="uplift",
         primary_metric="qini",
+        grade_margin=uplift_grade_margin,
         kind="uplift",
         defaults={"campaign": campaign, "horizon_days": 30, "min_positives": 50, "min_negatives": 50},
         settings_model=UpliftSettings,

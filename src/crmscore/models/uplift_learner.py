@@ -42,8 +42,12 @@ currency), exact and additive for every method:
 The two interventional ones (s, rs) split on category codes: shap's interventional path cannot follow
 LightGBM's categorical splits.
 
-Which one: `method="auto"` (the default) fits every candidate and keeps the one with the largest AUUC on the
-validation rows (never the test rows); `methods` narrows the candidates, `method="dr"` (etc.) forces one.
+Which one: `method="auto"` (the default) fits every candidate and measures each one's AUUC on the validation rows
+(never the test rows); it keeps the most constrained method (METHODS order: rs, s, x, dr, to) whose validation
+AUUC is within one bootstrap standard error of the best one's (the one-standard-error rule): on the shared
+experiments the validation AUUC of 10,000 rows is about as noisy as the differences between methods, so the
+largest alone picks noise, and the rule prefers the effect with the fewest free parts unless a freer one is
+clearly better. `methods` narrows the candidates, `method="dr"` (etc.) forces one.
 
 Why our own code rather than causalml 0.18: causalml's meta-learners would wrap the same LightGBM, but
 installing it adds 18 packages (`pip install --dry-run`: xgboost 3.2 with nvidia-nccl-cu12, statsmodels, black,
@@ -68,7 +72,10 @@ SHARE_BOUNDS = (0.02, 0.98)  # a treated share outside this leaves too few rows 
 # 50/50 split), so an effect model takes larger leaves and fewer of them than an outcome model: it should find
 # groups that respond, not rows.
 EFFECT_PARAMS: dict[str, Any] = {"num_leaves": 7, "min_child_samples": 100, "lambda_l2": 10.0, "learning_rate": 0.03}
-METHODS = ("dr", "x", "to", "s", "rs")
+# In order of how freely each lets the effect vary with x (fewest assumptions last): a constant relative effect, a
+# treatment split inside one outcome model, then free-form effect models of ever noisier per-row targets.
+METHODS = ("rs", "s", "x", "dr", "to")
+BOOTSTRAP_RESAMPLES = 200  # of the validation rows, for the standard error of each candidate's validation AUUC
 METHOD_NAMES = {"dr": "DR-learner", "x": "X-learner", "to": "transformed outcome", "s": "S-learner",
                 "rs": "response-scaled"}
 # the fitted models each method's lift is made of (saved under these names)
@@ -129,7 +136,7 @@ class UpliftModel:
             treated_valid: Any) -> UpliftModel:
         """X: features; y: outcome; treated: 1/0. Validation rows stop every model early and choose the method
         (never the test rows)."""
-        from crmscore.models.uplift_evaluation import uplift_metrics
+        from crmscore.models.uplift_evaluation import auuc
 
         y, t = np.asarray(y, float), np.asarray(treated, float)
         yv, tv = np.asarray(y_valid, float), np.asarray(treated_valid, float)
@@ -145,6 +152,7 @@ class UpliftModel:
             "dr": self._fit_dr, "x": self._fit_x, "to": self._fit_to, "s": self._fit_s, "rs": self._fit_rs}
         candidates = self.methods if self.method == "auto" else (self.method,)
         fitted: dict[str, dict[str, CustomerModel]] = {}
+        scores: dict[str, np.ndarray] = {}
         self.validation_auuc_: dict[str, float] = {}
         for m in candidates:
             parts = fits[m](X, y, t, X_valid, yv, tv)
@@ -152,12 +160,28 @@ class UpliftModel:
                 continue
             fitted[m] = self.parts_ = parts
             self.method_ = m
-            self.validation_auuc_[m] = uplift_metrics(yv, tv, self.predict(X_valid))["auuc"]
+            scores[m] = self.predict(X_valid)
+            self.validation_auuc_[m] = auuc(yv, tv, scores[m])
         if not fitted:
             raise ValueError(f"no uplift method among {candidates} applies to these rows")
-        self.method_ = max(fitted, key=lambda m: self.validation_auuc_[m])
+        self.method_ = self._choose(yv, tv, scores)
         self.parts_ = fitted[self.method_]  # the other candidates' models are dropped
         return self
+
+    def _choose(self, yv: np.ndarray, tv: np.ndarray, scores: dict[str, np.ndarray]) -> str:
+        """The one-standard-error rule (Breiman et al. 1984) on the validation rows: the first method in METHODS
+        order (the most constrained effect) whose validation AUUC is within one standard error of the best's.
+        The standard error is a bootstrap of the validation rows; a validation AUUC of 10,000 rows moves by about
+        half its own size between resamples, so taking the largest alone follows the noise."""
+        from crmscore.models.uplift_evaluation import auuc
+
+        best = max(scores, key=lambda m: self.validation_auuc_[m])
+        rng = np.random.default_rng(self.seed)
+        resampled = [auuc(yv[i], tv[i], scores[best][i])
+                     for i in (rng.integers(0, len(yv), len(yv)) for _ in range(BOOTSTRAP_RESAMPLES))]
+        self.validation_auuc_se_ = float(np.std(resampled, ddof=1)) if len(resampled) > 1 else 0.0
+        floor = self.validation_auuc_[best] - self.validation_auuc_se_
+        return next(m for m in METHODS if m in scores and self.validation_auuc_[m] >= floor)
 
     def _fit_dr(self, X, y, t, X_valid, yv, tv) -> dict[str, CustomerModel]:
         fold = np.random.default_rng(self.seed).integers(0, 2, len(X))
@@ -309,7 +333,8 @@ class UpliftModel:
         meta = {"objective": self.objective, "outcome": self.outcome, "params": self.params,
                 "num_boost_round": self.num_boost_round, "seed": self.seed, "treated_share": self.treated_share_,
                 "method": self.method, "methods": list(self.methods), "chosen_method": self.method_,
-                "validation_auuc": self.validation_auuc_, "s_categories": self.code_categories_,
+                "validation_auuc": self.validation_auuc_,
+                "validation_auuc_se": getattr(self, "validation_auuc_se_", None), "s_categories": self.code_categories_,
                 "response_scale": getattr(self, "response_scale_", None)}
         (path / "model.json").write_text(json.dumps(meta, indent=1))
         return path
@@ -323,6 +348,7 @@ class UpliftModel:
         model.treated_share_ = meta["treated_share"]
         model.method_ = meta.get("chosen_method", "dr")
         model.validation_auuc_ = meta.get("validation_auuc", {})
+        model.validation_auuc_se_ = meta.get("validation_auuc_se")
         model.code_categories_ = meta.get("s_categories", {})
         model.response_scale_ = meta.get("response_scale")
         model.control_ = CustomerModel.load(path / "control")
