@@ -25,7 +25,8 @@ LightGBM; they give each customer's outcome with and without the campaign (the q
   models see only noisy per-row effects.
 - `rs`, response-scaled: the lift is a constant share of the customer's own response,
   lift(x) = r mu0(x), with r = rate_treated / rate_control - 1 on the training rows and mu0(x) = p(x) /
-  (1 + r e) from one response model p(x) of every row (treatment ignored; more rows than mu0 alone). Its
+  (1 + r e) from one response model p(x) of every row (treatment ignored; more rows than mu0 alone; a
+  least-squares regression, so a purchase's p(x) can stray a little outside [0, 1] and is not clipped). Its
   ranking is the response model's: when an effect is proportional to the response level (the reading of
   Lenta's SMS sample), targeting by purchase probability IS the best uplift ranking, and this candidate lets
   the validation rows say so, in lift units.
@@ -38,9 +39,9 @@ currency), exact and additive for every method:
 - s: interventional TreeSHAP (shap's TreeExplainer against a background of training rows) of f(x, 1) and
   of f(x, 0), each with the treatment held at the same value in the row and the background so the
   treatment itself takes no share; their difference adds up to lift(x) minus the background's mean lift.
-- rs: r / (1 + r e) times the interventional TreeSHAP of p(x) in probability space (the same background).
-The two interventional ones (s, rs) split on category codes: shap's interventional path cannot follow
-LightGBM's categorical splits.
+- rs: r / (1 + r e) times the TreeSHAP of the response regression p(x) (a sum of trees, identity link).
+The interventional one (s) splits on category codes: shap's interventional path cannot follow LightGBM's
+categorical splits; it is also the slow one to explain (a background of 100 rows per customer).
 
 Which one: `method="auto"` (the default) fits every candidate and measures each one's AUUC on the validation rows
 (never the test rows); it keeps the most constrained method (METHODS order: rs, s, x, dr, to) whose validation
@@ -82,7 +83,7 @@ METHOD_NAMES = {"dr": "DR-learner", "x": "X-learner", "to": "transformed outcome
 PARTS = {"dr": ("effect",), "to": ("effect",), "x": ("effect_control", "effect_treated"), "s": ("s_model",),
          "rs": ("response",)}
 TREATED_COLUMN = "__treated__"  # the S-learner's treatment feature; never a customer feature
-BACKGROUND_ROWS = 100  # the interventional SHAP background (s, rs): training rows the base value averages over
+BACKGROUND_ROWS = 100  # the S-learner's SHAP background: training rows the base value averages over
 
 
 class UpliftModel:
@@ -216,20 +217,22 @@ class UpliftModel:
         return {"s_model": m.fit(self._s_frame(X, t), y, self._s_frame(X_valid, tv), yv)}
 
     def _fit_rs(self, X, y, t, X_valid, yv, tv) -> dict[str, CustomerModel] | None:
-        """One response model of every row (uncalibrated, on category codes, for the interventional SHAP) and
-        the relative effect r of the training rows."""
+        """One response model of every row and the relative effect r of the training rows. The response model is a
+        least-squares regression (of 0/1 for a purchase): its prediction is the sum of its trees, so TreeSHAP of
+        it is exact in the lift's own units at the cost of one pass (a binary model's probability would need the
+        interventional explainer, about 100 times slower per customer)."""
         control_mean = float(y[t == 0].mean()) if (t == 0).any() else 0.0
         if control_mean <= 0 or not (t == 1).any():
             return None
         r = float(y[t == 1].mean()) / control_mean - 1
         self.response_scale_ = r / (1 + r * self.treated_share_)
-        m = CustomerModel(self.outcome, {**small_data_threads(len(X)), **self.params}, self.num_boost_round,
+        m = CustomerModel("regression", {**small_data_threads(len(X)), **self.params}, self.num_boost_round,
                           calibrate=False)
-        return {"response": m.fit(self._codes_frame(X), y, self._codes_frame(X_valid), yv)}
+        return {"response": m.fit(X, y, X_valid, yv)}
 
     def _codes_frame(self, X: pd.DataFrame) -> pd.DataFrame:
         """Categories as their codes in training order (shap's interventional TreeSHAP cannot follow LightGBM's
-        categorical splits, so the s and rs models split on codes)."""
+        categorical splits, so the S-learner splits on codes)."""
         out = X.copy()
         for c, levels in self.code_categories_.items():
             codes = pd.Categorical(X[c].astype("string").astype(object).where(X[c].notna(), None), categories=levels).codes
@@ -251,7 +254,7 @@ class UpliftModel:
 
     @property
     def categories_(self) -> dict[str, list[str]]:
-        return self.code_categories_ if self.method_ in ("s", "rs") else self._first_part.categories_
+        return self.code_categories_ if self.method_ == "s" else self._first_part.categories_
 
     @property
     def best_iteration_(self) -> int:
@@ -263,9 +266,8 @@ class UpliftModel:
 
     def _encode(self, X: pd.DataFrame) -> pd.DataFrame:
         """The features as the lift's explanation reads them: numbers as float, categories as Categorical."""
-        if self.method_ in ("s", "rs"):
-            out = self._first_part._encode(self._codes_frame(X).assign(**{TREATED_COLUMN: 0.0}) if self.method_ == "s"
-                                           else self._codes_frame(X))[self.feature_names_]
+        if self.method_ == "s":
+            out = self._first_part._encode(self._s_frame(X, 0.0))[self.feature_names_]
             for c, levels in self.code_categories_.items():
                 out[c] = pd.Categorical.from_codes(out[c].fillna(-1).astype(int), categories=levels)
             return out
@@ -280,7 +282,7 @@ class UpliftModel:
         if self.method_ == "x":
             return e * p["effect_control"].predict(X) + (1 - e) * p["effect_treated"].predict(X)
         if self.method_ == "rs":
-            return self.response_scale_ * p["response"].predict(self._codes_frame(X))
+            return self.response_scale_ * p["response"].predict(X)
         return p["effect"].predict(X)
 
     def outcomes(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -289,7 +291,7 @@ class UpliftModel:
 
     def explain(self, X: pd.DataFrame) -> Explanation:
         """SHAP of the lift: base_value + contributions = the lift (identity link); per method as the module
-        docstring says (TreeSHAP of the effect model(s), or interventional TreeSHAP for s and rs)."""
+        docstring says (TreeSHAP of the effect or response model(s), or interventional TreeSHAP for s)."""
         p, e = self.parts_, self.treated_share_
         if self.method_ in ("dr", "to"):
             return p["effect"].explain(X)
@@ -299,12 +301,12 @@ class UpliftModel:
             base = e * a.base_value + (1 - e) * b.base_value
             return Explanation(contributions, base, base + contributions.sum(1), self.feature_names_, "identity")
         if self.method_ == "rs":
-            values, base = self._interventional(p["response"], self._codes_frame, X)
-            contributions, base = self.response_scale_ * values, self.response_scale_ * base
-        else:
-            v1, b1 = self._interventional(p["s_model"], lambda d: self._s_frame(d, 1.0), X)
-            v0, b0 = self._interventional(p["s_model"], lambda d: self._s_frame(d, 0.0), X)
-            contributions, base = v1 - v0, b1 - b0
+            a = p["response"].explain(X)
+            k = self.response_scale_
+            return Explanation(k * a.contributions, k * a.base_value, k * a.margin, self.feature_names_, "identity")
+        v1, b1 = self._interventional(p["s_model"], lambda d: self._s_frame(d, 1.0), X)
+        v0, b0 = self._interventional(p["s_model"], lambda d: self._s_frame(d, 0.0), X)
+        contributions, base = v1 - v0, b1 - b0
         return Explanation(contributions, base, base + contributions.sum(1), self.feature_names_, "identity")
 
     def _interventional(self, m: CustomerModel, frame: Callable[[pd.DataFrame], pd.DataFrame],
@@ -328,7 +330,7 @@ class UpliftModel:
         self.treated_.save(path / "treated")
         for name, m in self.parts_.items():
             m.save(path / name)
-        if self.method_ in ("s", "rs"):
+        if self.method_ == "s":
             self.background_.to_parquet(path / "background.parquet", index=False)
         meta = {"objective": self.objective, "outcome": self.outcome, "params": self.params,
                 "num_boost_round": self.num_boost_round, "seed": self.seed, "treated_share": self.treated_share_,
@@ -354,6 +356,6 @@ class UpliftModel:
         model.control_ = CustomerModel.load(path / "control")
         model.treated_ = CustomerModel.load(path / "treated")
         model.parts_ = {name: CustomerModel.load(path / name) for name in PARTS[model.method_]}
-        if model.method_ in ("s", "rs"):
+        if model.method_ == "s":
             model.background_ = pd.read_parquet(path / "background.parquet")
         return model
