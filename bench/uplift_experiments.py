@@ -70,8 +70,9 @@ def _run(name: str, cfg_path: Path, test_path: Path | None, boot: int, seed: int
     return {"experiment": name, "seed": seed, "train_rows": len(ds.train), "test_rows": len(ds.test), "fit_seconds": round(seconds, 1),
             "method": bundle.info.get("uplift_method"),
             "validation_auuc": {k.removeprefix("validation_auuc_"): v for k, v in metrics.items()
-                                if k.startswith("validation_auuc_") and k != "validation_auuc_se"},
-            "validation_auuc_se": metrics.get("validation_auuc_se"),
+                                if k.startswith("validation_auuc_")},
+            "validation_gap_se": {k.removeprefix("validation_gap_se_"): v for k, v in metrics.items()
+                                  if k.startswith("validation_gap_se_")},
             "ate": metrics["ate"], "auuc": metrics["auuc"], "auuc_random": metrics["auuc_random"],
             "qini": metrics["qini"], "lift_at_30pct": metrics["lift_at_share"],
             "baselines": {k: {"auuc": v["auuc"], "qini": v["qini"], "lift_at_30pct": v["lift_at_share"]}
@@ -111,9 +112,9 @@ def main() -> int:
     ok = True
     for r in results:
         p = r["baselines"]["purchase probability"]
-        chose = ", ".join(f"{k} {v:.4f}" for k, v in r["validation_auuc"].items())
-        print(f"{r['experiment']} (seed {r['seed']}): validation AUUC {chose} (standard error of the best "
-              f"{r['validation_auuc_se']:.4f}) -> {r['method']}; "
+        chose = ", ".join(f"{k} {v:.4f} (gap +-{r['validation_gap_se'].get(k, 0):.4f})"
+                          for k, v in r["validation_auuc"].items())
+        print(f"{r['experiment']} (seed {r['seed']}): validation AUUC {chose} -> {r['method']}; "
               f"{r['test_rows']:,} test rows, average effect {r['ate']:+.4f}; AUUC "
               f"model {r['auuc']:.4f}, random {r['auuc_random']:.4f}, purchase probability {p['auuc']:.4f}, churn score "
               f"{r['baselines']['churn score']['auuc']:.4f}; Qini model {r['qini']:.4f}, purchase probability "

@@ -1,4 +1,4 @@
-"""Uplift: campaign data in the contract, the DR-learner on the synthetic campaign's planted effects, the
+"""Uplift: campaign data in the contract, the uplift learners on the synthetic campaign's planted effects, the
 marketer's measures, "did it work?", and the CLI from training to scores."""
 
 from __future__ import annotations
@@ -356,9 +356,11 @@ def test_x_learner_and_response_scaled_lifts_have_exact_reasons_and_validation_a
         loaded = UpliftModel.load(model.save(tmp_path / method))
         assert loaded.method_ == method and np.allclose(loaded.predict(X[te]), lift)
     auto = UpliftModel("binary", {}, 200, 17, methods=("to", "x", "rs")).fit(X[tr], y[tr], t[tr], X[va], y[va], t[va])
-    scores = auto.validation_auuc_
-    assert set(scores) == {"to", "x", "rs"} and auto.validation_auuc_se_ > 0
-    within = [m for m in METHODS if m in scores and scores[m] >= max(scores.values()) - auto.validation_auuc_se_]
+    scores, se = auto.validation_auuc_, auto.validation_gap_se_
+    assert set(scores) == set(se) == {"to", "x", "rs"}
+    best = max(scores, key=scores.get)
+    assert se[best] == 0 and all(se[m] > 0 for m in scores if m != best)
+    within = [m for m in METHODS if m in scores and scores[best] - scores[m] <= se[m]]
     assert auto.method_ == within[0]
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from crmscore.features.translations import description
-from crmscore.models.evaluation import LOWER_IS_BETTER, comparison_columns
+from crmscore.models.evaluation import GRADE_MARGIN, LOWER_IS_BETTER, comparison_columns
 from crmscore.models import charts
 
 if TYPE_CHECKING:

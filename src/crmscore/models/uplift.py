@@ -186,7 +186,7 @@ def fit_uplift(task: Task, ds: Any, s: UpliftSettings, params: dict[str, Any]) -
     metrics.update({"best_iteration": float(model.best_iteration_), "test_positive_rate": float((y > 0).mean()),
                     "mean_predicted_lift": float(lift.mean()),
                     **{f"validation_auuc_{m}": v for m, v in model.validation_auuc_.items()},
-                    "validation_auuc_se": float(model.validation_auuc_se_ or 0.0)})
+                    **{f"validation_gap_se_{m}": v for m, v in model.validation_gap_se_.items()}})
     if outcome == "binary":  # how well each outcome model ranks its own group's buyers
         for name, p, group in (("control", p0, t == 0), ("treated", p1, t == 1)):
             metrics[f"{name}_outcome_roc_auc"] = ranking_metrics(y[group], p[group])["roc_auc"]

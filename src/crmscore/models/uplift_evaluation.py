@@ -35,7 +35,11 @@ def _as_arrays(y: Any, t: Any, score: Any) -> tuple[np.ndarray, np.ndarray, np.n
 def uplift_table(y: Any, t: Any, score: Any) -> pd.DataFrame:
     """Cumulative counts at each distinct score from the top: share targeted, n_t, n_c, y_t, y_c, `qini` and
     `uplift` (incremental outcomes per customer of all rows); the first row is share 0."""
-    y, t, s = _as_arrays(y, t, score)
+    return pd.DataFrame(_curves(*_as_arrays(y, t, score)))
+
+
+def _curves(y: np.ndarray, t: np.ndarray, s: np.ndarray) -> dict[str, np.ndarray]:
+    """uplift_table's columns as arrays (the bootstrap in uplift_learner calls this a thousand times)."""
     order = np.argsort(-s, kind="mergesort")
     y, t, s = y[order], t[order], s[order]
     last = np.r_[np.flatnonzero(np.diff(s) != 0), len(s) - 1]  # the end of each tie group
@@ -47,9 +51,9 @@ def uplift_table(y: Any, t: Any, score: Any) -> pd.DataFrame:
         rate_t = np.where(n_t > 0, y_t / n_t, 0.0)
         rate_c = np.where(n_c > 0, y_c / n_c, 0.0)
     uplift = (rate_t - rate_c) * (n_t + n_c)
-    table = pd.DataFrame({"share": (last + 1) / n, "n_t": n_t, "n_c": n_c, "y_t": y_t, "y_c": y_c,
-                          "qini": qini / n, "uplift": uplift / n})
-    return pd.concat([pd.DataFrame([dict.fromkeys(table.columns, 0.0)]), table], ignore_index=True)
+    columns = {"share": (last + 1) / n, "n_t": n_t, "n_c": n_c, "y_t": y_t, "y_c": y_c, "qini": qini / n,
+               "uplift": uplift / n}
+    return {k: np.r_[0.0, v.astype(float)] for k, v in columns.items()}
 
 
 def _area(x: np.ndarray, y: np.ndarray) -> float:
@@ -58,8 +62,8 @@ def _area(x: np.ndarray, y: np.ndarray) -> float:
 
 def auuc(y: Any, t: Any, score: Any) -> float:
     """The area under the uplift curve alone (uplift_metrics' `auuc`, without the rest)."""
-    tab = uplift_table(y, t, score)
-    return _area(tab["share"].to_numpy(), tab["uplift"].to_numpy())
+    curves = _curves(*_as_arrays(y, t, score))
+    return _area(curves["share"], curves["uplift"])
 
 
 def average_effect(y: Any, t: Any) -> float:

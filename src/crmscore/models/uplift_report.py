@@ -41,10 +41,11 @@ def _learner(method: str | None, m: dict[str, Any]) -> str:
     """The chosen learner's name and every candidate's validation AUUC."""
     from crmscore.models.uplift_learner import METHOD_NAMES
 
-    scores = ", ".join(f"{METHOD_NAMES.get(k.removeprefix('validation_auuc_'), k)} {v:.4f}"
-                       for k, v in m.items() if k.startswith("validation_auuc_") and k != "validation_auuc_se")
-    return (f"{METHOD_NAMES.get(method or '', method or '—')} (validation AUUC: {scores}; the most constrained "
-            f"within one standard error, {_num(m.get('validation_auuc_se'))}, of the best)")
+    scores = ", ".join(f"{METHOD_NAMES.get(k.removeprefix('validation_auuc_'), k)} {v:.4f} "
+                       f"(gap to the best +- {_num(m.get('validation_gap_se_' + k.removeprefix('validation_auuc_')))})"
+                       for k, v in m.items() if k.startswith("validation_auuc_"))
+    return (f"{METHOD_NAMES.get(method or '', method or '—')}: the most constrained within one standard error of "
+            f"the best (validation AUUC: {scores})")
 
 
 def _num(v: Any, digits: int = 4) -> str:
