@@ -16,7 +16,7 @@ outcome as `label`).
   everyone (the random line), target by churn score (days since the last purchase; a feature table: the
   least likely to buy first), target by purchase probability (a LightGBM response model that ignores
   treatment).
-- Scoring: each customer's expected lift with SHAP reasons of the effect model, the outcome with and without
+- Scoring: each customer's expected lift with SHAP reasons of the chosen learner's lift, the outcome with and without
   the campaign, and a quadrant (crmscore.models.quadrants).
 """
 
