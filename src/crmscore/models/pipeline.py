@@ -31,6 +31,7 @@ from crmscore.features.definitions import slug
 from crmscore.models.bundle import CompanionModels, TrainedModel, blend_copurchase, blend_repeat, label_matrix
 from crmscore.models.estimator import CustomerModel, MultiLabelModel, small_data_threads
 from crmscore.models.evaluation import (
+    GRADE_MARGIN,
     mean_roc_auc,
     multilabel_metrics,
     normalized_gini,
@@ -477,7 +478,10 @@ def train_task(task: Task, cfg: ProjectConfig, s: TaskSettings, *, as_of: Any = 
             metrics.update(cross_validate(task, ds, s, bundle.model.best_iteration_))
         primary = task.primary_metric
         sign = 1.0 if task.higher_is_better else -1.0
-        grade = quality_grade(sign * metrics[primary], sign * metrics[f"best_baseline_{primary}"])
+        if task.grade_margin is not None:  # the A grade's gain on the primary metric's own scale
+            metrics["grade_margin"] = float(task.grade_margin(metrics))
+        grade = quality_grade(sign * metrics[primary], sign * metrics[f"best_baseline_{primary}"],
+                              metrics.get("grade_margin", GRADE_MARGIN))
         bundle.info.update({"trained_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                             "cutoffs": {k: str(v) for k, v in ds.cutoffs.items()}, "grade": grade,
                             "metrics": metrics, "baselines": base, "config": cfg.name,
