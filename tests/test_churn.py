@@ -16,13 +16,13 @@ from crmscore.models.churn import churn_labels
 from crmscore.models.pipeline import GuardrailError, transactional_dataset
 from crmscore.models.tasks import get_task
 
-from conftest import write_config, write_frames
+from conftest import tracking_store, write_config, write_frames
 
 
 @pytest.fixture
 def mlflow_tmp(tmp_path, monkeypatch):
     """A private SQLite tracking store and artifact folder for one test."""
-    monkeypatch.setenv("CRMSCORE_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("CRMSCORE_TRACKING_URI", tracking_store(tmp_path))
     monkeypatch.setenv("CRMSCORE_ARTIFACT_LOCATION", str(tmp_path / "mlruns"))
     return tmp_path
 
