@@ -736,7 +736,7 @@ ORDER_HOUR_SHIFT_BEFORE: int = 12
 #: (a competitor's offer: the warning sign a model can learn only from data
 #: after `after`).
 CHURN_CHANGE_REGIONS: tuple[str, ...] = REGIONS
-CHURN_CHANGE_MEAN_DAYS: float = 300.0
+CHURN_CHANGE_MEAN_DAYS: float = 150.0
 CHURN_CHANGE_WARNING_DAYS: float = 60.0
 CHURN_CHANGE_WARNING_COUPONS_PER_30D: float = 6.0
 

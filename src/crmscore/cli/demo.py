@@ -27,7 +27,7 @@ def demo_data(
                                    "mean_order_hour moves).")] = None,
     churn_change_after: Annotated[dt.datetime | None, typer.Option(
         formats=["%Y-%m-%d"], help="Planted change of the churn mechanism: from this day on, customers also leave "
-                                   "abruptly (mean 300 days), redeeming coupons in their last 60 days.")] = None,
+                                   "abruptly (mean 150 days), redeeming coupons in their last 60 days.")] = None,
     campaign: Annotated[bool, typer.Option(help="Also write a randomised campaign with planted effects to "
                                                 "<out>/campaign (crmscore.synthetic.campaign).")] = True,
 ) -> None:
