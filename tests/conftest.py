@@ -19,6 +19,31 @@ os.environ["BENTOML_HOME"] = _BENTOML_HOME
 atexit.register(shutil.rmtree, _BENTOML_HOME, True)
 
 REPO = Path(__file__).resolve().parents[1]
+
+# A new MLflow SQLite store runs MLflow's ~50 schema migrations (4 s on a quiet 2-core machine, 12-15 s
+# under load), and the suite makes a new store in some twenty places: make one empty, migrated store per
+# session and copy it (milliseconds). Its default experiment is deleted so that each copy makes its own
+# with its own artifact root, as MLflow does for a new store.
+_MLFLOW_TEMPLATE = Path(tempfile.mkdtemp(prefix="crmscore-tests-mlflow-")) / "empty.db"
+atexit.register(shutil.rmtree, _MLFLOW_TEMPLATE.parent, True)
+
+
+def tracking_store(folder: Path, name: str = "mlflow.db") -> str:
+    """The URI of a new, empty MLflow SQLite store at folder/name (what MLflow itself would make there)."""
+    if not _MLFLOW_TEMPLATE.exists():
+        import sqlite3
+
+        from mlflow.tracking import MlflowClient
+
+        building = _MLFLOW_TEMPLATE.with_suffix(".building")
+        MlflowClient(tracking_uri=f"sqlite:///{building}").search_experiments()
+        with sqlite3.connect(building) as db:
+            db.execute("DELETE FROM experiments WHERE experiment_id = 0")
+        building.replace(_MLFLOW_TEMPLATE)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_MLFLOW_TEMPLATE, folder / name)
+    return f"sqlite:///{folder / name}"
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 requires_shared = pytest.mark.skipif(
@@ -70,6 +95,51 @@ def synthetic_config(synthetic_dir, tmp_path_factory) -> Path:
     path = tmp / "synthetic.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+SERVED_API_KEY = "crm_test_key_for_ci"
+
+
+@pytest.fixture(scope="session")
+def served_home(synthetic_config, tmp_path_factory):
+    """Churn trained (3 snapshots), promoted and its features published, once per session, in a private home
+    (MLflow store, online store, BentoML store). Training is the dear part of every service and page test
+    module; each module serves its own copy of this home (`served_copy`), so that what one module promotes
+    or publishes does not reach another."""
+    from crmscore.config import load_config
+    from crmscore.data import load_customer_data
+    from crmscore.models import registry
+    from crmscore.models.pipeline import train_task
+    from crmscore.models.tasks import get_task
+    from crmscore.scoring.publish import publish_snapshot
+    from crmscore.settings import get_settings
+
+    home = tmp_path_factory.mktemp("served")
+    env = _served_env(home)
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        cfg = load_config(synthetic_config)
+        data = load_customer_data(cfg)
+        task = get_task("churn")
+        result = train_task(task, cfg, task.settings(snapshots=3), data=data)
+        registry.promote("churn")
+        publish_snapshot(data, None, get_settings())
+    return {"home": home, "env": env, "data": data, "cfg": cfg, "result": result}
+
+
+def _served_env(home: Path, api_key: str = SERVED_API_KEY) -> dict[str, str]:
+    return {"CRMSCORE_HOME": str(home / "state"), "CRMSCORE_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
+            "CRMSCORE_ARTIFACT_LOCATION": str(home / "mlruns"), "BENTOML_HOME": str(home / "bentoml"),
+            "CRMSCORE_API_KEYS": api_key}
+
+
+def served_copy(served_home: dict, home: Path, api_key: str = SERVED_API_KEY) -> dict:
+    """A copy of the session's served home in `home` (registry, online store, prediction log), with the env
+    that points at it. The copied registry still reads the model files from the session's artifact folder
+    (MLflow keeps absolute artifact paths); new runs and versions are the copy's own."""
+    shutil.copytree(served_home["home"], home, dirs_exist_ok=True)
+    return {**served_home, "home": home, "env": _served_env(home, api_key)}
 
 
 @pytest.fixture

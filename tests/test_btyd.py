@@ -21,6 +21,8 @@ from crmscore.data import load_customer_data
 from crmscore.features import build_features
 from crmscore.features.btyd import BGNBD, GammaGamma
 
+from conftest import tracking_store
+
 BTYD_COLUMNS = ["btyd_expected_orders_30d", "btyd_expected_orders_90d", "btyd_p_alive", "btyd_expected_order_value"]
 
 
@@ -116,7 +118,7 @@ def test_published_store_holds_the_batch_btyd_values(synthetic_config, tmp_path,
     from crmscore.settings import get_settings
 
     monkeypatch.setenv("CRMSCORE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("CRMSCORE_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("CRMSCORE_TRACKING_URI", tracking_store(tmp_path))
     data = load_customer_data(load_config(synthetic_config))
     as_of = data.default_as_of()
     publish_snapshot(data, as_of, get_settings())

@@ -16,13 +16,13 @@ from crmscore.models.churn import churn_labels
 from crmscore.models.pipeline import GuardrailError, transactional_dataset
 from crmscore.models.tasks import get_task
 
-from conftest import write_config, write_frames
+from conftest import served_copy, tracking_store, write_config, write_frames
 
 
 @pytest.fixture
 def mlflow_tmp(tmp_path, monkeypatch):
     """A private SQLite tracking store and artifact folder for one test."""
-    monkeypatch.setenv("CRMSCORE_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("CRMSCORE_TRACKING_URI", tracking_store(tmp_path))
     monkeypatch.setenv("CRMSCORE_ARTIFACT_LOCATION", str(tmp_path / "mlruns"))
     return tmp_path
 
@@ -149,7 +149,7 @@ def test_train_promote_score_end_to_end(synthetic_config, mlflow_tmp):
     assert scores["reason_1"].str.contains("churn risk").all()
 
 
-def test_promote_refuses_a_worse_challenger(synthetic_config, mlflow_tmp):
+def test_promote_refuses_a_worse_challenger(served_home, tmp_path, monkeypatch):
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -157,11 +157,13 @@ def test_promote_refuses_a_worse_challenger(synthetic_config, mlflow_tmp):
     from crmscore.models.pipeline import train_task
     from crmscore.models.registry import PromotionRefused
 
-    cfg = load_config(synthetic_config)
-    data = load_customer_data(cfg)
+    # the champion: churn v1 trained on 3 snapshots and promoted, in a copy of the session's served home
+    served = served_copy(served_home, tmp_path / "home")
+    for k, v in served["env"].items():
+        monkeypatch.setenv(k, v)
+    cfg, data, good = served["cfg"], served["data"], served["result"]
+    assert str(MlflowClient().get_model_version_by_alias("churn", "champion").version) == good.version == "1"
     task = get_task("churn")
-    good = train_task(task, cfg, task.settings(snapshots=3), data=data)
-    registry.promote("churn")
     # a crippled challenger: one shallow tree
     weak = train_task(task, cfg, task.settings(snapshots=3, num_boost_round=1, params={"num_leaves": 2}), data=data)
     with pytest.raises(PromotionRefused, match=r"does not beat champion v1 .* @champion stays on v1"):

@@ -11,7 +11,7 @@ import sys
 import pandas as pd
 import pytest
 
-from conftest import write_config, write_frames
+from conftest import tracking_store, write_config, write_frames
 
 
 def _tx(n: int = 300) -> pd.DataFrame:
@@ -21,7 +21,7 @@ def _tx(n: int = 300) -> pd.DataFrame:
 
 
 def _run(tmp_path, *args, **env_overrides) -> subprocess.CompletedProcess:
-    env = {**os.environ, "CRMSCORE_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+    env = {**os.environ, "CRMSCORE_TRACKING_URI": tracking_store(tmp_path),
            "CRMSCORE_ARTIFACT_LOCATION": str(tmp_path / "mlruns"), **env_overrides}
     return subprocess.run([sys.executable, "-m", "crmscore", *args], capture_output=True, text=True, env=env,
                           cwd=tmp_path, timeout=600)

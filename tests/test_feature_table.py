@@ -19,7 +19,7 @@ import pytest
 from crmscore.config import load_config
 from crmscore.models.feature_table import load_feature_table
 
-from conftest import write_config
+from conftest import tracking_store, write_config
 
 
 def bank_table(n: int, seed: int = 11) -> pd.DataFrame:
@@ -88,7 +88,7 @@ def _cli(*args, env):
 def test_scoring_a_smaller_file_with_other_levels_gives_the_same_scores(tmp_path, monkeypatch):
     """The issue's case: trained on the full file, scored on a part of it with fewer distinct surnames per
     row and a country the model never saw; scoring used to re-type the file and fail on 'Surname'."""
-    env = {"CRMSCORE_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+    env = {"CRMSCORE_TRACKING_URI": tracking_store(tmp_path),
            "CRMSCORE_ARTIFACT_LOCATION": str(tmp_path / "mlruns")}
     full = bank_table(4000)
     full.to_csv(tmp_path / "train.csv", index=False)
@@ -147,7 +147,7 @@ def test_leakage_alarm_refuses_a_label_copy_unless_allowed(tmp_path, monkeypatch
     from crmscore.models.pipeline import train_task
     from crmscore.models.tasks import get_task
 
-    monkeypatch.setenv("CRMSCORE_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("CRMSCORE_TRACKING_URI", tracking_store(tmp_path))
     monkeypatch.setenv("CRMSCORE_ARTIFACT_LOCATION", str(tmp_path / "mlruns"))
     df = bank_table(3000)
     rng = np.random.default_rng(2)

@@ -24,12 +24,12 @@ from crmscore.models import lookalike as la
 from crmscore.models.pipeline import GuardrailError
 from crmscore.scoring.batch import score_audience
 
-from conftest import write_config
+from conftest import tracking_store, write_config
 
 
 @pytest.fixture
 def mlflow_tmp(tmp_path, monkeypatch):
-    monkeypatch.setenv("CRMSCORE_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("CRMSCORE_TRACKING_URI", tracking_store(tmp_path))
     monkeypatch.setenv("CRMSCORE_ARTIFACT_LOCATION", str(tmp_path / "mlruns"))
     return tmp_path
 

@@ -18,12 +18,14 @@ from crmscore.config import load_config
 from crmscore.data import load_customer_data
 from crmscore.serving.launcher import free_port
 
+from conftest import tracking_store
+
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def mlflow_server(tmp_path):
-    backend = os.environ.get("CRMSCORE_TEST_POSTGRES_URI") or f"sqlite:///{tmp_path / 'server.db'}"
+    backend = os.environ.get("CRMSCORE_TEST_POSTGRES_URI") or tracking_store(tmp_path, "server.db")
     port = free_port()
     log = open(tmp_path / "server.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),

@@ -19,7 +19,7 @@ from crmscore.models.churn import churn_labels
 from crmscore.models.next_purchase import category_labels, purchase_labels, spend_labels
 from crmscore.models.tasks import get_task
 
-from conftest import REPO, write_config, write_frames
+from conftest import REPO, tracking_store, write_config, write_frames
 
 CUT = pd.Timestamp("2024-06-01")
 
@@ -102,7 +102,7 @@ def test_twelve_months_train_with_the_defaults(tmp_path):
     cfg["validation"]["quarantine_dir"] = str(tmp_path / "quarantine")
     config = tmp_path / "twelve.yaml"
     config.write_text(yaml.safe_dump(cfg))
-    env = {"CRMSCORE_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+    env = {"CRMSCORE_TRACKING_URI": tracking_store(tmp_path),
            "CRMSCORE_ARTIFACT_LOCATION": str(tmp_path / "mlruns")}
     for name in ("churn", "next-purchase"):
         proc = _cli("train", name, "--config", str(config), "--horizon-days", "90", "--json", env=env)

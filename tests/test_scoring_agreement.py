@@ -19,6 +19,8 @@ import yaml
 from crmscore.config import load_config
 from crmscore.data import load_customer_data
 
+from conftest import tracking_store
+
 N = 100
 TOP_K = 3
 TOL = 1e-9
@@ -45,7 +47,7 @@ def everything(synthetic_config, tmp_path_factory):
     from crmscore.settings import get_settings
 
     home = tmp_path_factory.mktemp("agreement")
-    env = {"CRMSCORE_HOME": str(home / "state"), "CRMSCORE_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
+    env = {"CRMSCORE_HOME": str(home / "state"), "CRMSCORE_TRACKING_URI": tracking_store(home),
            "CRMSCORE_ARTIFACT_LOCATION": str(home / "mlruns"), "BENTOML_HOME": str(home / "bentoml"),
            "CRMSCORE_API_KEYS": "crm_test_key_for_ci"}
     raw = yaml.safe_load(synthetic_config.read_text())

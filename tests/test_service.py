@@ -16,36 +16,20 @@ import pytest
 from crmscore.config import load_config
 from crmscore.data import load_customer_data
 
-API_KEY = "crm_test_key_for_ci"
+from conftest import SERVED_API_KEY, served_copy
+
+API_KEY = SERVED_API_KEY
 
 
 @pytest.fixture(scope="module")
-def served(synthetic_config, tmp_path_factory):
-    """Churn trained, promoted and its features published, all in a private home, MLflow and BentoML store."""
-    from crmscore.models import registry
-    from crmscore.models.pipeline import train_task
-    from crmscore.models.tasks import get_task
-    from crmscore.scoring.publish import publish_snapshot
-    from crmscore.settings import get_settings
-
-    home = tmp_path_factory.mktemp("serving")
-    env = {"CRMSCORE_HOME": str(home / "state"), "CRMSCORE_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
-           "CRMSCORE_ARTIFACT_LOCATION": str(home / "mlruns"), "BENTOML_HOME": str(home / "bentoml"),
-           "CRMSCORE_API_KEYS": API_KEY}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    cfg = load_config(synthetic_config)
-    data = load_customer_data(cfg)
-    task = get_task("churn")
-    train_task(task, cfg, task.settings(snapshots=3), data=data)
-    registry.promote("churn")
-    publish_snapshot(data, None, get_settings())
-    yield {"home": home, "env": env, "data": data, "cfg": cfg}
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+def served(served_home, tmp_path_factory):
+    """Churn trained, promoted and its features published: the module's own copy of the session's served home
+    (conftest.served_home), its env set for the module."""
+    copy = served_copy(served_home, tmp_path_factory.mktemp("serving"))
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in copy["env"].items():
+            mp.setenv(k, v)
+        yield copy
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from conftest import tracking_store
 from test_service import API_KEY, _buyer_ids, engine, served  # noqa: F401  (module fixtures)
 
 
@@ -80,7 +82,8 @@ def test_empty_registry_and_missing_database_are_not_ready_and_say_why(served, t
     from mlflow.tracking import MlflowClient
 
     empty = tmp_path / "empty.db"
-    MlflowClient(tracking_uri=f"sqlite:///{empty}").search_registered_models()  # a valid registry, no models
+    tracking_store(tmp_path, "empty.db")
+    assert MlflowClient(tracking_uri=f"sqlite:///{empty}").search_registered_models() == []  # a valid registry
     assert empty.exists()
     missing = tmp_path / "nowhere" / "mlflow.db"
     for uri, reason in ((f"sqlite:///{empty}", "no registered model has the alias 'champion'"),

@@ -18,8 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crmscore.config import load_config
-from crmscore.data import load_customer_data
+from conftest import served_copy
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts" / "ui"
@@ -233,28 +232,14 @@ def test_session_cookies(tmp_path):
 
 # -- on a trained, published model -------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def ui_served(synthetic_config, tmp_path_factory):
-    """Churn trained, promoted and its features published in a private home, MLflow and BentoML store."""
-    from crmscore.models import registry
-    from crmscore.models.pipeline import train_task
-    from crmscore.models.tasks import get_task
-    from crmscore.scoring.publish import publish_snapshot
-    from crmscore.settings import get_settings
-
-    home = tmp_path_factory.mktemp("ui")
-    env = {"CRMSCORE_HOME": str(home / "state"), "CRMSCORE_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
-           "CRMSCORE_ARTIFACT_LOCATION": str(home / "mlruns"), "BENTOML_HOME": str(home / "bentoml"),
-           "CRMSCORE_API_KEYS": API_KEY}
+def ui_served(served_home, tmp_path_factory):
+    """Churn trained, promoted and its features published: the module's own copy of the session's served home
+    (conftest.served_home), its env set for the module."""
+    copy = served_copy(served_home, tmp_path_factory.mktemp("ui"), API_KEY)
     with pytest.MonkeyPatch.context() as mp:
-        for k, v in env.items():
+        for k, v in copy["env"].items():
             mp.setenv(k, v)
-        cfg = load_config(synthetic_config)
-        data = load_customer_data(cfg)
-        task = get_task("churn")
-        result = train_task(task, cfg, task.settings(snapshots=3), data=data)
-        registry.promote("churn")
-        publish_snapshot(data, None, get_settings())
-        yield {"home": home, "env": env, "data": data, "cfg": cfg, "result": result}
+        yield copy
 
 
 @pytest.fixture(scope="module")

@@ -730,11 +730,15 @@ def generate(
 ORDER_HOUR_SHIFT_HOURS: int = 4
 ORDER_HOUR_SHIFT_BEFORE: int = 12
 #: A planted change of the churn mechanism: from `after` on, customers of these
-#: regions still active then (or signing up later) stop buying abruptly (no
-#: slowing down first) after an exponential time with this mean, unless their
-#: own churn comes earlier.
-CHURN_CHANGE_REGIONS: tuple[str, ...] = ("south", "east")
-CHURN_CHANGE_MEAN_DAYS: float = 60.0
+#: regions still active then (or signing up later) leave abruptly (no slowing
+#: down first) after an exponential time with this mean, unless their own churn
+#: comes earlier; in the days before leaving they redeem coupons at this rate
+#: (a competitor's offer: the warning sign a model can learn only from data
+#: after `after`).
+CHURN_CHANGE_REGIONS: tuple[str, ...] = REGIONS
+CHURN_CHANGE_MEAN_DAYS: float = 150.0
+CHURN_CHANGE_WARNING_DAYS: float = 60.0
+CHURN_CHANGE_WARNING_COUPONS_PER_30D: float = 6.0
 
 
 def plant_order_hour_shift(data: SyntheticData, after: str | date, hours: int = ORDER_HOUR_SHIFT_HOURS,
@@ -758,13 +762,21 @@ def plant_order_hour_shift(data: SyntheticData, after: str | date, hours: int = 
 
 def plant_churn_change(data: SyntheticData, after: str | date, seed: int = 0,
                        regions: tuple[str, ...] = CHURN_CHANGE_REGIONS,
-                       mean_days: float = CHURN_CHANGE_MEAN_DAYS) -> SyntheticData:
-    """From `after` on, customers of `regions` whose churn is later churn at ``max(signup, after) +
-    Exponential(mean_days)``
-    (when that comes first), abruptly: their transactions and events from then on are removed and
-    ``truth.churn_date`` is updated. A model trained before `after` knows churn only as slowing down, so
-    its realised ROC-AUC falls; the region (``attr_region``) carries the new mechanism, so a model trained
-    on later data can learn it.
+                       mean_days: float = CHURN_CHANGE_MEAN_DAYS,
+                       warning_days: float = CHURN_CHANGE_WARNING_DAYS,
+                       warning_coupons_per_30d: float = CHURN_CHANGE_WARNING_COUPONS_PER_30D) -> SyntheticData:
+    """A new way of leaving from `after` on (a competitor's offer): customers of `regions` (default: all) leave
+    at ``max(signup, after) + Exponential(mean_days)`` when that comes before their own churn, abruptly (their
+    transactions and events from then on are removed; ``truth.churn_date`` is updated), and in the
+    `warning_days` before leaving they redeem coupons (extra ``coupon_use`` events, Poisson at
+    `warning_coupons_per_30d` per 30 days, none before signup or `after`).
+
+    Why this shape: a model trained before `after` knows churn only as slowing down, and coupon use only as a
+    sign of an engaged customer, so its realised ROC-AUC falls; the warning sign is in declared features
+    (``event_coupon_use_90d``, ``events_30d``) of every leaver, so a model trained on later data can learn it,
+    and its gain holds at any seed (README "Monitoring" has the measured intervals). A leaving mechanism tied
+    to a customer attribute instead (region) empties that group within a few months, leaving too few of its
+    customers at a later cutoff for the gain to clear a paired bootstrap.
     """
     rng = np.random.default_rng([seed, 17])
     cut = pd.Timestamp(_to_date(after))
@@ -785,9 +797,32 @@ def plant_churn_change(data: SyntheticData, after: str | date, seed: int = 0,
         return frame[~(limit.notna() & (frame["ts"] >= limit))].reset_index(drop=True)
 
     tx, ev = keep(data.transactions), keep(data.events)
-    logger.info("synthetic: churn changed after %s for %d customers of %s (%d lines removed)", cut.date(),
-                int(hit.sum()), ", ".join(regions), len(data.transactions) - len(tx))
-    return SyntheticData(tx, data.products, data.customers, ev, truth)
+    ev = pd.concat([ev, _warning_coupons(rng, truth["customer_id"].to_numpy()[hit], new_churn[hit],
+                                         pd.DatetimeIndex(signup[hit]), cut, end, warning_days,
+                                         warning_coupons_per_30d)], ignore_index=True)
+    ev = ev.sort_values(["customer_id", "ts"], kind="stable").reset_index(drop=True)
+    logger.info("synthetic: churn changed after %s for %d customers of %s (%d lines removed, %d coupon "
+                "redemptions added)", cut.date(), int(hit.sum()), ", ".join(regions),
+                len(data.transactions) - len(tx), len(ev) - len(keep(data.events)))
+    return SyntheticData(tx, data.products, data.customers, ev.astype(data.events.dtypes.to_dict()), truth)
+
+
+def _warning_coupons(rng: np.random.Generator, customer_ids: np.ndarray, leave: pd.DatetimeIndex,
+                     signup: pd.DatetimeIndex, after: pd.Timestamp, end: pd.Timestamp, days: float,
+                     per_30d: float) -> pd.DataFrame:
+    """``coupon_use`` events of leavers in the `days` before they leave: a Poisson process at `per_30d` per
+    30 days on ``[max(leave - days, signup, after), min(leave, end))``."""
+    leave_s = (leave - after).total_seconds().to_numpy()
+    first_s = np.maximum.reduce([leave_s - days * _SECONDS_PER_DAY, (signup - after).total_seconds().to_numpy(),
+                                 np.zeros(len(leave_s))])
+    last_s = np.minimum(leave_s, (end - after).total_seconds())
+    span = np.clip(last_s - first_s, 0.0, None)
+    counts = rng.poisson(per_30d / (30 * _SECONDS_PER_DAY) * span)
+    owner = np.repeat(np.arange(len(leave_s)), counts)
+    seconds = np.floor(first_s[owner] + rng.random(owner.size) * span[owner]).astype(np.int64)
+    return pd.DataFrame({"customer_id": _str_series(pa.array(customer_ids[owner].astype(str))),
+                         "ts": _seconds_to_ts(after.value // 1000, seconds),
+                         "event_type": _str_series(pa.array(["coupon_use"] * owner.size, pa.string()))})
 
 
 def write(data: SyntheticData, out_dir: str | Path) -> dict[str, Path]:

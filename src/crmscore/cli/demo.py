@@ -26,8 +26,8 @@ def demo_data(
         formats=["%Y-%m-%d"], help="Planted drift: from this day on, morning orders happen 4 hours later (only "
                                    "mean_order_hour moves).")] = None,
     churn_change_after: Annotated[dt.datetime | None, typer.Option(
-        formats=["%Y-%m-%d"], help="Planted change of the churn mechanism: from this day on, customers of the "
-                                   "south and east regions stop buying abruptly (mean 60 days).")] = None,
+        formats=["%Y-%m-%d"], help="Planted change of the churn mechanism: from this day on, customers also leave "
+                                   "abruptly (mean 150 days), redeeming coupons in their last 60 days.")] = None,
     campaign: Annotated[bool, typer.Option(help="Also write a randomised campaign with planted effects to "
                                                 "<out>/campaign (crmscore.synthetic.campaign).")] = True,
 ) -> None:
