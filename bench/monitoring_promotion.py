@@ -28,7 +28,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 CHANGE = "2024-01-01"
@@ -38,17 +37,11 @@ FIRST_SCORES = "2024-02-01"
 def world_config(root: Path, name: str, data) -> Path:
     """The shipped synthetic config pointed at `data` written under root/name (churn: 60-day horizon)."""
     from crmscore import synthetic
+    from crmscore.config import config_on_folder
 
-    out = root / name
-    synthetic.write(data, out)
-    cfg = yaml.safe_load((REPO / "training" / "configs" / "synthetic.yaml").read_text())
-    for source in cfg["data"].values():
-        source["path"] = str(out / Path(source["path"]).name)
-    cfg["validation"]["quarantine_dir"] = str(out / "quarantine")
-    cfg["tasks"] = {"churn": {"horizon_days": 60, "snapshots": 3}}
-    path = out / "config.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+    synthetic.write(data, root / name)
+    return config_on_folder(REPO / "training" / "configs" / "synthetic.yaml", root / name,
+                            {"churn": {"horizon_days": 60, "snapshots": 3}})
 
 
 def realised_roc_auc(bundle, version: str, data) -> float:

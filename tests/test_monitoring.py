@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from conftest import REPO, tracking_store
 
@@ -31,17 +30,10 @@ SETTINGS = {"horizon_days": 60, "snapshots": 3, "num_boost_round": 40}
 
 def _world(root: Path, name: str, data) -> Path:
     from crmscore import synthetic
+    from crmscore.config import config_on_folder
 
-    out = root / name
-    synthetic.write(data, out)
-    cfg = yaml.safe_load((REPO / "training" / "configs" / "synthetic.yaml").read_text())
-    for source in cfg["data"].values():
-        source["path"] = str(out / Path(source["path"]).name)
-    cfg["validation"]["quarantine_dir"] = str(out / "quarantine")
-    cfg["tasks"] = {"churn": SETTINGS}
-    path = out / "config.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+    synthetic.write(data, root / name)
+    return config_on_folder(REPO / "training" / "configs" / "synthetic.yaml", root / name, {"churn": SETTINGS})
 
 
 @pytest.fixture(scope="module")

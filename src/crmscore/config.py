@@ -258,3 +258,20 @@ def load_config(path: str | Path) -> ProjectConfig:
             f"config {path}: data needs 'transactions' (raw purchases) or 'features' (a ready feature table)"
         )
     return cfg
+
+
+def config_on_folder(template: str | Path, folder: str | Path, tasks: dict[str, Any] | None = None) -> Path:
+    """A copy of the config `template`, its data sources read from files of the same names in `folder` (its
+    quarantine there too, and `tasks` replaced when given), written to folder/config.yaml. This is how the
+    shipped synthetic config runs on another generated world (tests, benches, a user's own demo data)."""
+    folder = Path(folder)
+    raw = yaml.safe_load(Path(template).read_text()) or {}
+    for source in (raw.get("data") or {}).values():
+        if isinstance(source, dict) and source.get("path"):
+            source["path"] = str(folder / Path(source["path"]).name)
+    raw.setdefault("validation", {})["quarantine_dir"] = str(folder / "quarantine")
+    if tasks is not None:
+        raw["tasks"] = tasks
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
