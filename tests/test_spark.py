@@ -183,19 +183,66 @@ def test_spark_scores_equal_crmscore_score(both_engines, tmp_path):
         assert [r["text"] for r in mine] == [r["text"] for r in theirs]
 
 
-def test_training_set_on_spark_equals_duckdb(both_engines):
-    """Labels and the stacked training set (build_training_set through the churn task's cutoffs) computed on
-    Spark: the same rows, labels and features as on DuckDB."""
-    from crmscore.models.pipeline import transactional_dataset
+def test_training_set_written_on_spark_equals_duckdb(both_engines, tmp_path):
+    """The churn task's training set (its cutoffs' features and labels, stacked) built and written to Parquet by
+    Spark, without collecting it: the same rows, cutoffs, labels and features as build_training_set on DuckDB."""
+    from crmscore.features.build import build_training_set
+    from crmscore.features.spark import spark_training_set, write_table
+    from crmscore.models.pipeline import training_plan
     from crmscore.models.tasks import get_task
 
     duck, on_spark = both_engines
     task = get_task("churn")
     s = task.settings(snapshots=2)
-    expected, got = transactional_dataset(task, duck, s), transactional_dataset(task, on_spark, s)
-    assert got.cutoffs == expected.cutoffs
-    for part in ("train", "valid", "test"):
-        a = getattr(expected, part).sort_values(["as_of", "customer_id"], ignore_index=True)
-        b = getattr(got, part).sort_values(["as_of", "customer_id"], ignore_index=True)
-        assert len(a) > 50
-        assert_same_table(a.drop(columns="as_of"), b.drop(columns="as_of"))
+    cut, fs, label, _, _ = training_plan(task, duck, s)
+    assert training_plan(task, on_spark, s)[0] == cut
+    cutoffs = [*cut["train"], cut["test"]]
+    expected = build_training_set(duck, cutoffs, label, fs)
+    write_table(spark_training_set(on_spark, cutoffs, label, fs), str(tmp_path / "training_set"))
+    got = pd.read_parquet(tmp_path / "training_set")
+    assert len(expected) > 150 and expected["as_of"].nunique() == len(cutoffs)
+    key = ["as_of", "customer_id"]
+    a, b = (f.sort_values(key, ignore_index=True) for f in (expected, got))
+    assert b["as_of"].astype("datetime64[ns]").tolist() == a["as_of"].astype("datetime64[ns]").tolist()
+    assert_same_table(a.drop(columns="as_of"), b.drop(columns="as_of"))
+
+
+def test_spark_publish_is_seen_only_once_complete(both_engines, redis_url, monkeypatch):
+    """Publishing from Spark writes every customer's features to Redis in partitions under a new version:
+    readers keep the old snapshot while the partitions write, then see all the new rows and none of the old."""
+    import json
+
+    from crmscore.features.build import build_features, feature_set_for
+    from crmscore.features.store import RedisStore, rows_as_json
+    from crmscore.scoring import spark_publish
+    from crmscore.settings import Settings
+
+    duck, on_spark = both_engines
+    as_of = CUTOFFS[2]
+    reader = RedisStore(redis_url, version_ttl=0)
+    reader.publish(pd.DataFrame({"customer_id": ["OLD1", "E1"], "x": [1.0, 2.0]}), {"as_of": "old"})
+    seen_before_switch = {}
+    switch = spark_publish.StagedSnapshot.switch
+
+    def look_then_switch(staged, meta):  # the real switch, after a reader's look at the staged state
+        seen_before_switch.update(meta=reader.meta(), rows=reader.get_many(["OLD1", "E1", "E2"]), staged=staged.rows)
+        switch(staged, meta)
+
+    monkeypatch.setattr(spark_publish.StagedSnapshot, "switch", look_then_switch)
+    settings = Settings(redis_url=redis_url)
+    n, _ = spark_publish.publish_snapshot_on_spark(on_spark, as_of, settings, served=[])
+    assert seen_before_switch["meta"]["as_of"] == "old"
+    assert seen_before_switch["rows"] == {"OLD1": {"x": 1.0}, "E1": {"x": 2.0}}
+    expected = build_features(duck, as_of, feature_set_for(duck, as_of))
+    assert n == seen_before_switch["staged"] == len(expected)
+    got = reader.get_many(expected["customer_id"].astype(str).tolist() + ["OLD1"])
+    assert sorted(got) == sorted(expected["customer_id"].astype(str))  # all new rows, OLD1 gone
+    for cid, row in rows_as_json(expected):
+        want, have = json.loads(row), got[cid]
+        assert set(have) == set(want), cid
+        for k, v in want.items():
+            assert (have[k] == v) if not isinstance(v, float) else abs(have[k] - v) <= 1e-9 * max(1, abs(v)), (cid, k)
+    meta = reader.meta()
+    assert meta["as_of"] == str(pd.Timestamp(as_of)) and meta["customers"] == len(expected)
+    assert meta["segments"]["rfm"] == {k: int(v) for k, v in expected["rfm_segment"].value_counts().items()}
+    assert meta["segments"]["lifecycle"] == {k: int(v) for k, v in expected["lifecycle_stage"].value_counts().items()}
