@@ -155,17 +155,18 @@ def test_every_feature_column_matches_duckdb(both_engines, as_of):
     assert {"E1", "E2", "E3"} <= set(got["customer_id"]) or as_of == CUTOFFS[0]
 
 
-def test_spark_scores_equal_crmscore_score(both_engines, tmp_path):
+@pytest.mark.parametrize("task_name", ["churn", "next-purchase"])
+def test_spark_scores_equal_crmscore_score(both_engines, tmp_path, task_name):
     """mapInPandas scoring gives `crmscore score`'s rows: same customers, scores, deciles, segments, lifecycle
-    stages, contributions and reason texts."""
+    stages, contributions and reason texts (next-purchase: also days_to_next and its interval)."""
     from crmscore.models.pipeline import train_task
     from crmscore.models.tasks import get_task
     from crmscore.scoring.batch import score_frame, transactional_population
     from crmscore.scoring.spark import score_on_spark, write_spark_scores
 
     duck, on_spark = both_engines
-    task = get_task("churn")
-    bundle = train_task(task, duck.config, task.settings(snapshots=2, num_boost_round=40), data=duck,
+    task = get_task(task_name)
+    bundle = train_task(task, duck.config, task.settings(snapshots=2, num_boost_round=30), data=duck,
                         register=False).bundle
     as_of = duck.default_as_of()
     expected = score_frame(bundle, transactional_population(bundle, duck, as_of), top_k=3, version="7")
@@ -173,10 +174,13 @@ def test_spark_scores_equal_crmscore_score(both_engines, tmp_path):
     write_spark_scores(score_on_spark(bundle, on_spark, as_of, top_k=3, version="7"), tmp_path / "scores")
     got = pd.read_parquet(tmp_path / "scores").sort_values("customer_id").reset_index(drop=True)
     assert got["customer_id"].tolist() == expected["customer_id"].tolist() and len(got) > 100
-    for col in ("score", "base_value"):
-        assert np.allclose(got[col], expected[col], rtol=0, atol=1e-12), col
-    for col in ("decile", "segment", "lifecycle_stage", "model_version", "reason_1", "reason_2", "reason_3"):
-        assert got[col].astype(str).tolist() == expected[col].astype(str).tolist(), col
+    assert sorted(got.columns) == sorted(expected.columns)
+    assert task_name == "churn" or "days_to_next" in got
+    for col in expected.columns.drop(["customer_id", "reasons"]):
+        if expected[col].dtype.kind == "f":
+            assert np.allclose(got[col], expected[col], rtol=0, atol=1e-12, equal_nan=True), col
+        else:
+            assert got[col].astype(str).tolist() == expected[col].astype(str).tolist(), col
     for mine, theirs in zip(got["reasons"], expected["reasons"], strict=True):
         assert [r["feature"] for r in mine] == [r["feature"] for r in theirs]
         assert np.allclose([r["contribution"] for r in mine], [r["contribution"] for r in theirs], rtol=0, atol=1e-12)
@@ -196,11 +200,11 @@ def test_training_set_written_on_spark_equals_duckdb(both_engines, tmp_path):
     s = task.settings(snapshots=2)
     cut, fs, label, _, _ = training_plan(task, duck, s)
     assert training_plan(task, on_spark, s)[0] == cut
-    cutoffs = [*cut["train"], cut["test"]]
+    cutoffs = [cut["train"][-1], cut["test"]]  # two of the task's cutoffs: stacking shows with two, and each costs
     expected = build_training_set(duck, cutoffs, label, fs)
     write_table(spark_training_set(on_spark, cutoffs, label, fs), str(tmp_path / "training_set"))
     got = pd.read_parquet(tmp_path / "training_set")
-    assert len(expected) > 150 and expected["as_of"].nunique() == len(cutoffs)
+    assert len(expected) > 100 and expected["as_of"].nunique() == len(cutoffs)
     key = ["as_of", "customer_id"]
     a, b = (f.sort_values(key, ignore_index=True) for f in (expected, got))
     assert b["as_of"].astype("datetime64[ns]").tolist() == a["as_of"].astype("datetime64[ns]").tolist()
