@@ -477,6 +477,15 @@ def test_operations_page_in_a_real_browser(ui_served, ui_engine, tmp_path):
             page.click("#search-submit")
             page.wait_for_url(f"**/ui/customers/{other}")
             assert page.locator("svg.waterfall").count() == 1
+            # a customer outside the churn model's population: scored, and the page says the model was not made for them
+            churn = ui_engine.models["churn"]
+            outside = next(c for c in ui_engine.store.sample_ids(400) if churn.in_population(ui_engine.store.get(c)) is False)
+            page.goto(f"{server.url}/ui/customers/{outside}")
+            note = page.locator('section.score[data-model="churn"] p.outside-population').inner_text()
+            assert note.startswith("Outside this model's population (a purchase in the last ")
+            assert page.locator('section.score[data-model="churn"] .score-value').inner_text().endswith("%")
+            page.goto(f"{server.url}/ui/customers/{cid}")
+            assert page.locator("p.outside-population").count() == 0  # a customer inside it: no note
             page.fill("form.search-mini input[name=id]", "no-such-customer")  # the search box in the header
             page.press("form.search-mini input[name=id]", "Enter")
             page.wait_for_url("**/ui/customers/no-such-customer")

@@ -297,7 +297,7 @@ class ScoringEngine:
         for (_, explain, top_k, lang), (model, members) in groups.items():
             customers = [c for n in members for c in jobs[n].customers]
             try:
-                results = self._score_with(model, customers, explain, top_k, lang)
+                results = self.score_customers(model, customers, explain, top_k, lang)
             except Exception as exc:  # noqa: BLE001  (a bug must not sink the other models' requests)
                 log.exception("scoring with %s failed", model.name)
                 for n in members:
@@ -334,7 +334,8 @@ class ScoringEngine:
         self.store_outage.ok()
         return True
 
-    def _store_or_503(self, customer_id: str) -> dict[str, Any] | None:
+    def features_or_503(self, customer_id: str) -> dict[str, Any] | None:
+        """One customer's published features (None when unknown); a RequestError 503 while the store is down."""
         try:
             return self.read_features([customer_id]).get(customer_id)
         except StoreUnavailable as exc:
@@ -350,10 +351,12 @@ class ScoringEngine:
         check_lang(job.lang)
         return self.get_model(self.loaded_name(job.model))
 
-    def _score_with(self, model: ServedModel, customers: list[dict[str, Any]], explain: bool,
+    def score_customers(self, model: ServedModel, customers: list[dict[str, Any]], explain: bool,
                     top_k: int, lang: str = "en", found: dict[str, dict[str, Any]] | None = None
                     ) -> list[dict[str, Any]]:
-        """found: the features of customers by id, when the caller has read them already."""
+        """Score customers (by id, or sent with their features) with one model, as /v1/score answers them: one
+        dict per customer, in order, an `error` for a customer that cannot be scored. found: the features of
+        customers by id, when the caller has read them already (the page and /v1/customers do)."""
         base = {"model": model.name, "version": model.version, "alias": model.alias}
         results: list[dict[str, Any]] = [None] * len(customers)  # type: ignore[list-item]
         rows, values, where, segs, inside = [], [], [], [], []
@@ -451,13 +454,13 @@ class ScoringEngine:
         check_lang(lang)
         if not self.models:
             raise RequestError(f"the service is not ready: {self.not_ready_reason}", 503)
-        feats = self._store_or_503(customer_id)
+        feats = self.features_or_503(customer_id)
         if feats is None:
             raise RequestError(f"unknown customer_id {customer_id!r}: not in the published feature snapshot", 404)
         self.maybe_reload()
         scores = []
         for model in self.models.values():
-            scores.extend(self._score_with(model, [{"customer_id": customer_id}], True, top_k, lang,
+            scores.extend(self.score_customers(model, [{"customer_id": customer_id}], True, top_k, lang,
                                            found={customer_id: feats}))
         self.predlog.append(request_id, scores)
         profile = {k: feats.get(k) for k in ("rfm_segment", "rfm_score", "lifecycle_stage", "recency_days",

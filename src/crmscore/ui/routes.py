@@ -31,6 +31,7 @@ from crmscore.features.translations import description
 from crmscore.models.evaluation import LOWER_IS_BETTER
 from crmscore.features.segments import LIFECYCLE_STAGES, RFM_SEGMENTS
 from crmscore.scoring.online import RequestError, ScoringEngine
+from crmscore.scoring.runtime import ServedModel
 from crmscore.explain import i18n
 from crmscore.ui import charts
 from crmscore.ui.actions import load_rules
@@ -222,6 +223,16 @@ def customer_page(customer_id: str, page: Page = Depends(signed_in),
     return page.render("customer.html", **customer_context(view, engine, page))
 
 
+def population_text(model: ServedModel | None, page: Page) -> str:
+    """A model's population rule in the page's language (crmscore.models.population.PopulationRule)."""
+    rule = getattr(model, "population", None)
+    if rule is None or (rule.within_days is None and not rule.buyers_only):
+        return page.t("customer.population_all")
+    if rule.within_days is not None:
+        return page.t("customer.population_within", days=rule.within_days)
+    return page.t("customer.population_buyers")
+
+
 def customer_context(view: dict[str, Any], engine: ScoringEngine, page: Page) -> dict[str, Any]:
     lang, t = page.lang, page.t
     actions = ui_settings().actions
@@ -240,6 +251,9 @@ def customer_context(view: dict[str, Any], engine: ScoringEngine, page: Page) ->
             band = rules.band(s)
             item.update(value=fmt(s["score"]), band=band, band_label=label(lang, "band", band) if band else None,
                         decile=s.get("decile"))
+            if s.get("in_population") is False:  # scored all the same; the page says the model was not made for them
+                item["outside_population"] = t("customer.outside_population",
+                                               population=population_text(model, page))
             ranked = (s.get("details") or {}).get("next_categories") or []
             if ranked:
                 item["next_categories"] = ", ".join(f"{c['category']} {charts.pct(c['probability'], 0)}"

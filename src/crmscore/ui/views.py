@@ -36,7 +36,7 @@ class PageViews:
         online.check_lang(lang)
         if not self.engine.models:
             raise online.RequestError(f"the service is not ready: {self.engine.not_ready_reason}", 503)
-        feats = self.engine._store_or_503(customer_id)
+        feats = self.engine.features_or_503(customer_id)
         if feats is None:
             raise online.RequestError(f"unknown customer_id {customer_id!r}: not in the published feature snapshot",
                                       404)
@@ -50,7 +50,7 @@ class PageViews:
             try:
                 # the score, reasons and details as /v1/score gives them (spend in currency, the top category's
                 # probability and the ranked list for next-category); the waterfall from the model's own booster
-                (res,) = self.engine._score_with(model, [{"customer_id": customer_id}], True, top_k, lang,
+                (res,) = self.engine.score_customers(model, [{"customer_id": customer_id}], True, top_k, lang,
                                                  found={customer_id: feats})
                 if res.get("error"):
                     raise RuntimeError(res["error"])
@@ -105,7 +105,7 @@ class PageViews:
         if rows:
             # the scores as /v1/score gives them (currency for expected spend, the top category's probability
             # for next-category); the beeswarm needs one booster's SHAP values (not next-category's heads)
-            scored_rows = self.engine._score_with(model, [{"customer_id": c} for c in cids], False, 0,
+            scored_rows = self.engine.score_customers(model, [{"customer_id": c} for c in cids], False, 0,
                                                   found=dict(zip(cids, feats)))
             scores = np.array([r["score"] for r in scored_rows], float)
             out["by_segment"] = _distribution(scores, [f.get("rfm_segment") for f in feats])
