@@ -268,7 +268,8 @@ TF_NEXT_BASKET_MUST_BEAT = ("popularity", "copurchase", "most_bought")
 
 def _tafeng_note(m: dict[str, float], view: str) -> str:
     p = "xsell_" if view == "cross-sell" else ""
-    note = (f"co-purchase blend weight {m.get('copurchase_blend', 0):g}; "
+    note = (f"co-purchase blend weight {m.get('copurchase_blend', 0):g}, repeat-rate blend "
+            f"{m.get('repeat_blend', 0):g}; "
             f"{view} view: {int(m[p + 'rows'])} buyers of {int(m['targets'])} categories; hit rate @1 "
             f"{m[p + 'hit_rate_at_1']:.3f}, @5 {m[p + 'hit_rate_at_5']:.3f}; precision @1/3/5 "
             f"{m[p + 'precision_at_1']:.3f}/{m[p + 'precision_at_3']:.3f}/{m[p + 'precision_at_5']:.3f}; NDCG "

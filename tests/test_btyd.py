@@ -127,3 +127,18 @@ def test_published_store_holds_the_batch_btyd_values(synthetic_config, tmp_path,
     for cid in ids:
         for col in BTYD_COLUMNS:
             assert stored[cid][col] == pytest.approx(batch.loc[cid, col], rel=1e-12), (cid, col)
+
+
+def test_unique_rows_match_numpy_unique_rows():
+    """The BG/NBD fit's de-duplication gives np.unique(axis=0)'s rows, order and counts (so the fit is unchanged)."""
+    from crmscore.features.btyd import _unique_rows
+
+    rng = np.random.default_rng(3)
+    data = np.column_stack([rng.integers(0, 4, 3000), rng.integers(0, 30, 3000) / 7.0, rng.random(3000).round(1)])
+    data[::7, 1] = -0.0  # signed zeros compare equal
+    expected, counts = np.unique(data, axis=0, return_counts=True)
+    got, got_counts = _unique_rows(data)
+    assert np.array_equal(got, expected) and np.array_equal(got_counts, counts)
+    assert counts.sum() == len(data) and len(expected) < len(data)
+    empty, none = _unique_rows(data[:0])
+    assert empty.shape == (0, 3) and len(none) == 0

@@ -3,6 +3,8 @@ team's data is here), the next-category baselines, and the timing of each listed
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -53,7 +55,8 @@ def test_cross_sell_list_leaves_out_what_was_bought_in_the_lookback(crosssell):
     # some customers did buy targets in the lookback (else the check above proves nothing), and keep_regular
     # puts them back
     assert any((str(c), t) in bought for c in listed["customer_id"] for t in targets)
-    kept = bundle.score(test, explain=False, max_targets=0, keep_regular=True)["next_categories"]
+    untimed = dataclasses.replace(bundle, companions={})  # the lists' lengths only: no timing needed
+    kept = untimed.score(test, explain=False, max_targets=0, keep_regular=True)["next_categories"]
     assert (kept.map(len) == len(bundle.targets)).all()
     # the cross-sell metrics are measured on that view: fewer (customer, category) positives than next basket
     assert metrics["xsell_rows"] < metrics["rows"]
@@ -72,6 +75,35 @@ def test_each_listed_category_has_its_timing(crosssell):
     assert metrics["days_to_category_test_rows"] > 50
     assert metrics["days_to_category_mae"] < metrics["days_to_category_mae_baseline"]
     assert 0.5 < metrics["days_to_category_interval_coverage"] <= 1.0
+
+
+def test_repeat_blend_reorders_the_customers_own_categories_and_leaves_the_cross_sell_list(crosssell):
+    """repeat_blend adds the customer's repeat rate per category (order share) to the ranking, the cross-sell list
+    keeps the order of the categories not bought in the share's window, and
+    every run logs the blends it would give so that the weight is chosen on validation."""
+    from crmscore.features.definitions import slug
+
+    _, ds, trained, metrics, _, _ = crosssell
+    test = ds.test.head(300)
+    bundle = dataclasses.replace(trained, companions={})  # the lists' order only: no timing needed
+    targets = bundle.targets
+    share = np.nan_to_num(test[[f"category_order_share_{slug(t)}" for t in targets]].to_numpy(float))
+    assert (share > 0).any(1).mean() > 0.2  # customers with repeat categories, else nothing is checked
+    plain = bundle.predict(test)
+    unbought = [{t for t, v in zip(targets, row) if v == 0} for row in share]
+    before = [[i["category"] for i in items if i["category"] in keep] for items, keep in
+              zip(bundle.score(test, explain=False, max_targets=0)["next_categories"], unbought)]
+    for w in (0.05, 1.0):
+        blended = dataclasses.replace(bundle, settings={**bundle.settings, "repeat_blend": w})
+        np.testing.assert_allclose(blended.predict(test), (1 - w) * plain + w * share)
+    # a category not bought in the share's window gets nothing from the blend: the cross-sell list keeps their order
+    # (with cross_sell_lookback_days at least that window, as in Ta-Feng's config, that is the whole list)
+    small = dataclasses.replace(bundle, settings={**bundle.settings, "repeat_blend": 0.05})
+    after = [[i["category"] for i in items if i["category"] in keep] for items, keep in
+             zip(small.score(test, explain=False, max_targets=0)["next_categories"], unbought)]
+    assert after == before and sum(map(len, after)) > len(test)
+    assert {f"repeat_{w:g}_hit_rate_at_3" for w in (0, 0.05, 0.1)} <= set(metrics)
+    assert metrics["repeat_0_hit_rate_at_3"] == pytest.approx(metrics["hit_rate_at_3"])  # the run's own blend: 0
 
 
 def test_personal_baselines_rank_the_customers_own_categories():

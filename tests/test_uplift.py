@@ -1,4 +1,4 @@
-"""Uplift: campaign data in the contract, the DR-learner on the synthetic campaign's planted effects, the
+"""Uplift: campaign data in the contract, the uplift learners on the synthetic campaign's planted effects, the
 marketer's measures, "did it work?", and the CLI from training to scores."""
 
 from __future__ import annotations
@@ -206,13 +206,25 @@ def _cli(*args):
 def test_cli_train_promote_score_and_campaign_effect(campaign_config, tmp_path, monkeypatch):
     import mlflow
 
+    from crmscore.models.evaluation import quality_grade
+
     monkeypatch.setenv("CRMSCORE_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("CRMSCORE_ARTIFACT_LOCATION", str(tmp_path / "mlruns"))
+    # the plumbing, not the choice of learner (test_uplift_model_beats... fits them all): two learners whose
+    # reasons are one TreeSHAP pass and fewer trees keep this the cheap end of the suite
+    cfg = yaml.safe_load(campaign_config.read_text())
+    cfg["tasks"]["uplift"].update({"methods": ["x", "to"], "num_boost_round": 200})
+    campaign_config = tmp_path / "campaign.yaml"
+    campaign_config.write_text(yaml.safe_dump(cfg))
     res = _cli("train", "uplift", "--campaign", "winback", "--config", str(campaign_config), "--json")
     assert res.exit_code == 0, res.output[-2000:]
     result = json.loads(res.stdout.strip().splitlines()[-1])
     assert result["task"] == "uplift-winback" and result["registered_version"] == "1"
-    assert result["metrics"]["qini"] > result["baselines"]["purchase probability"]["qini"]
+    metrics = result["metrics"]
+    assert metrics["qini"] > result["baselines"]["purchase probability"]["qini"]
+    # the grade's A margin is on the Qini scale: a tenth of random targeting's AUUC on the same rows
+    assert metrics["grade_margin"] == pytest.approx(0.1 * abs(metrics["auuc_random"]))
+    assert result["grade"] == quality_grade(metrics["qini"], metrics["best_baseline_qini"], metrics["grade_margin"])
     report = mlflow.artifacts.download_artifacts(run_id=result["run_id"], artifact_path="evaluation/report.html",
                                                  dst_path=str(tmp_path / "dl"))
     html = open(report).read()
@@ -256,9 +268,10 @@ def test_cli_train_promote_score_and_campaign_effect(campaign_config, tmp_path, 
     assert served["reasons"][0]["text"] == batch.loc[cid, "reason_1"]
     (zh,) = engine.score("uplift-winback", [{"customer_id": cid}], True, 2, "r-zh", lang="zh")
     assert all("营销活动" in r["text"] for r in zh["reasons"])
+    overview = PageViews(engine).model_overview("uplift-winback", sample=50, scored=300)  # the same for both languages
     for lang in ("en", "zh"):
         page = SimpleNamespace(lang=lang, t=lambda key, _l=lang, **values: i18n.text(_l, key, **values))
-        ctx = model_context(PageViews(engine).model_overview("uplift-winback"), engine.models["uplift-winback"], page)
+        ctx = model_context(overview, engine.models["uplift-winback"], page)
         assert ctx["campaign_report"] and {r["label"] for r in ctx["rows"]} >= {i18n.text(lang, "metrics.qini")}
         html = templates().get_template("model.html").render(t=page.t, lang=lang, session=None, path="/ui/models/x",
                                                              other_lang="en", other_lang_name="", switch_url="", **ctx)
@@ -282,7 +295,8 @@ def test_ready_experiment_table_trains_with_a_treatment_column(tmp_path):
     from crmscore.models.tasks import get_task
 
     task = get_task("uplift-starbucks")
-    s = task.settings({"min_positives": 20, "min_negatives": 20})
+    # the ready table's plumbing, not the learners (one cheap one; all five are tested on the synthetic campaign)
+    s = task.settings({"min_positives": 20, "min_negatives": 20, "methods": ["x"], "num_boost_round": 200})
     ds = task.dataset(task, cfg, None, s, None, False)
     assert "Promotion" not in ds.features and set(ds.test["treated"]) == {0, 1}
     _, metrics, base, _ = fit_and_evaluate(task, ds, s)
@@ -316,7 +330,55 @@ def test_s_learner_lift_follows_a_response_scaled_effect_and_its_reasons_add_up_
     loaded = UpliftModel.load(model.save(tmp_path / "s"))
     assert loaded.method_ == "s" and np.allclose(loaded.predict(X[te]), lift)
     assert np.allclose(loaded.explain(X[te].head(20)).contributions, expl.contributions[:20])
-    # left to choose, validation keeps the method with the larger validation AUUC and records both
-    auto = UpliftModel("binary", {}, 300, 17).fit(X[tr], y[tr], t[tr], X[va], y[va], t[va])
-    assert set(auto.validation_auuc_) == {"dr", "s"}
-    assert auto.validation_auuc_[auto.method_] == max(auto.validation_auuc_.values())
+
+
+def test_x_learner_and_response_scaled_lifts_have_exact_reasons_and_validation_applies_the_one_se_rule(tmp_path):
+    """The X-learner (a weighted sum of two effect models) and the response-scaled lift (a constant share of one
+    response model) both rank a log-odds-shift campaign's customers like the truth, and their SHAP reasons add up to
+    their own lift; left to choose, the model keeps the most constrained method within one standard error."""
+    from crmscore.models.uplift_learner import METHODS, UpliftModel
+
+    rng = np.random.default_rng(5)
+    n = 5000
+    X = pd.DataFrame({"visits": rng.normal(size=n), "noise": rng.normal(size=n),
+                      "region": pd.Categorical(rng.choice(["north", "south", "west"], n))})
+    t = (rng.random(n) < 0.7).astype(int)  # an unequal split, as in Lenta's (75% treated)
+    base = -2.0 + 1.2 * X["visits"] + 0.6 * (X["region"] == "north")
+    true_lift = (1 / (1 + np.exp(-(base + 1.0))) - 1 / (1 + np.exp(-base))).to_numpy()
+    y = (rng.random(n) < 1 / (1 + np.exp(-(base + 1.0 * t)))).astype(float)
+    tr, va, te = slice(0, 3000), slice(3000, 4000), slice(4000, n)
+    for method, agreement in (("x", 0.6), ("rs", 0.8)):
+        model = UpliftModel("binary", {}, 200, 17, method=method).fit(X[tr], y[tr], t[tr], X[va], y[va], t[va])
+        lift = model.predict(X[te])
+        assert pd.Series(lift).corr(pd.Series(true_lift[te]), method="spearman") > agreement, method
+        expl = model.explain(X[te].head(100))
+        assert expl.feature_names == ["visits", "noise", "region"]
+        assert np.allclose(expl.base_value + expl.contributions.sum(1), lift[:100], atol=1e-6), method
+        loaded = UpliftModel.load(model.save(tmp_path / method))
+        assert loaded.method_ == method and np.allclose(loaded.predict(X[te]), lift)
+    auto = UpliftModel("binary", {}, 200, 17, methods=("to", "x", "rs")).fit(X[tr], y[tr], t[tr], X[va], y[va], t[va])
+    scores, se = auto.validation_auuc_, auto.validation_gap_se_
+    assert set(scores) == set(se) == {"to", "x", "rs"}
+    best = max(scores, key=scores.get)
+    assert se[best] == 0 and all(se[m] > 0 for m in scores if m != best)
+    within = [m for m in METHODS if m in scores and scores[best] - scores[m] <= se[m]]
+    assert auto.method_ == within[0]
+
+
+def test_the_grade_margin_is_on_the_qini_scale():
+    """A ROC-AUC's 0.02 is twice a whole Qini coefficient at a 1-point campaign effect; the uplift grade's margin is
+    a tenth of random targeting's AUUC on the same rows."""
+    from crmscore.models.evaluation import quality_grade
+    from crmscore.models.tasks import get_task
+    from crmscore.models.uplift_evaluation import uplift_metrics
+
+    rng = np.random.default_rng(0)
+    t = rng.integers(0, 2, 4000)
+    y = (rng.random(4000) < 0.10 + 0.01 * t).astype(float)  # a 1-point campaign effect
+    m = uplift_metrics(y, t, rng.random(4000))
+    margin = get_task("uplift-any").grade_margin(m)
+    assert margin == pytest.approx(abs(m["ate"]) / 20) and 0 < margin < 0.002
+    assert quality_grade(0.0030 + 1.01 * margin, 0.0030, margin) == "A"
+    assert quality_grade(0.0030 + 0.5 * margin, 0.0030, margin) == "B"
+    assert quality_grade(0.0029, 0.0030, margin) == "C"
+    assert get_task("churn").grade_margin is None  # ROC-AUC tasks keep 0.02

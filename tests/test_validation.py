@@ -138,3 +138,15 @@ def test_cli_missing_customer_column_exits_nonzero(tmp_path):
                            str(write_config(tmp_path, data))], capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 2
     assert "required column 'customer_id' is missing" in proc.stderr
+
+
+def test_duckdb_memory_limit_is_applied_and_a_bad_size_is_named(tmp_path):
+    """duckdb.memory_limit bounds the embedded DuckDB (a million customers' features otherwise take about 3 GB)."""
+    from crmscore.errors import ConfigError
+
+    data = _load(tmp_path, {"transactions": _tx()}, duckdb={"memory_limit": "300MB"})
+    limit = data.con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    assert limit.endswith("MiB") and 280 <= float(limit.split()[0]) <= 300, limit
+    assert data.reports["transactions"].rows_read == 200
+    with pytest.raises(ConfigError, match=r"duckdb\.memory_limit 'lots' is not a size DuckDB reads"):
+        _load(tmp_path, {"transactions": _tx()}, duckdb={"memory_limit": "lots"})

@@ -243,6 +243,7 @@ def _score(name: str, config: Path, out: Path, as_of, top_k: int, alias: str,  #
         data = load_data(cfg)
         as_of = as_of or data.default_as_of()
         frame = transactional_population(bundle, data, as_of)
+        data.con.close()  # the loaded tables are not read again: their memory is the scoring's
     constants = {}
     if bundle.mode != "feature_table":  # the cutoff and model, so monitoring can judge the scores later
         from crmscore.features.build import as_of_timestamp

@@ -439,6 +439,12 @@ def load_customer_data(cfg: ProjectConfig, *, strict: bool = True,
                           "(a config with only data.features is a ready feature table)")
     con = con or duckdb.connect()
     con.execute(f"SET TimeZone = {_literal(cfg.timezone)}")
+    if cfg.duckdb.memory_limit:
+        try:
+            con.execute(f"SET memory_limit = {_literal(cfg.duckdb.memory_limit)}")
+        except duckdb.Error as exc:
+            raise ConfigError(f"duckdb.memory_limit {cfg.duckdb.memory_limit!r} is not a size DuckDB reads; write "
+                              f"it as 1.5GB or 800MB") from exc
     tables, reports, attributes, history_attributes = load_tables(
         cfg, lambda contract, source: _TableLoader(con, cfg, contract, source).load(), progress)
     columns = {t: {r[0] for r in con.execute(f"DESCRIBE {t}").fetchall()} for t in tables}

@@ -42,6 +42,24 @@ def bgnbd_inputs(frame: pd.DataFrame) -> pd.DataFrame:
                          "T": np.maximum(first, 1e-3) / 7.0}, index=f.index)
 
 
+def _levels(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """x's distinct values (sorted) and each row's index into them."""
+    return np.unique(x, return_inverse=True)
+
+
+def _unique_rows(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """np.unique(data, axis=0, return_counts=True) of a float matrix without NaN, the same rows in the same
+    (lexicographic) order and counts, by a lexsort of the columns: np.unique sorts the rows as structured
+    records, about 3x slower (0.59M near-distinct histories of a million customers: 9.6 s against 3.5 s at load
+    average 20; the fitted features are identical)."""
+    if len(data) == 0:
+        return data.reshape(0, data.shape[1]), np.zeros(0, dtype=np.intp)
+    order = np.lexsort(data.T[::-1])
+    rows = data[order]
+    starts = np.flatnonzero(np.r_[True, np.any(rows[1:] != rows[:-1], axis=1)])
+    return rows[starts], np.diff(np.r_[starts, len(rows)])
+
+
 @dataclass(frozen=True)
 class BGNBD:
     """Fitted BG/NBD parameters: purchase rate ~ Gamma(r, alpha) (alpha in weeks), dropout ~ Beta(a, b)."""
@@ -53,12 +71,13 @@ class BGNBD:
 
     @staticmethod
     def log_likelihood(params: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray,
-                       w: np.ndarray) -> tuple[float, np.ndarray]:
-        """The weighted log-likelihood (eq. 6 of the paper) and its gradient in (r, alpha, a, b)."""
+                       w: np.ndarray, levels: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[float, np.ndarray]:
+        """The weighted log-likelihood (eq. 6 of the paper) and its gradient in (r, alpha, a, b). levels: x's
+        distinct values and each row's index into them (_levels(x)), computed once by fit for all iterations."""
         r, alpha, a, b = params
         repeat = x > 0
         b_x1 = np.where(repeat, b + x - 1, 1.0)
-        xs, at = np.unique(x, return_inverse=True)  # orders are counts: special functions once per count
+        xs, at = levels if levels is not None else _levels(x)  # orders are counts: special functions once per count
         ln_a1 = (special.gammaln(r + xs) - special.gammaln(r))[at] + r * np.log(alpha)
         ln_a2 = (special.gammaln(a + b) + special.gammaln(b + xs) - special.gammaln(b)
                  - special.gammaln(a + b + xs))[at]
@@ -81,15 +100,16 @@ class BGNBD:
     def fit(cls, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> BGNBD:
         """Maximum likelihood over customers, identical histories counted once with a weight."""
         data = np.column_stack([x, t_x, T]).astype(float)
-        uniq, counts = np.unique(data, axis=0, return_counts=True)
+        uniq, counts = _unique_rows(data)
         ux, ut, uT = (np.ascontiguousarray(uniq[:, i]) for i in range(3))
         w = counts.astype(float)
         n = w.sum()
         start = np.log([1.0, max(float(np.average(uT, weights=w)), 1e-3), 1.0, 1.0])
+        levels = _levels(ux)
 
         def objective(log_params: np.ndarray) -> tuple[float, np.ndarray]:
             params = np.exp(log_params)
-            ll, grad = cls.log_likelihood(params, ux, ut, uT, w)
+            ll, grad = cls.log_likelihood(params, ux, ut, uT, w, levels)
             return (-ll + PENALTY * np.sum(log_params ** 2)) / n, (-grad * params + 2 * PENALTY * log_params) / n
 
         res = optimize.minimize(objective, start, jac=True, method="L-BFGS-B", bounds=[(-12, 12)] * 4)
@@ -123,12 +143,13 @@ class GammaGamma:
     v: float
 
     @staticmethod
-    def log_likelihood(params: np.ndarray, x: np.ndarray, m: np.ndarray) -> tuple[float, np.ndarray]:
-        """The log-likelihood of x orders of mean value m and its gradient in (p, q, v)."""
+    def log_likelihood(params: np.ndarray, x: np.ndarray, m: np.ndarray,
+                       levels: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[float, np.ndarray]:
+        """The log-likelihood of x orders of mean value m and its gradient in (p, q, v) (levels: as BGNBD's)."""
         p, q, v = params
         px = p * x
         ln_xmv = np.log(x * m + v)
-        xs, at = np.unique(x, return_inverse=True)  # orders are counts: special functions once per count
+        xs, at = levels if levels is not None else _levels(x)  # orders are counts: special functions once per count
         ll = ((special.gammaln(p * xs + q) - special.gammaln(p * xs))[at] - special.gammaln(q) + q * np.log(v)
               + (px - 1) * np.log(m) + px * np.log(x) - (px + q) * ln_xmv)
         dig = special.digamma(p * xs + q)[at]
@@ -143,10 +164,11 @@ class GammaGamma:
     def fit(cls, x: np.ndarray, m: np.ndarray) -> GammaGamma:
         """Maximum likelihood on customers with x >= 1 orders of mean value m > 0."""
         n = max(len(x), 1)
+        levels = _levels(x)
 
         def objective(log_params: np.ndarray) -> tuple[float, np.ndarray]:
             params = np.exp(log_params)
-            ll, grad = cls.log_likelihood(params, x, m)
+            ll, grad = cls.log_likelihood(params, x, m, levels)
             return (-ll + PENALTY * np.sum(log_params ** 2)) / n, (-grad * params + 2 * PENALTY * log_params) / n
 
         res = optimize.minimize(objective, np.log([1.0, 2.0, max(float(np.mean(m)), 1e-3)]), jac=True,

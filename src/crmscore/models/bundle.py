@@ -141,6 +141,9 @@ class TrainedModel:
         rules = self.info.get("copurchase")
         if self.kind == "multilabel" and weight > 0 and rules:
             pred = blend_copurchase(pred, df, self.targets, rules, weight)
+        repeat = float(self.settings.get("repeat_blend", 0.0) or 0.0)
+        if self.kind == "multilabel" and repeat > 0:
+            pred = blend_repeat(pred, df, self.targets, repeat)
         return pred
 
     def evaluate(self, test: pd.DataFrame) -> float:
@@ -365,6 +368,26 @@ def blend_copurchase(pred: np.ndarray, df: pd.DataFrame, targets: list[str], rul
 
     rule = copurchase_scores(df, targets, np.asarray(rules["confidence"], float), np.asarray(rules["popularity"], float))
     return (1.0 - weight) * pred + weight * rule
+
+
+def repeat_scores(df: pd.DataFrame, targets: list[str]) -> np.ndarray:
+    """(n, k) each customer's repeat rate per target: the share of their orders in the feature set's longest
+    window that included it (its `category_order_share_*` feature; 0 when never bought or no orders). Personal
+    purchase frequency is what next-basket studies find hardest to beat; as a share it is on the probabilities'
+    scale, so it can be blended with them."""
+    cols = [f"category_order_share_{slug(t)}" for t in targets]
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise ValueError(f"feature columns {missing[:3]} are missing: repeat_blend needs the per-category purchase "
+                         f"history (history_windows must not be [])")
+    return np.nan_to_num(df[cols].to_numpy(float), nan=0.0)
+
+
+def blend_repeat(pred: np.ndarray, df: pd.DataFrame, targets: list[str], weight: float) -> np.ndarray:
+    """(1 - weight) x the ranking scores + weight x the customer's repeat rates (repeat_scores). A category the
+    customer has not bought in the window scores (1 - weight) x its score, so the order among those stays (the
+    whole cross-sell list when its lookback covers the window)."""
+    return (1.0 - weight) * pred + weight * repeat_scores(df, targets)
 
 
 def days_column(target: str) -> str:

@@ -67,6 +67,13 @@ class NextCategorySettings(TaskSettings):
                                     "score (a confidence, a probability too) in the ranking: (1 - w) x the model's "
                                     "probability + w x the rules' score; 0 = the model alone. Choose on validation "
                                     "cutoffs: every run logs the metrics of the blends at BLEND_WEIGHTS.")
+    repeat_blend: float = Field(default=0.0, ge=0, le=1, description="Weight of the customer's own repeat "
+                                "rate per category (its share of their orders in the feature set's longest window, "
+                                "crmscore.models.bundle.repeat_scores) in the ranking, applied after the co-purchase "
+                                "blend: (1 - w) x that score + w x the repeat rate; 0 = none. It only lifts categories "
+                                "the customer bought in that window, so with cross_sell_lookback_days at least the "
+                                "window the cross-sell list keeps its order. Choose on validation cutoffs: every run "
+                                "logs the metrics at REPEAT_WEIGHTS.")
     category_timing: bool = Field(default=False, description="Also fit the timing model (crmscore.models."
                                   "category_timing): days until each listed category is bought, 10-90% interval.")
     history_windows: list[int] = Field(default=[30, 90], description="Windows (days) of the per-category order "

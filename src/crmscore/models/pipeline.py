@@ -29,9 +29,10 @@ from crmscore.data.loader import CustomerData
 from crmscore.errors import CrmscoreError
 from crmscore.features.build import as_of_timestamp, build_training_set, feature_set_for
 from crmscore.features.definitions import FeatureSet, slug
-from crmscore.models.bundle import CompanionModels, TrainedModel, blend_copurchase, label_matrix
+from crmscore.models.bundle import CompanionModels, TrainedModel, blend_copurchase, blend_repeat, label_matrix
 from crmscore.models.estimator import CustomerModel, MultiLabelModel, small_data_threads
 from crmscore.models.evaluation import (
+    GRADE_MARGIN,
     mean_roc_auc,
     multilabel_metrics,
     normalized_gini,
@@ -48,6 +49,7 @@ from crmscore.features.segments import SEGMENT_COLUMNS
 log = logging.getLogger(__name__)
 NON_FEATURES = {"customer_id", "as_of", "label", *SEGMENT_COLUMNS}
 BLEND_WEIGHTS = (0.0, 0.25, 0.5, 0.75)  # next-category: the co-purchase blends measured at every run
+REPEAT_WEIGHTS = (0.0, 0.02, 0.05, 0.1, 0.2)  # next-category: the repeat-rate blends measured at every run
 
 
 class GuardrailError(CrmscoreError):
@@ -280,10 +282,18 @@ def _fit_multilabel(task: Task, ds: Dataset, s: TaskSettings, params: dict[str, 
             m = _multilabel_result(Y, blended, regular)
             blends.update({f"blend_{w:g}_{k}": m[k] for k in ("hit_rate_at_3", "xsell_hit_rate_at_3", "ndcg",
                                                                "xsell_ndcg")})
+        # the repeat-rate blends on top of the configured co-purchase blend (they leave the cross-sell view as is)
+        with_rules = blend_copurchase(raw, ds.test, targets, bundle.info["copurchase"],
+                                      float(getattr(s, "copurchase_blend", 0.0)))
+        if all(f"category_order_share_{slug(t)}" in ds.test.columns for t in targets):
+            for w in REPEAT_WEIGHTS:
+                m = _multilabel_result(Y, blend_repeat(with_rules, ds.test, targets, w), regular)
+                blends.update({f"repeat_{w:g}_{k}": m[k] for k in ("hit_rate_at_3", "ndcg")})
     S = bundle.predict(ds.test)
     metrics = _multilabel_result(Y, S, regular)
     metrics.update(blends)
     metrics["copurchase_blend"] = float(getattr(s, "copurchase_blend", 0.0))
+    metrics["repeat_blend"] = float(getattr(s, "repeat_blend", 0.0))
     metrics.update({"best_iteration": float(model.best_iteration_),
                     "test_rows": float(len(Y)), "test_positive_rate": float((Y.sum(1) > 0).mean()),
                     "targets": float(len(targets))})
@@ -478,7 +488,10 @@ def train_task(task: Task, cfg: ProjectConfig, s: TaskSettings, *, as_of: Any = 
             metrics.update(cross_validate(task, ds, s, bundle.model.best_iteration_))
         primary = task.primary_metric
         sign = 1.0 if task.higher_is_better else -1.0
-        grade = quality_grade(sign * metrics[primary], sign * metrics[f"best_baseline_{primary}"])
+        if task.grade_margin is not None:  # the A grade's gain on the primary metric's own scale
+            metrics["grade_margin"] = float(task.grade_margin(metrics))
+        grade = quality_grade(sign * metrics[primary], sign * metrics[f"best_baseline_{primary}"],
+                              metrics.get("grade_margin", GRADE_MARGIN))
         bundle.info.update({"trained_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                             "cutoffs": {k: str(v) for k, v in ds.cutoffs.items()}, "grade": grade,
                             "metrics": metrics, "baselines": base, "config": cfg.name,

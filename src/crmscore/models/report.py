@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from crmscore.features.translations import description
-from crmscore.models.evaluation import LOWER_IS_BETTER, comparison_columns
+from crmscore.models.evaluation import GRADE_MARGIN, LOWER_IS_BETTER, comparison_columns
 from crmscore.models import charts
 
 if TYPE_CHECKING:
@@ -208,7 +208,8 @@ def evaluation_report(result: TrainResult) -> str:
             f"content='width=device-width, initial-scale=1'><title>{_e(title)}</title><style>{CSS}</style></head>"
             f"<body><main><h1>{_e(title)} <span class='grade grade-{_e(result.grade)}'>grade {_e(result.grade)}"
             f"</span></h1><p class='muted'>Out-of-time test: the model and every baseline score the same test rows. "
-            f"Grade A: {_e(primary)} at least 0.02 above the best baseline; B: above it; C: not above it. "
+            f"Grade A: {_e(primary)} at least {_fmt(result.metrics.get('grade_margin', GRADE_MARGIN))} above the best "
+            f"baseline; B: above it; C: not above it. "
             f"Written {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC by crmscore.</p>"
             f"<section class='card'><dl>{dl}</dl></section>"
             f"<section class='card'><h2>Model against baselines</h2>{comparison_table(result)}</section>"

@@ -140,6 +140,8 @@ class Task:
         score row by row (lookalike's random ranking) and return their metrics as curves["baseline_metrics"].
     log_run: the task's own artifacts, logged in the run after the shared ones (lookalike: the seed, its
         seed-size curve); returns extra tags for the registered version.
+    grade_margin: (the run's test metrics) -> the gain over the best baseline's primary metric that earns an A,
+        on that metric's scale; None: 0.02 (a ROC-AUC's; crmscore.models.evaluation.GRADE_MARGIN).
     """
 
     name: str
@@ -163,6 +165,7 @@ class Task:
     dataset: DatasetFn | None = None
     fit: FitFn | None = None
     log_run: LogRunFn | None = None
+    grade_margin: Callable[[dict[str, float]], float] | None = None
 
     def population_rule(self, settings: TaskSettings, lifecycle: LifecycleConfig) -> PopulationRule:
         """This task's population at these settings (an explicit lookback_days wins over the default)."""

@@ -10,12 +10,13 @@ outcome as `label`).
 - Split: the campaign is one experiment at one time, so there is no out-of-time test: train / validation /
   test rows are a stratified random split (by treatment and outcome, fixed seed). Validation rows stop
   every model early; promotion compares models on the challenger's logged test rows.
-- Model: crmscore.models.uplift_learner (DR- or S-learner on LightGBM, chosen by the validation rows' AUUC). Primary metric: the Qini coefficient
+- Model: crmscore.models.uplift_learner (response-scaled, S-, X-, DR-learner or transformed outcome, on LightGBM,
+  chosen on the validation rows' AUUC by the one-standard-error rule). Primary metric: the Qini coefficient
   (crmscore.models.uplift_evaluation), against baselines that a marketer would otherwise use: target
   everyone (the random line), target by churn score (days since the last purchase; a feature table: the
   least likely to buy first), target by purchase probability (a LightGBM response model that ignores
   treatment).
-- Scoring: each customer's expected lift with SHAP reasons of the effect model, the outcome with and without
+- Scoring: each customer's expected lift with SHAP reasons of the chosen learner's lift, the outcome with and without
   the campaign, and a quadrant (crmscore.models.quadrants).
 """
 
@@ -33,6 +34,7 @@ from crmscore.data.loader import CustomerData
 from crmscore.errors import ConfigError, DataContractError
 from crmscore.models import baselines as common_baselines
 from crmscore.models.tasks import Baseline, BaselineInput, Task, TaskSettings, register_task, register_task_family
+from crmscore.models.uplift_evaluation import grade_margin as uplift_grade_margin
 
 log = logging.getLogger(__name__)
 PREFIX = "uplift-"
@@ -51,6 +53,9 @@ class UpliftSettings(TaskSettings):
                             "this do-not-disturb.")
     sure_thing_probability: float = Field(default=0.5, gt=0, lt=1, description="Quadrants: without the campaign "
                                           "a customer this likely to buy anyway is a sure thing, else a lost cause.")
+    methods: list[Literal["rs", "s", "x", "dr", "to"]] = Field(
+        default=["rs", "s", "x", "dr", "to"], min_length=1, description="The learners the validation rows choose "
+        "among (crmscore.models.uplift_learner): response-scaled, S-, X-, DR-learner, transformed outcome.")
 
 
 # -- outcomes from treatments and purchases --------------------------------------------------------
@@ -161,14 +166,15 @@ def uplift_dataset(task: Task, cfg: ProjectConfig, data: CustomerData | None, s:
 
 # -- fitting -----------------------------------------------------------------------------------------
 def fit_uplift(task: Task, ds: Any, s: UpliftSettings, params: dict[str, Any]) -> tuple[Any, dict[str, float], dict[str, Any]]:
-    """Fit the DR-learner on train (early stopping on valid) and measure it on the test rows."""
+    """Fit the uplift learners on train (early stopping on valid, which also chooses one) and measure the chosen
+    one on the test rows."""
     from crmscore.models.evaluation import ranking_metrics
     from crmscore.models.pipeline import _bundle
     from crmscore.models.uplift_evaluation import uplift_metrics
     from crmscore.models.uplift_learner import UpliftModel
 
     outcome = "binary" if s.outcome == "purchase" and ds.train["label"].isin([0, 1]).all() else "regression"
-    model = UpliftModel(outcome, params, s.num_boost_round, s.seed)
+    model = UpliftModel(outcome, params, s.num_boost_round, s.seed, methods=s.methods)
     model.fit(ds.train[ds.features], ds.train["label"], ds.train["treated"], ds.valid[ds.features],
               ds.valid["label"], ds.valid["treated"])
     X = ds.test[ds.features]
@@ -178,14 +184,15 @@ def fit_uplift(task: Task, ds: Any, s: UpliftSettings, params: dict[str, Any]) -
     spend = ds.test["spend"].to_numpy(float) if "spend" in ds.test else None
     metrics = uplift_metrics(y, t, lift, spend=spend, share=s.share)
     metrics.update({"best_iteration": float(model.best_iteration_), "test_positive_rate": float((y > 0).mean()),
-                    "mean_predicted_lift": float(lift.mean()), "s_learner_chosen": float(model.method_ == "s"),
-                    **{f"validation_auuc_{m}": v for m, v in model.validation_auuc_.items()}})
+                    "mean_predicted_lift": float(lift.mean()),
+                    **{f"validation_auuc_{m}": v for m, v in model.validation_auuc_.items()},
+                    **{f"validation_gap_se_{m}": v for m, v in model.validation_gap_se_.items()}})
     if outcome == "binary":  # how well each outcome model ranks its own group's buyers
         for name, p, group in (("control", p0, t == 0), ("treated", p1, t == 1)):
             metrics[f"{name}_outcome_roc_auc"] = ranking_metrics(y[group], p[group])["roc_auc"]
     bundle = _bundle(task, ds, s, model, lift)
     bundle.info["outcome"] = outcome
-    bundle.info["uplift_method"] = model.method_  # which learner the validation rows chose (dr or s)
+    bundle.info["uplift_method"] = model.method_  # which learner the validation rows chose
     return bundle, metrics, {"scores": {"model": lift}, "p_control": p0, "p_treated": p1}
 
 
@@ -237,6 +244,7 @@ def uplift_task(campaign: str) -> Task:
         reason_down="lowers the campaign's lift",
         objective="uplift",
         primary_metric="qini",
+        grade_margin=uplift_grade_margin,
         kind="uplift",
         defaults={"campaign": campaign, "horizon_days": 30, "min_positives": 50, "min_negatives": 50},
         settings_model=UpliftSettings,

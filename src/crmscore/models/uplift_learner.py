@@ -1,47 +1,67 @@
-"""The uplift estimator: a doubly robust (DR) learner and an S-learner of each customer's treatment effect, on
-LightGBM; the validation rows choose between them per campaign (`method_` records which).
+"""The uplift estimator: five meta-learners of each customer's treatment effect on LightGBM; the validation rows
+choose one per campaign (`method_` records which, `validation_auuc_` what each scored there).
 
 What it estimates: tau(x) = E[Y | treated, x] - E[Y | control, x], the conditional average treatment effect
 (CATE) of a campaign on an outcome Y (bought within the horizon: a probability difference in points; or
-spend: currency).
+spend: currency). The campaigns this reads are randomised experiments, so the propensity e is the share
+assigned to treatment, not a fitted model of it (a fitted one would only add noise).
 
-How (Kennedy 2020, "Towards optimal doubly robust estimation of heterogeneous causal effects"):
-1. Outcome models mu0(x) (control) and mu1(x) (treated), LightGBM, cross-fitted on two halves of the
-   training rows so that no row's pseudo-outcome uses a model that saw it.
-2. The DR pseudo-outcome per row: phi = mu1 - mu0 + T (Y - mu1) / e - (1 - T) (Y - mu0) / (1 - e), with e the
-   treated share. The campaigns this reads are randomised experiments, so e is the share assigned to
-   treatment, not a fitted propensity (a fitted one would only add noise).
-3. The effect model: one LightGBM regression of phi on x, early-stopped on the validation rows'
-   pseudo-outcomes. tau(x) is that single model, so TreeSHAP explains the lift itself: contributions in
-   the lift's own unit (points of probability, or currency) that add up to it. A T-learner's lift is a
-   difference of two models, whose SHAP values explain neither the lift nor each other.
+Every method starts from the outcome models mu0(x) (control rows) and mu1(x) (treated rows), calibrated
+LightGBM; they give each customer's outcome with and without the campaign (the quadrants read mu0).
 
-Why our own ~100 lines rather than causalml 0.18: causalml's meta-learners would wrap the same LightGBM,
-but installing it adds 18 packages (`pip install --dry-run`: xgboost 3.2 with nvidia-nccl-cu12, statsmodels, black,
-pathos, seaborn...) and its DR learner's effect model is not ours, so SHAP reasons would need a second
-path. scikit-uplift 0.5.1 (2022) has only T/S-learners and class transformation, and calls a scikit-learn
-helper deprecated in 1.8 and removed in 1.10.
+- `dr`, the DR-learner (Kennedy 2020): mu0 and mu1 cross-fitted on two halves of the training rows, the
+  pseudo-outcome phi = mu1 - mu0 + T (Y - mu1) / e - (1 - T) (Y - mu0) / (1 - e) per row, and one LightGBM
+  regression of phi on x is the lift.
+- `x`, the X-learner (Kuenzel et al. 2019): the imputed effects D1 = Y - mu0(x) of treated rows and
+  D0 = mu1(x) - Y of control rows (mu0 never saw a treated row and mu1 never a control row, so no
+  cross-fitting is needed), one regression each (tau1, tau0), and the lift e tau0(x) + (1 - e) tau1(x): the
+  effect model built on the larger group's outcome model weighs more.
+- `to`, the transformed outcome (Athey & Imbens 2016; the class transformation of Jaskowski & Jaroszewicz
+  2012 generalised to any treated share): Y* = Y (T - e) / (e (1 - e)) has E[Y* | x] = tau(x), so one
+  regression of Y* on x is the lift. The simplest and the noisiest; it needs no outcome model.
+- `s`, the S-learner: one outcome model f(x, t) with the treatment as a feature; lift = f(x, 1) - f(x, 0).
+  When a campaign's effect grows with the customer's own response level (a log-odds shift moves a likely
+  buyer more points than an unlikely one), one model learns it from every row, where the others' effect
+  models see only noisy per-row effects.
+- `rs`, response-scaled: the lift is a constant share of the customer's own response,
+  lift(x) = r mu0(x), with r = rate_treated / rate_control - 1 on the training rows and mu0(x) = p(x) /
+  (1 + r e) from one response model p(x) of every row (treatment ignored; more rows than mu0 alone; a
+  least-squares regression, so a purchase's p(x) can stray a little outside [0, 1] and is not clipped). Its
+  ranking is the response model's: when an effect is proportional to the response level (the reading of
+  Lenta's SMS sample), targeting by purchase probability IS the best uplift ranking, and this candidate lets
+  the validation rows say so, in lift units.
 
-The S-learner (one LightGBM outcome model f(x, t) with the treatment as a feature; lift = f(x, 1) - f(x, 0)):
-when a campaign's effect grows with the customer's own response level (a log-odds shift moves a likely buyer
-more points than an unlikely one), one binary model with a treatment split learns it from every row, where the
-DR effect model sees only a noisy pseudo-outcome. Its reasons are exact and additive too: interventional
-TreeSHAP (shap's TreeExplainer against a background of training rows) of f(x, 1) and of f(x, 0), each with the
-treatment held at the same value in the row and the background so the treatment itself takes no share; their
-difference adds up to lift(x) minus the background's mean lift (the base value), in points of probability.
+Reasons (SHAP of the lift, identity link: base value + contributions = the lift, in points of probability or
+currency), exact and additive for every method:
+- dr, to: TreeSHAP of the one effect model.
+- x: the same weighted sum of the two effect models' TreeSHAP, e SHAP(tau0) + (1 - e) SHAP(tau1) (SHAP is
+  linear in the model).
+- s: interventional TreeSHAP (shap's TreeExplainer against a background of training rows) of f(x, 1) and
+  of f(x, 0), each with the treatment held at the same value in the row and the background so the
+  treatment itself takes no share; their difference adds up to lift(x) minus the background's mean lift.
+- rs: r / (1 + r e) times the TreeSHAP of the response regression p(x) (a sum of trees, identity link).
+The interventional one (s) splits on category codes: shap's interventional path cannot follow LightGBM's
+categorical splits; it is also the slow one to explain (a background of 100 rows per customer).
 
-Which one: `method="auto"` (the default) fits both and keeps the one with the larger AUUC on the validation
-rows (never the test rows); `method="dr"` or `"s"` forces one.
+Which one: `method="auto"` (the default) fits every candidate and measures each one's AUUC on the validation rows
+(never the test rows); it keeps the most constrained method (METHODS order: rs, s, x, dr, to) whose validation
+AUUC is below the best one's by at most one bootstrap standard error of that gap, paired on the same resampled
+rows (the one-standard-error rule): on the shared experiments the validation AUUC of 10,000 rows is about as
+noisy as the differences between methods, so the largest alone picks noise, and the rule prefers the effect with
+the fewest free parts unless a freer one is clearly better. `methods` narrows the candidates, `method="dr"` (etc.) forces one.
 
-mu0 is kept: it is each customer's baseline probability (what they do without the campaign), which with
-the lift places them in a quadrant (crmscore.models.quadrants).
+Why our own code rather than causalml 0.18: causalml's meta-learners would wrap the same LightGBM, but
+installing it adds 18 packages (`pip install --dry-run`: xgboost 3.2 with nvidia-nccl-cu12, statsmodels, black,
+pathos, seaborn...) and its effect models are not ours, so SHAP reasons would need a second path.
+scikit-uplift 0.5.1 (2022) has only T/S-learners and class transformation, and calls a scikit-learn helper
+deprecated in 1.8 and removed in 1.10.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -49,37 +69,55 @@ import pandas as pd
 from crmscore.models.estimator import CustomerModel, Explanation, Objective, small_data_threads
 
 SHARE_BOUNDS = (0.02, 0.98)  # a treated share outside this leaves too few rows on one side to weigh
-# The pseudo-outcomes are noisy (a purchase is weighed by 1/e, about +-2 at a 50/50 split), so the effect model
-# takes larger leaves and fewer of them than an outcome model: it should find groups that respond, not rows.
+# Per-row effects (pseudo-outcomes, imputed effects) are noisy (a purchase is weighed by 1/e, about +-2 at a
+# 50/50 split), so an effect model takes larger leaves and fewer of them than an outcome model: it should find
+# groups that respond, not rows.
 EFFECT_PARAMS: dict[str, Any] = {"num_leaves": 7, "min_child_samples": 100, "lambda_l2": 10.0, "learning_rate": 0.03}
-METHODS = ("dr", "s")
+# In order of how freely each lets the effect vary with x (fewest assumptions last): a constant relative effect, a
+# treatment split inside one outcome model, then free-form effect models of ever noisier per-row targets.
+METHODS = ("rs", "s", "x", "dr", "to")
+BOOTSTRAP_RESAMPLES = 200  # of the validation rows, for the standard error of each candidate's gap to the best
+METHOD_NAMES = {"dr": "DR-learner", "x": "X-learner", "to": "transformed outcome", "s": "S-learner",
+                "rs": "response-scaled"}
+# the fitted models each method's lift is made of (saved under these names)
+PARTS = {"dr": ("effect",), "to": ("effect",), "x": ("effect_control", "effect_treated"), "s": ("s_model",),
+         "rs": ("response",)}
 TREATED_COLUMN = "__treated__"  # the S-learner's treatment feature; never a customer feature
 BACKGROUND_ROWS = 100  # the S-learner's SHAP background: training rows the base value averages over
 
 
 class UpliftModel:
-    """DR- or S-learner. outcome: 'binary' (bought: lift in probability points) or 'regression' (an amount).
+    """Meta-learners of the lift. outcome: 'binary' (bought: lift in probability points) or 'regression' (an amount).
 
-    params / num_boost_round: LightGBM settings shared by the outcome and the effect models.
-    method: 'auto' (validation AUUC chooses), 'dr' or 's'.
+    params / num_boost_round: LightGBM settings shared by every model.
+    method: 'auto' (validation AUUC chooses among `methods`, default all of METHODS) or one of METHODS.
     """
 
     objective = "uplift"
 
     def __init__(self, outcome: Objective = "binary", params: dict[str, Any] | None = None,
-                 num_boost_round: int = 600, seed: int = 17, method: str = "auto"):
+                 num_boost_round: int = 600, seed: int = 17, method: str = "auto",
+                 methods: tuple[str, ...] | list[str] | None = None):
         if method not in ("auto", *METHODS):
-            raise ValueError(f"uplift method {method!r}: use auto, dr or s")
+            raise ValueError(f"uplift method {method!r}: use auto or one of {', '.join(METHODS)}")
+        unknown = sorted(set(methods or ()) - set(METHODS))
+        if unknown:
+            raise ValueError(f"uplift methods {unknown}: choose among {', '.join(METHODS)}")
         self.outcome = outcome
         self.params = params or {}
         self.num_boost_round = num_boost_round
         self.seed = seed
         self.method = method
+        self.methods = tuple(methods or METHODS)
 
     # -- fitting ---------------------------------------------------------------------------------
     def _outcome_model(self, rows: int) -> CustomerModel:
         return CustomerModel(self.outcome, {**small_data_threads(rows), **self.params}, self.num_boost_round,
                              calibrate=True)
+
+    def _effect_model(self, rows: int) -> CustomerModel:
+        return CustomerModel("regression", {**small_data_threads(rows), **EFFECT_PARAMS, **self.params},
+                             self.num_boost_round, calibrate=False)
 
     def _pair(self, X: pd.DataFrame, y: np.ndarray, t: np.ndarray, Xv: pd.DataFrame, yv: np.ndarray,
               tv: np.ndarray) -> tuple[CustomerModel, CustomerModel]:
@@ -99,80 +137,134 @@ class UpliftModel:
             treated_valid: Any) -> UpliftModel:
         """X: features; y: outcome; treated: 1/0. Validation rows stop every model early and choose the method
         (never the test rows)."""
-        from crmscore.models.uplift_evaluation import uplift_metrics
+        from crmscore.models.uplift_evaluation import auuc
 
         y, t = np.asarray(y, float), np.asarray(treated, float)
         yv, tv = np.asarray(y_valid, float), np.asarray(treated_valid, float)
         X, X_valid = X.reset_index(drop=True), X_valid.reset_index(drop=True)
         self.treated_share_ = float(np.clip(t.mean(), *SHARE_BOUNDS))
         self.control_, self.treated_ = self._pair(X, y, t, X_valid, yv, tv)
-        candidates = METHODS if self.method == "auto" else (self.method,)
-        self.validation_auuc_: dict[str, float] = {}
-        if "dr" in candidates:
-            self._fit_dr(X, y, t, X_valid, yv, tv)
-        if "s" in candidates:
-            self._fit_s(X, y, t, X_valid, yv, tv)
-        for m in candidates:
-            self.method_ = m
-            self.validation_auuc_[m] = uplift_metrics(yv, tv, self.predict(X_valid))["auuc"]
-        self.method_ = max(candidates, key=lambda m: self.validation_auuc_[m])
-        if self.method_ != "dr":
-            self.effect_ = None
-        if self.method_ != "s":
-            self.s_model_ = None
-        return self
-
-    def _fit_s(self, X: pd.DataFrame, y: np.ndarray, t: np.ndarray, X_valid: pd.DataFrame, yv: np.ndarray,
-               tv: np.ndarray) -> None:
-        """One outcome model on every row with the treatment as a feature (uncalibrated: its probability is
-        exactly sigmoid of the booster's margin, which the interventional SHAP explains)."""
-        self.s_categories_ = {c: sorted(map(str, X[c].dropna().unique())) for c in X.columns
-                              if not pd.api.types.is_numeric_dtype(X[c]) or isinstance(X[c].dtype, pd.CategoricalDtype)}
-        self.s_model_ = CustomerModel(self.outcome, {**small_data_threads(len(X)), **self.params},
-                                      self.num_boost_round, calibrate=False)
-        self.s_model_.fit(self._s_frame(X, t), y, self._s_frame(X_valid, tv), yv)
+        self.code_categories_ = {c: sorted(map(str, X[c].dropna().unique())) for c in X.columns
+                                 if not pd.api.types.is_numeric_dtype(X[c])
+                                 or isinstance(X[c].dtype, pd.CategoricalDtype)}
         rng = np.random.default_rng(self.seed)
         self.background_ = X.iloc[np.sort(rng.choice(len(X), min(BACKGROUND_ROWS, len(X)), replace=False))]
+        fits: dict[str, Callable[..., dict[str, CustomerModel] | None]] = {
+            "dr": self._fit_dr, "x": self._fit_x, "to": self._fit_to, "s": self._fit_s, "rs": self._fit_rs}
+        candidates = self.methods if self.method == "auto" else (self.method,)
+        fitted: dict[str, dict[str, CustomerModel]] = {}
+        scores: dict[str, np.ndarray] = {}
+        self.validation_auuc_: dict[str, float] = {}
+        for m in candidates:
+            parts = fits[m](X, y, t, X_valid, yv, tv)
+            if parts is None:  # the method cannot apply to these rows (rs: no control buyer to scale by)
+                continue
+            fitted[m] = self.parts_ = parts
+            self.method_ = m
+            scores[m] = self.predict(X_valid)
+            self.validation_auuc_[m] = auuc(yv, tv, scores[m])
+        if not fitted:
+            raise ValueError(f"no uplift method among {candidates} applies to these rows")
+        self.method_ = self._choose(yv, tv, scores)
+        self.parts_ = fitted[self.method_]  # the other candidates' models are dropped
+        return self
 
-    def _s_frame(self, X: pd.DataFrame, treated: Any) -> pd.DataFrame:
-        """The S-learner's input: categories as their codes in training order (shap's interventional TreeSHAP
-        cannot follow LightGBM's categorical splits, so the S-learner splits on codes) and the treatment column."""
-        out = X.copy()
-        for c, levels in self.s_categories_.items():
-            codes = pd.Categorical(X[c].astype("string").astype(object).where(X[c].notna(), None), categories=levels).codes
-            out[c] = np.where(codes >= 0, codes, np.nan).astype(float)
-        return out.assign(**{TREATED_COLUMN: np.broadcast_to(np.asarray(treated, float), len(X))})
+    def _choose(self, yv: np.ndarray, tv: np.ndarray, scores: dict[str, np.ndarray]) -> str:
+        """The one-standard-error rule (Breiman et al. 1984) on the validation rows, with a paired standard error:
+        the first method in METHODS order (the most constrained effect) whose validation AUUC is below the best's
+        by no more than one bootstrap standard error of that gap (both measured on the same resampled rows). A
+        validation AUUC of 10,000 rows moves by about half its own size between resamples, so taking the largest
+        alone follows the noise; the paired gap still tells a ranking that differs in kind (a freer effect model
+        that finds a planted segment) from one that differs by chance."""
+        from crmscore.models.uplift_evaluation import auuc
 
-    def _fit_dr(self, X: pd.DataFrame, y: np.ndarray, t: np.ndarray, X_valid: pd.DataFrame, yv: np.ndarray,
-                tv: np.ndarray) -> None:
+        best = max(scores, key=lambda m: self.validation_auuc_[m])
         rng = np.random.default_rng(self.seed)
-        fold = rng.integers(0, 2, len(X))
+        gaps: dict[str, list[float]] = {m: [] for m in scores}
+        for _ in range(BOOTSTRAP_RESAMPLES):
+            i = rng.integers(0, len(yv), len(yv))
+            top = auuc(yv[i], tv[i], scores[best][i])
+            for m in scores:
+                gaps[m].append(top - auuc(yv[i], tv[i], scores[m][i]) if m != best else 0.0)
+        self.validation_gap_se_ = {m: float(np.std(g, ddof=1)) for m, g in gaps.items()}
+        return next(m for m in METHODS if m in scores
+                    and self.validation_auuc_[best] - self.validation_auuc_[m] <= self.validation_gap_se_[m])
+
+    def _fit_dr(self, X, y, t, X_valid, yv, tv) -> dict[str, CustomerModel]:
+        fold = np.random.default_rng(self.seed).integers(0, 2, len(X))
         phi = np.empty(len(X))
         for k in (0, 1):  # cross-fitting: each half's pseudo-outcomes from models of the other half
             out, inside = fold != k, fold == k
             mu0, mu1 = self._pair(X[out], y[out], t[out], X_valid, yv, tv)
             phi[inside] = self.pseudo_outcomes(X[inside], y[inside], t[inside], mu0, mu1)
         phi_valid = self.pseudo_outcomes(X_valid, yv, tv, self.control_, self.treated_)
-        self.effect_ = CustomerModel("regression", {**small_data_threads(len(X)), **EFFECT_PARAMS, **self.params},
-                                     self.num_boost_round, calibrate=False)
-        self.effect_.fit(X, phi, X_valid, phi_valid)
+        return {"effect": self._effect_model(len(X)).fit(X, phi, X_valid, phi_valid)}
+
+    def _fit_x(self, X, y, t, X_valid, yv, tv) -> dict[str, CustomerModel]:
+        """tau0 on control rows' D0 = mu1(x) - y, tau1 on treated rows' D1 = y - mu0(x) (validation alike)."""
+        c, tr, cv, tvm = t == 0, t == 1, tv == 0, tv == 1
+        d0 = self.treated_.predict(X[c]) - y[c]
+        d1 = y[tr] - self.control_.predict(X[tr])
+        d0v = self.treated_.predict(X_valid[cv]) - yv[cv]
+        d1v = yv[tvm] - self.control_.predict(X_valid[tvm])
+        return {"effect_control": self._effect_model(int(c.sum())).fit(X[c], d0, X_valid[cv], d0v),
+                "effect_treated": self._effect_model(int(tr.sum())).fit(X[tr], d1, X_valid[tvm], d1v)}
+
+    def _fit_to(self, X, y, t, X_valid, yv, tv) -> dict[str, CustomerModel]:
+        e = self.treated_share_
+        return {"effect": self._effect_model(len(X)).fit(X, y * (t - e) / (e * (1 - e)), X_valid,
+                                                         yv * (tv - e) / (e * (1 - e)))}
+
+    def _fit_s(self, X, y, t, X_valid, yv, tv) -> dict[str, CustomerModel]:
+        """One outcome model on every row with the treatment as a feature (uncalibrated: its probability is
+        exactly sigmoid of the booster's margin, which the interventional SHAP explains)."""
+        m = CustomerModel(self.outcome, {**small_data_threads(len(X)), **self.params}, self.num_boost_round,
+                          calibrate=False)
+        return {"s_model": m.fit(self._s_frame(X, t), y, self._s_frame(X_valid, tv), yv)}
+
+    def _fit_rs(self, X, y, t, X_valid, yv, tv) -> dict[str, CustomerModel] | None:
+        """One response model of every row and the relative effect r of the training rows. The response model is a
+        least-squares regression (of 0/1 for a purchase): its prediction is the sum of its trees, so TreeSHAP of
+        it is exact in the lift's own units at the cost of one pass (a binary model's probability would need the
+        interventional explainer, about 100 times slower per customer)."""
+        control_mean = float(y[t == 0].mean()) if (t == 0).any() else 0.0
+        if control_mean <= 0 or not (t == 1).any():
+            return None
+        r = float(y[t == 1].mean()) / control_mean - 1
+        self.response_scale_ = r / (1 + r * self.treated_share_)
+        m = CustomerModel("regression", {**small_data_threads(len(X)), **self.params}, self.num_boost_round,
+                          calibrate=False)
+        return {"response": m.fit(X, y, X_valid, yv)}
+
+    def _codes_frame(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Categories as their codes in training order (shap's interventional TreeSHAP cannot follow LightGBM's
+        categorical splits, so the S-learner splits on codes)."""
+        out = X.copy()
+        for c, levels in self.code_categories_.items():
+            codes = pd.Categorical(X[c].astype("string").astype(object).where(X[c].notna(), None), categories=levels).codes
+            out[c] = np.where(codes >= 0, codes, np.nan).astype(float)
+        return out
+
+    def _s_frame(self, X: pd.DataFrame, treated: Any) -> pd.DataFrame:
+        """The S-learner's input: the codes frame and the treatment column."""
+        return self._codes_frame(X).assign(**{TREATED_COLUMN: np.broadcast_to(np.asarray(treated, float), len(X))})
 
     # -- the estimator contract shared with CustomerModel -----------------------------------------
     @property
-    def _lift_model(self) -> CustomerModel:
-        return self.s_model_ if self.method_ == "s" else self.effect_
+    def _first_part(self) -> CustomerModel:
+        return next(iter(self.parts_.values()))
 
     @property
     def feature_names_(self) -> list[str]:
-        return [c for c in self._lift_model.feature_names_ if c != TREATED_COLUMN]
+        return [c for c in self._first_part.feature_names_ if c != TREATED_COLUMN]
 
     @property
     def categories_(self) -> dict[str, list[str]]:
-        return self.s_categories_ if self.method_ == "s" else self.effect_.categories_
+        return self.code_categories_ if self.method_ == "s" else self._first_part.categories_
 
     @property
     def best_iteration_(self) -> int:
-        return self._lift_model.best_iteration_
+        return max(m.best_iteration_ for m in self.parts_.values())
 
     @property
     def link(self) -> str:
@@ -181,59 +273,77 @@ class UpliftModel:
     def _encode(self, X: pd.DataFrame) -> pd.DataFrame:
         """The features as the lift's explanation reads them: numbers as float, categories as Categorical."""
         if self.method_ == "s":
-            out = self.s_model_._encode(self._s_frame(X, 0.0))[self.feature_names_]
-            for c, levels in self.s_categories_.items():
+            out = self._first_part._encode(self._s_frame(X, 0.0))[self.feature_names_]
+            for c, levels in self.code_categories_.items():
                 out[c] = pd.Categorical.from_codes(out[c].fillna(-1).astype(int), categories=levels)
             return out
-        return self.effect_._encode(X)
+        return self._first_part._encode(X)
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """Each row's expected lift: outcome if treated minus outcome if not (points of probability or currency)."""
+        p, e = self.parts_, self.treated_share_
         if self.method_ == "s":
-            return self.s_model_.predict(self._s_frame(X, 1.0)) - self.s_model_.predict(self._s_frame(X, 0.0))
-        return self.effect_.predict(X)
+            m = p["s_model"]
+            return m.predict(self._s_frame(X, 1.0)) - m.predict(self._s_frame(X, 0.0))
+        if self.method_ == "x":
+            return e * p["effect_control"].predict(X) + (1 - e) * p["effect_treated"].predict(X)
+        if self.method_ == "rs":
+            return self.response_scale_ * p["response"].predict(X)
+        return p["effect"].predict(X)
 
     def outcomes(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """(without the campaign, with it): each row's predicted outcome under control and under treatment."""
         return self.control_.predict(X), self.treated_.predict(X)
 
     def explain(self, X: pd.DataFrame) -> Explanation:
-        """SHAP of the lift: base_value + contributions = the lift (identity link). DR: TreeSHAP of the effect
-        model. S: interventional TreeSHAP of f(x, 1) minus that of f(x, 0), against the training background with
-        the treatment held equal in row and background (the module docstring says why this is exact)."""
-        if self.method_ != "s":
-            return self.effect_.explain(X)
+        """SHAP of the lift: base_value + contributions = the lift (identity link); per method as the module
+        docstring says (TreeSHAP of the effect or response model(s), or interventional TreeSHAP for s)."""
+        p, e = self.parts_, self.treated_share_
+        if self.method_ in ("dr", "to"):
+            return p["effect"].explain(X)
+        if self.method_ == "x":
+            a, b = p["effect_control"].explain(X), p["effect_treated"].explain(X)
+            contributions = e * a.contributions + (1 - e) * b.contributions
+            base = e * a.base_value + (1 - e) * b.base_value
+            return Explanation(contributions, base, base + contributions.sum(1), self.feature_names_, "identity")
+        if self.method_ == "rs":
+            a = p["response"].explain(X)
+            k = self.response_scale_
+            return Explanation(k * a.contributions, k * a.base_value, k * a.margin, self.feature_names_, "identity")
+        v1, b1 = self._interventional(p["s_model"], lambda d: self._s_frame(d, 1.0), X)
+        v0, b0 = self._interventional(p["s_model"], lambda d: self._s_frame(d, 0.0), X)
+        contributions, base = v1 - v0, b1 - b0
+        return Explanation(contributions, base, base + contributions.sum(1), self.feature_names_, "identity")
+
+    def _interventional(self, m: CustomerModel, frame: Callable[[pd.DataFrame], pd.DataFrame],
+                        X: pd.DataFrame) -> tuple[np.ndarray, float]:
+        """Interventional TreeSHAP of m's prediction (probability for a binary outcome) against the background:
+        (contributions of the customer features, base value); a treatment column gets none (held equal)."""
         import shap
 
-        m = self.s_model_
-        names = self.feature_names_
-        output = "probability" if self.outcome == "binary" else "raw"
-        parts = []
-        for treated in (1.0, 0.0):
-            bg = m._encode(self._s_frame(self.background_, treated))
-            explainer = shap.TreeExplainer(m.booster_, data=bg, feature_perturbation="interventional",
-                                           model_output=output)
-            values = np.asarray(explainer.shap_values(m._encode(self._s_frame(X, treated))))
-            parts.append((values.reshape(len(X), -1), float(np.ravel(explainer.expected_value)[-1])))
-        (v1, b1), (v0, b0) = parts
+        explainer = shap.TreeExplainer(m.booster_, data=m._encode(frame(self.background_)),
+                                       feature_perturbation="interventional",
+                                       model_output="probability" if self.outcome == "binary" else "raw")
+        values = np.asarray(explainer.shap_values(m._encode(frame(X)))).reshape(len(X), -1)
         keep = [i for i, c in enumerate(m.feature_names_) if c != TREATED_COLUMN]
-        contributions = (v1 - v0)[:, keep]
-        base = b1 - b0
-        return Explanation(contributions, base, base + contributions.sum(1), names, "identity")
+        return values[:, keep], float(np.ravel(explainer.expected_value)[-1])
 
     # -- persistence -----------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        for name in ("control", "treated", "effect", "s_model"):
-            if getattr(self, f"{name}_", None) is not None:
-                getattr(self, f"{name}_").save(path / name)
+        self.control_.save(path / "control")
+        self.treated_.save(path / "treated")
+        for name, m in self.parts_.items():
+            m.save(path / name)
         if self.method_ == "s":
             self.background_.to_parquet(path / "background.parquet", index=False)
         meta = {"objective": self.objective, "outcome": self.outcome, "params": self.params,
                 "num_boost_round": self.num_boost_round, "seed": self.seed, "treated_share": self.treated_share_,
-                "method": self.method, "chosen_method": self.method_, "validation_auuc": self.validation_auuc_,
-                "s_categories": getattr(self, "s_categories_", {})}
+                "method": self.method, "methods": list(self.methods), "chosen_method": self.method_,
+                "validation_auuc": self.validation_auuc_,
+                "validation_gap_se": getattr(self, "validation_gap_se_", {}), "s_categories": self.code_categories_,
+                "response_scale": getattr(self, "response_scale_", None)}
         (path / "model.json").write_text(json.dumps(meta, indent=1))
         return path
 
@@ -241,13 +351,17 @@ class UpliftModel:
     def load(cls, path: str | Path) -> UpliftModel:
         path = Path(path)
         meta = json.loads((path / "model.json").read_text())
-        model = cls(meta["outcome"], meta["params"], meta["num_boost_round"], meta["seed"], meta.get("method", "dr"))
+        model = cls(meta["outcome"], meta["params"], meta["num_boost_round"], meta["seed"], meta.get("method", "dr"),
+                    meta.get("methods"))
         model.treated_share_ = meta["treated_share"]
         model.method_ = meta.get("chosen_method", "dr")
         model.validation_auuc_ = meta.get("validation_auuc", {})
-        model.s_categories_ = meta.get("s_categories", {})
-        for name in ("control", "treated", "effect", "s_model"):
-            setattr(model, f"{name}_", CustomerModel.load(path / name) if (path / name).is_dir() else None)
+        model.validation_gap_se_ = meta.get("validation_gap_se", {})
+        model.code_categories_ = meta.get("s_categories", {})
+        model.response_scale_ = meta.get("response_scale")
+        model.control_ = CustomerModel.load(path / "control")
+        model.treated_ = CustomerModel.load(path / "treated")
+        model.parts_ = {name: CustomerModel.load(path / name) for name in PARTS[model.method_]}
         if model.method_ == "s":
             model.background_ = pd.read_parquet(path / "background.parquet")
         return model

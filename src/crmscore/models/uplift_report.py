@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from crmscore.models.quadrants import QUADRANTS, quadrant
-from crmscore.models.uplift_evaluation import uplift_by_decile
+from crmscore.models.uplift_evaluation import GRADE_SHARE_OF_RANDOM, uplift_by_decile
 
 if TYPE_CHECKING:
     from crmscore.models.run import TrainResult
@@ -35,6 +35,17 @@ QUADRANT_TEXT = {"persuadable": "buy because of the campaign: contact them",
                  "sure_thing": "buy anyway: the contact is wasted",
                  "lost_cause": "buy neither way: the contact is wasted",
                  "do_not_disturb": "the campaign puts them off: leave them alone"}
+
+
+def _learner(method: str | None, m: dict[str, Any]) -> str:
+    """The chosen learner's name and every candidate's validation AUUC."""
+    from crmscore.models.uplift_learner import METHOD_NAMES
+
+    scores = ", ".join(f"{METHOD_NAMES.get(k.removeprefix('validation_auuc_'), k)} {v:.4f} "
+                       f"(gap to the best +- {_num(m.get('validation_gap_se_' + k.removeprefix('validation_auuc_')))})"
+                       for k, v in m.items() if k.startswith("validation_auuc_"))
+    return (f"{METHOD_NAMES.get(method or '', method or '—')}: the most constrained within one standard error of "
+            f"the best (validation AUUC: {scores})")
 
 
 def _num(v: Any, digits: int = 4) -> str:
@@ -84,7 +95,11 @@ def write_campaign_report(result: TrainResult, out: Path, plots: Path) -> Path:
     facts = {"campaign": s.get("campaign", ""), "outcome": f"{outcome} within {s.get('horizon_days')} days of treatment",
              "features": f"before {ds.cutoffs.get('features_before', '—')}" if ds.mode == "transactions" else "table",
              "split": ds.cutoffs.get("split", ""), "test customers": f"{len(y):,} ({t.mean():.0%} treated)",
-             "measured average effect": _num(m.get("ate")), "grade": result.grade, "run": result.run_id or ""}
+             "measured average effect": _num(m.get("ate")),
+             "learner (chosen on validation rows)": _learner(result.bundle.info.get("uplift_method"), m),
+             "grade": f"{result.grade} (A: Qini at least {_num(m.get('grade_margin'), 5)} above the best baseline, "
+                      f"{GRADE_SHARE_OF_RANDOM:.0%} of random targeting's AUUC; B: above it; C: not above it)",
+             "run": result.run_id or ""}
     html = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Campaign report: {escape(result.task)}</title>
 <style>{CSS}</style></head><body><main>
 <h1>Campaign report: {escape(str(s.get('campaign', result.task)))}</h1>
@@ -105,7 +120,7 @@ both groups were assigned at random, so the difference is the campaign's effect 
 <tbody>{quad_rows}</tbody></table><p class="muted">From the predicted lift (persuadable at or above {_num(s.get('min_lift'), 3)},
 do-not-disturb at or below minus it) and the probability of buying without the campaign (sure thing at or above
 {_num(s.get('sure_thing_probability'), 2)}). Each customer's reasons explain the predicted lift itself (SHAP of the
-DR-learner's effect model); they say what makes a customer respond, not why they buy.</p></section></div>
+chosen learner's lift, exact and additive); they say what makes a customer respond, not why they buy.</p></section></div>
 </main></body></html>"""
     out.write_text(html)
     return out
