@@ -7,10 +7,11 @@ on the same synthetic data, in one run.
 say so: `--customers 20000` (about 200k lines). Steps, each timed (wall seconds):
 1. Generate the synthetic data (Parquet) and a config for it (reused from --keep DIR).
 2. DuckDB: load + validate, the feature table at the cutoff (crmscore.features.build_features).
-3. Train a small churn model on DuckDB (not timed as a comparison: training stays on one machine).
+3. The churn training set on DuckDB (rows, pandas bytes), then a small churn model trained from it, with the
+   process's peak resident memory before and after (training stays on one machine: its size is what to know).
 4. In-process scoring: crmscore.scoring.score_frame over the model's population, top 5 reasons.
 5. Spark: session start, load + validate (canonical tables), the feature table written as Parquet,
-   explained scoring (mapInPandas) written as Parquet.
+   explained scoring (mapInPandas) written as Parquet, the churn training set written as Parquet by Spark.
 Prints one JSON line with the timings and rows; no pass/fail goal (local[N] is no cluster: see the README).
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import sys
 import tempfile
 import time
@@ -32,6 +34,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--master", default="local[2]")
     ap.add_argument("--keep", type=Path, default=None)
+    ap.add_argument("--no-training-set", action="store_true", help="Skip writing the training set on Spark.")
     args = ap.parse_args()
 
     from crmscore import synthetic
@@ -72,8 +75,18 @@ def main() -> int:
     from crmscore.scoring.batch import score_frame, transactional_population
 
     task = get_task("churn")
-    bundle = timed("train_churn", lambda: train_task(task, config, task.settings(snapshots=2, num_boost_round=100),
-                                                      data=duck, register=False).bundle)
+    settings = task.settings(snapshots=2, num_boost_round=100)
+    # one-machine training's size: the stacked training set (rows, bytes in pandas) and the process's peak
+    # resident memory before and after training (ru_maxrss: the training's peak shows when it is the highest)
+    from crmscore.models.pipeline import transactional_dataset
+
+    ds = timed("duckdb_training_set", lambda: transactional_dataset(task, duck, settings))
+    train_rows = len(ds.train) + len(ds.valid) + len(ds.test)
+    train_bytes = sum(int(f.memory_usage(deep=True).sum()) for f in (ds.train, ds.valid, ds.test))
+    del ds
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    bundle = timed("train_churn", lambda: train_task(task, config, settings, data=duck, register=False).bundle)
+    rss_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     pop = transactional_population(bundle, duck, as_of)
     timed("inprocess_score", lambda: score_frame(bundle, pop, top_k=5))
 
@@ -87,9 +100,22 @@ def main() -> int:
         str(root / "features_spark")))
     timed("spark_score", lambda: write_spark_scores(score_on_spark(bundle, sdata, as_of, top_k=5),
                                                     root / "scores_spark"))
+    if not args.no_training_set:
+        from crmscore.features.spark import spark_training_set, write_table
+        from crmscore.models.pipeline import training_plan
+
+        def training_set_on_spark():  # noqa: ANN202
+            cut, fs_t, label, _, _ = training_plan(task, sdata, settings)
+            write_table(spark_training_set(sdata, [*cut["train"], cut["test"]], label, fs_t),
+                        str(root / "training_set_spark"))
+
+        timed("spark_training_set", training_set_on_spark)
     spark.stop()
     print(json.dumps({"customers": args.customers, "lines": lines, "feature_rows": len(feats),
-                      "population": len(pop), "master": args.master, "seconds": t}))
+                      "feature_columns": feats.shape[1], "population": len(pop), "master": args.master,
+                      "training_rows": train_rows, "training_set_mb": round(train_bytes / 2**20, 1),
+                      "peak_rss_mb_before_training": round(rss_before / 2**20), "peak_rss_mb_after_training":
+                      round(rss_peak / 2**20), "seconds": t}))
     return 0
 
 

@@ -155,17 +155,18 @@ def test_every_feature_column_matches_duckdb(both_engines, as_of):
     assert {"E1", "E2", "E3"} <= set(got["customer_id"]) or as_of == CUTOFFS[0]
 
 
-def test_spark_scores_equal_crmscore_score(both_engines, tmp_path):
+@pytest.mark.parametrize("task_name", ["churn", "next-purchase"])
+def test_spark_scores_equal_crmscore_score(both_engines, tmp_path, task_name):
     """mapInPandas scoring gives `crmscore score`'s rows: same customers, scores, deciles, segments, lifecycle
-    stages, contributions and reason texts."""
+    stages, contributions and reason texts (next-purchase: also days_to_next and its interval)."""
     from crmscore.models.pipeline import train_task
     from crmscore.models.tasks import get_task
     from crmscore.scoring.batch import score_frame, transactional_population
     from crmscore.scoring.spark import score_on_spark, write_spark_scores
 
     duck, on_spark = both_engines
-    task = get_task("churn")
-    bundle = train_task(task, duck.config, task.settings(snapshots=2, num_boost_round=40), data=duck,
+    task = get_task(task_name)
+    bundle = train_task(task, duck.config, task.settings(snapshots=2, num_boost_round=30), data=duck,
                         register=False).bundle
     as_of = duck.default_as_of()
     expected = score_frame(bundle, transactional_population(bundle, duck, as_of), top_k=3, version="7")
@@ -173,29 +174,79 @@ def test_spark_scores_equal_crmscore_score(both_engines, tmp_path):
     write_spark_scores(score_on_spark(bundle, on_spark, as_of, top_k=3, version="7"), tmp_path / "scores")
     got = pd.read_parquet(tmp_path / "scores").sort_values("customer_id").reset_index(drop=True)
     assert got["customer_id"].tolist() == expected["customer_id"].tolist() and len(got) > 100
-    for col in ("score", "base_value"):
-        assert np.allclose(got[col], expected[col], rtol=0, atol=1e-12), col
-    for col in ("decile", "segment", "lifecycle_stage", "model_version", "reason_1", "reason_2", "reason_3"):
-        assert got[col].astype(str).tolist() == expected[col].astype(str).tolist(), col
+    assert sorted(got.columns) == sorted(expected.columns)
+    assert task_name == "churn" or "days_to_next" in got
+    for col in expected.columns.drop(["customer_id", "reasons"]):
+        if expected[col].dtype.kind == "f":
+            assert np.allclose(got[col], expected[col], rtol=0, atol=1e-12, equal_nan=True), col
+        else:
+            assert got[col].astype(str).tolist() == expected[col].astype(str).tolist(), col
     for mine, theirs in zip(got["reasons"], expected["reasons"], strict=True):
         assert [r["feature"] for r in mine] == [r["feature"] for r in theirs]
         assert np.allclose([r["contribution"] for r in mine], [r["contribution"] for r in theirs], rtol=0, atol=1e-12)
         assert [r["text"] for r in mine] == [r["text"] for r in theirs]
 
 
-def test_training_set_on_spark_equals_duckdb(both_engines):
-    """Labels and the stacked training set (build_training_set through the churn task's cutoffs) computed on
-    Spark: the same rows, labels and features as on DuckDB."""
-    from crmscore.models.pipeline import transactional_dataset
+def test_training_set_written_on_spark_equals_duckdb(both_engines, tmp_path):
+    """The churn task's training set (its cutoffs' features and labels, stacked) built and written to Parquet by
+    Spark, without collecting it: the same rows, cutoffs, labels and features as build_training_set on DuckDB."""
+    from crmscore.features.build import build_training_set
+    from crmscore.features.spark import spark_training_set, write_table
+    from crmscore.models.pipeline import training_plan
     from crmscore.models.tasks import get_task
 
     duck, on_spark = both_engines
     task = get_task("churn")
     s = task.settings(snapshots=2)
-    expected, got = transactional_dataset(task, duck, s), transactional_dataset(task, on_spark, s)
-    assert got.cutoffs == expected.cutoffs
-    for part in ("train", "valid", "test"):
-        a = getattr(expected, part).sort_values(["as_of", "customer_id"], ignore_index=True)
-        b = getattr(got, part).sort_values(["as_of", "customer_id"], ignore_index=True)
-        assert len(a) > 50
-        assert_same_table(a.drop(columns="as_of"), b.drop(columns="as_of"))
+    cut, fs, label, _, _ = training_plan(task, duck, s)
+    assert training_plan(task, on_spark, s)[0] == cut
+    cutoffs = [cut["train"][-1], cut["test"]]  # two of the task's cutoffs: stacking shows with two, and each costs
+    expected = build_training_set(duck, cutoffs, label, fs)
+    write_table(spark_training_set(on_spark, cutoffs, label, fs), str(tmp_path / "training_set"))
+    got = pd.read_parquet(tmp_path / "training_set")
+    assert len(expected) > 100 and expected["as_of"].nunique() == len(cutoffs)
+    key = ["as_of", "customer_id"]
+    a, b = (f.sort_values(key, ignore_index=True) for f in (expected, got))
+    assert b["as_of"].astype("datetime64[ns]").tolist() == a["as_of"].astype("datetime64[ns]").tolist()
+    assert_same_table(a.drop(columns="as_of"), b.drop(columns="as_of"))
+
+
+def test_spark_publish_is_seen_only_once_complete(both_engines, redis_url, monkeypatch):
+    """Publishing from Spark writes every customer's features to Redis in partitions under a new version:
+    readers keep the old snapshot while the partitions write, then see all the new rows and none of the old."""
+    import json
+
+    from crmscore.features.build import build_features, feature_set_for
+    from crmscore.features.store import RedisStore, rows_as_json
+    from crmscore.scoring import spark_publish
+    from crmscore.settings import Settings
+
+    duck, on_spark = both_engines
+    as_of = CUTOFFS[2]
+    reader = RedisStore(redis_url, version_ttl=0)
+    reader.publish(pd.DataFrame({"customer_id": ["OLD1", "E1"], "x": [1.0, 2.0]}), {"as_of": "old"})
+    seen_before_switch = {}
+    switch = spark_publish.StagedSnapshot.switch
+
+    def look_then_switch(staged, meta):  # the real switch, after a reader's look at the staged state
+        seen_before_switch.update(meta=reader.meta(), rows=reader.get_many(["OLD1", "E1", "E2"]), staged=staged.rows)
+        switch(staged, meta)
+
+    monkeypatch.setattr(spark_publish.StagedSnapshot, "switch", look_then_switch)
+    settings = Settings(redis_url=redis_url)
+    n, _ = spark_publish.publish_snapshot_on_spark(on_spark, as_of, settings, served=[])
+    assert seen_before_switch["meta"]["as_of"] == "old"
+    assert seen_before_switch["rows"] == {"OLD1": {"x": 1.0}, "E1": {"x": 2.0}}
+    expected = build_features(duck, as_of, feature_set_for(duck, as_of))
+    assert n == seen_before_switch["staged"] == len(expected)
+    got = reader.get_many(expected["customer_id"].astype(str).tolist() + ["OLD1"])
+    assert sorted(got) == sorted(expected["customer_id"].astype(str))  # all new rows, OLD1 gone
+    for cid, row in rows_as_json(expected):
+        want, have = json.loads(row), got[cid]
+        assert set(have) == set(want), cid
+        for k, v in want.items():
+            assert (have[k] == v) if not isinstance(v, float) else abs(have[k] - v) <= 1e-9 * max(1, abs(v)), (cid, k)
+    meta = reader.meta()
+    assert meta["as_of"] == str(pd.Timestamp(as_of)) and meta["customers"] == len(expected)
+    assert meta["segments"]["rfm"] == {k: int(v) for k, v in expected["rfm_segment"].value_counts().items()}
+    assert meta["segments"]["lifecycle"] == {k: int(v) for k, v in expected["lifecycle_stage"].value_counts().items()}

@@ -124,3 +124,50 @@ def print_segment_counts(df) -> None:  # noqa: ANN001
     for seg, row in cross.iterrows():
         table.add_row(str(seg), *[f"{v:,}" for v in row])
     console.print(table)
+
+
+@features_app.command("training-set")
+def training_set(
+    task_name: Annotated[str, typer.Argument(metavar="TASK", help="churn, next-purchase, expected-spend, ...")],
+    config: ConfigOpt,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output: a Parquet file on duckdb; a folder (Parquet "
+                                                          "files or a Delta table) on Spark.")],
+    as_of: Annotated[dt.datetime | None, typer.Option(
+        "--as-of", formats=["%Y-%m-%d"], help="As if today were this date (default: after the last data).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="parquet, or delta (Spark with delta-spark).")] = "parquet",
+    engine: EngineOpt = None,
+) -> None:
+    """Write a task's training set (its cutoffs' features and labels, stacked, with `as_of`), the table
+    `crmscore train` fits on. On Spark it is written by the cluster, not collected; training itself stays on
+    one machine (README, Spark)."""
+    from crmscore.cli.common import engine_of, load_data
+    from crmscore.config import load_config
+    from crmscore.errors import ConfigError
+    from crmscore.models.pipeline import training_plan
+    from crmscore.models.tasks import get_task
+
+    cfg = load_config(config)
+    task = get_task(task_name)
+    settings = task.settings(cfg.tasks.get(task_name))
+    cutoffs = lambda cut: [*cut["train"], cut["test"]]  # noqa: E731
+    if engine_of(cfg, engine) == "spark":
+        from crmscore.cli.common import load_spark_data
+        from crmscore.features.spark import spark_training_set, write_table
+
+        data = load_spark_data(cfg)
+        cut, fs, label, _, _ = training_plan(task, data, settings, as_of)
+        write_table(spark_training_set(data, cutoffs(cut), label, fs), str(out), fmt)
+        log.info("wrote %s's training set (%d cutoffs, %s) on Spark to %s (%s)", task_name, len(cutoffs(cut)),
+                 fs.version, out, fmt)
+        return
+    if fmt != "parquet":
+        raise ConfigError(f"--format {fmt}: duckdb writes parquet; use --engine spark for delta")
+    from crmscore.features.build import build_training_set
+
+    data = load_data(cfg)
+    cut, fs, label, _, _ = training_plan(task, data, settings, as_of)
+    frame = build_training_set(data, cutoffs(cut), label, fs, progress=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(out, index=False)
+    log.info("wrote %s's training set: %s rows, %d cutoffs (%s) to %s", task_name, f"{len(frame):,}",
+             len(cutoffs(cut)), fs.version, out)

@@ -266,16 +266,24 @@ def score_next_purchase(
     keep_regular: Annotated[bool, typer.Option(
         "--keep-regular", help="Keep categories the customer buys regularly in next_categories.")] = False,
     categories: Annotated[int, typer.Option(min=0, help="Categories listed per customer (0 = all).")] = 5,
+    engine: Annotated[str | None, typer.Option(
+        "--engine", help="duckdb or spark (the next-purchase model only, through the same mapInPandas path as "
+                         "score churn; --out becomes a folder of Parquet files); default: the config's engine.")] = None,
 ) -> None:
     """Write per customer: score (purchase probability), days_to_next (median, low, high) and the top-k reasons;
     expected_spend, and next_categories (ranked, with probabilities) with the top category's reasons, when
     those models are registered with the alias (columns of absent models are left out)."""
-    from crmscore.cli.common import load_data
+    from crmscore.cli.common import engine_of, load_data
     from crmscore.config import load_config
     from crmscore.models import registry
     from crmscore.scoring.batch import NEXT_PURCHASE_MODELS, score_next_purchase, write_scores
 
     registry.configure()
+    if engine_of(load_config(config), engine) == "spark":
+        # expected-spend and next-category read other feature sets and join per customer: DuckDB only for now
+        log.info("on Spark: the next-purchase model's columns only (no expected_spend or next_categories)")
+        _score("next-purchase", config, out, as_of, top_k, alias, "spark")
+        return
     models, absent = {}, []
     for name in NEXT_PURCHASE_MODELS:
         try:

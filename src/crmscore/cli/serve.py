@@ -86,14 +86,25 @@ def publish(
     config: Annotated[Path, typer.Option("--config", "-c", help="Project YAML config.")],
     as_of: Annotated[dt.datetime | None, typer.Option("--as-of", formats=["%Y-%m-%d"],
                                                       help="Snapshot date (default: after the last data).")] = None,
+    engine: Annotated[str | None, typer.Option(
+        "--engine", help="duckdb (SQLite store, and Redis when CRMSCORE_REDIS_URL is set) or spark (Redis only, "
+                         "written in partitions); default: the config's engine.")] = None,
 ) -> None:
     """Write the latest features of every customer to the online store for scoring by id."""
-    from crmscore.cli.common import load_data
-    from crmscore.scoring.publish import publish_snapshot
+    from crmscore.cli.common import engine_of, load_data
+    from crmscore.config import load_config
     from crmscore.settings import get_settings
 
-    data = load_data(config)
-    n, where = publish_snapshot(data, as_of, get_settings())
+    cfg = load_config(config)
+    if engine_of(cfg, engine) == "spark":
+        from crmscore.cli.common import load_spark_data
+        from crmscore.scoring.spark_publish import publish_snapshot_on_spark
+
+        n, where = publish_snapshot_on_spark(load_spark_data(cfg), as_of, get_settings())
+    else:
+        from crmscore.scoring.publish import publish_snapshot
+
+        n, where = publish_snapshot(load_data(cfg), as_of, get_settings())
     log.info("published features of %s customers to %s", f"{n:,}", where)
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from crmscore.features.build import ENGINE_BUILDERS, AsOf, _cast, feature_set_for, feature_sql
+from crmscore.features.build import ENGINE_BUILDERS, AsOf, LabelFn, _cast, as_of_timestamp, feature_set_for, feature_sql
 from crmscore.features.definitions import FeatureSet
 from crmscore.features.segments import SEGMENT_COLUMNS, RFMScorer, add_segments
 
@@ -45,6 +45,14 @@ def spark_features(data: SparkCustomerData, as_of: AsOf, fs: FeatureSet | None =
                    scorer: RFMScorer | None = None) -> DataFrame:
     """The feature table at as_of as a Spark DataFrame (lazy, unordered): the columns of
     crmscore.features.build.build_features. scorer: the RFM scale (a model's); default: fitted on this table."""
+    return spark_features_and_scale(data, as_of, fs, segments=segments, scorer=scorer)[0]
+
+
+def spark_features_and_scale(data: SparkCustomerData, as_of: AsOf, fs: FeatureSet | None = None, *,
+                             segments: bool = True, scorer: RFMScorer | None = None
+                             ) -> tuple[DataFrame, RFMScorer | None]:
+    """spark_features and the RFM scale its segments use (the one given, or the one fitted on the driver),
+    which a published snapshot records in its meta."""
     from crmscore.features.btyd import INPUT_COLUMNS, btyd_frame
 
     fs = fs or feature_set_for(data, as_of)
@@ -81,7 +89,7 @@ def spark_features(data: SparkCustomerData, as_of: AsOf, fs: FeatureSet | None =
                     out[c] = out[c].astype("int64")
             yield out
 
-    return sdf.mapInPandas(finish, feature_schema(fs, segments))
+    return sdf.mapInPandas(finish, feature_schema(fs, segments)), scorer
 
 
 def collect_features(frame: DataFrame) -> pd.DataFrame:
@@ -98,3 +106,49 @@ def collect_features(frame: DataFrame) -> pd.DataFrame:
 
 ENGINE_BUILDERS["spark"] = lambda data, as_of, fs, segments: collect_features(
     spark_features(data, as_of, fs, segments=segments))
+
+
+def spark_training_set(data: SparkCustomerData, as_of_dates: list[AsOf], label_fn: LabelFn,
+                       fs: FeatureSet | None = None) -> DataFrame:
+    """crmscore.features.build.build_training_set on Spark, as a lazy DataFrame: every cutoff's features (computed
+    on the cluster) inner-joined with its labels, stacked, with the `as_of` column (TIMESTAMP_NTZ). The same
+    columns in the same order as the DuckDB frame.
+
+    What passes through the driver: each cutoff's labels (label_fn returns pandas: the customer id and a label or
+    two, about 30 bytes a customer of the population: 600 MB for 20 million a cutoff) and the BTYD and RFM
+    inputs of spark_features. The feature rows, the wide part, stay on the cluster."""
+    import functools
+
+    from pyspark.sql import functions as F
+
+    from crmscore.features.dialect import SPARK
+
+    cutoffs = sorted(as_of_timestamp(a) for a in as_of_dates)
+    if not cutoffs:
+        raise ValueError("spark_training_set needs at least one as_of date")
+    fs = fs or feature_set_for(data, cutoffs[0])
+    parts = []
+    for cut in cutoffs:
+        feats = spark_features(data, cut, fs)
+        labels = label_fn(data, cut)
+        labels = labels.astype({c: object for c in labels.columns if str(labels[c].dtype) == "string"})
+        labels = labels.astype({"customer_id": str})
+        joined = feats.join(data.spark.createDataFrame(labels), "customer_id", "inner")
+        cols = [c for c in joined.columns if c != "customer_id"]
+        parts.append(joined.select("customer_id", F.expr(SPARK.timestamp(cut)).alias("as_of"), *cols))
+    return functools.reduce(lambda a, b: a.unionByName(b), parts)
+
+
+def write_table(frame: DataFrame, out: str, fmt: str = "parquet") -> None:
+    """A Spark table written where the cluster writes, never through the driver: a Parquet folder (readable by
+    pandas.read_parquet) or a Delta table (needs delta-spark and a session configured for it)."""
+    import importlib.util
+
+    from crmscore.errors import ConfigError
+
+    if fmt not in ("parquet", "delta"):
+        raise ConfigError(f"--format {fmt!r}: use parquet or delta")
+    if fmt == "delta" and importlib.util.find_spec("delta") is None:
+        raise ConfigError("--format delta needs delta-spark (pip install delta-spark, matching the Spark version, "
+                          "and a session with its extension); or write --format parquet")
+    frame.write.mode("overwrite").format(fmt).save(str(out))

@@ -233,21 +233,35 @@ class RedisStore:
         are gone. Versions older than the one replaced (and unversioned keys) are deleted; the replaced one
         is kept until the next publish, for readers that looked up the pointer just before the switch.
         segments are kept in SQLite only (the counts and transitions travel in meta)."""
-        version = int(self.client.incr(REDIS_NEXT_VERSION))
-        features, timeline, meta_key = _version_keys(version)
+        version = self.new_version()
+        features, timeline, _ = _version_keys(version)
+        n = self.write_rows(features, rows_as_json(frame))
+        self.write_rows(timeline, timelines or ())
+        self.switch(version, meta)
+        return n
+
+    def new_version(self) -> int:
+        """A version number no publish has used: its keys are invisible to readers until `switch`."""
+        return int(self.client.incr(REDIS_NEXT_VERSION))
+
+    def write_rows(self, prefix: str, rows: Iterable[tuple[str, str]], chunk: int = 5000) -> int:
+        """SET prefix + id to each (id, JSON) pair, `chunk` to a pipeline round trip; the number written.
+        Writing a row again writes the same value, so a retried Spark task does no harm."""
         pipe = self.client.pipeline(transaction=False)
         n = 0
-        for cid, data in rows_as_json(frame):
-            pipe.set(features + cid, data)
+        for cid, data in rows:
+            pipe.set(prefix + cid, data)
             n += 1
-            if n % 5000 == 0:
+            if n % chunk == 0:
                 pipe.execute()
-        for i, (cid, data) in enumerate(timelines or ()):
-            pipe.set(timeline + cid, data)
-            if i % 5000 == 4999:
-                pipe.execute()
-        pipe.set(meta_key, json.dumps(meta, default=str))
         pipe.execute()
+        return n
+
+    def switch(self, version: int, meta: dict[str, Any]) -> None:
+        """Write the version's meta, then switch readers to it in one step (one SET of the pointer); delete the
+        versions older than the one replaced (and unversioned keys), which is kept for readers that looked up
+        the pointer just before the switch. Also removes what a failed publish left half written."""
+        self.client.set(_version_keys(version)[2], json.dumps(meta, default=str))
         replaced = self.client.get(REDIS_CURRENT)
         self.client.set(REDIS_CURRENT, version)
         self._keys_at = None
@@ -264,7 +278,6 @@ class RedisStore:
                     stale.clear()
         if stale:
             self.client.delete(*stale)
-        return n
 
     def get(self, customer_id: str) -> dict[str, Any] | None:
         return self.get_many([customer_id]).get(customer_id)

@@ -18,6 +18,7 @@ import datetime as dt
 import logging
 import tempfile
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,7 @@ from crmscore.config import ProjectConfig
 from crmscore.data.loader import CustomerData
 from crmscore.errors import CrmscoreError
 from crmscore.features.build import as_of_timestamp, build_training_set, feature_set_for
-from crmscore.features.definitions import slug
+from crmscore.features.definitions import FeatureSet, slug
 from crmscore.models.bundle import CompanionModels, TrainedModel, blend_copurchase, blend_repeat, label_matrix
 from crmscore.models.estimator import CustomerModel, MultiLabelModel, small_data_threads
 from crmscore.models.evaluation import (
@@ -100,6 +101,23 @@ def transactional_cutoffs(data_start: pd.Timestamp, as_of: pd.Timestamp, s: Task
 
 def transactional_dataset(task: Task, data: CustomerData, s: TaskSettings, as_of: Any = None,
                           progress: bool = False) -> Dataset:
+    cut, fs, label, s, population = training_plan(task, data, s, as_of)
+    frame = build_training_set(data, [*cut["train"], cut["test"]], label, fs, progress=progress)
+    test = frame[frame["as_of"] == cut["test"]].reset_index(drop=True)
+    valid = frame[frame["as_of"] == cut["train"][-1]].reset_index(drop=True)
+    train = frame[frame["as_of"] < cut["train"][-1]].reset_index(drop=True)
+    from crmscore.features.segments import RFMScorer
+
+    rfm = RFMScorer(data.config.segments.rfm_window_days).fit(test).to_dict()
+    return Dataset(train, valid, test, fs.names, fs.categorical, fs, "transactions", cut, rfm, settings=s,
+                   population=population)
+
+
+def training_plan(task: Task, data: CustomerData, s: TaskSettings, as_of: Any = None) -> tuple[
+        dict[str, Any], FeatureSet, Callable[[CustomerData, pd.Timestamp], pd.DataFrame], TaskSettings, PopulationRule]:
+    """What a task's training set is made of, on either engine: (cutoffs {"train", "test", "as_of"}, feature set,
+    label function (data, cutoff) -> frame, the settings after the task's prepare step, population rule).
+    crmscore.features.spark.spark_training_set takes the same to build the table on Spark."""
     lo, hi = data.ts_range()
     as_of = as_of_timestamp(as_of) if as_of is not None else hi.normalize() + pd.Timedelta(days=1)
     if as_of <= lo:
@@ -113,15 +131,7 @@ def transactional_dataset(task: Task, data: CustomerData, s: TaskSettings, as_of
     def label(d: CustomerData, c: pd.Timestamp) -> pd.DataFrame:
         return task.label_fn(d, c, s)
 
-    frame = build_training_set(data, [*cut["train"], cut["test"]], label, fs, progress=progress)
-    test = frame[frame["as_of"] == cut["test"]].reset_index(drop=True)
-    valid = frame[frame["as_of"] == cut["train"][-1]].reset_index(drop=True)
-    train = frame[frame["as_of"] < cut["train"][-1]].reset_index(drop=True)
-    from crmscore.features.segments import RFMScorer
-
-    rfm = RFMScorer(data.config.segments.rfm_window_days).fit(test).to_dict()
-    return Dataset(train, valid, test, fs.names, fs.categorical, fs, "transactions", cut, rfm, settings=s,
-                   population=population)
+    return cut, fs, label, s, population
 
 
 def feature_table_dataset(cfg: ProjectConfig, s: TaskSettings) -> Dataset:
