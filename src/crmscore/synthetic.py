@@ -796,14 +796,14 @@ def plant_churn_change(data: SyntheticData, after: str | date, seed: int = 0,
         limit = frame["customer_id"].map(stop)
         return frame[~(limit.notna() & (frame["ts"] >= limit))].reset_index(drop=True)
 
-    tx, ev = keep(data.transactions), keep(data.events)
-    ev = pd.concat([ev, _warning_coupons(rng, truth["customer_id"].to_numpy()[hit], new_churn[hit],
-                                         pd.DatetimeIndex(signup[hit]), cut, end, warning_days,
-                                         warning_coupons_per_30d)], ignore_index=True)
+    tx, kept_events = keep(data.transactions), keep(data.events)
+    coupons = _warning_coupons(rng, truth["customer_id"].to_numpy()[hit], new_churn[hit],
+                               pd.DatetimeIndex(signup[hit]), cut, end, warning_days, warning_coupons_per_30d)
+    ev = pd.concat([kept_events, coupons], ignore_index=True)
     ev = ev.sort_values(["customer_id", "ts"], kind="stable").reset_index(drop=True)
     logger.info("synthetic: churn changed after %s for %d customers of %s (%d lines removed, %d coupon "
                 "redemptions added)", cut.date(), int(hit.sum()), ", ".join(regions),
-                len(data.transactions) - len(tx), len(ev) - len(keep(data.events)))
+                len(data.transactions) - len(tx), len(coupons))
     return SyntheticData(tx, data.products, data.customers, ev.astype(data.events.dtypes.to_dict()), truth)
 
 

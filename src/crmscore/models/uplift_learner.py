@@ -111,13 +111,16 @@ class UpliftModel:
         self.methods = tuple(methods or METHODS)
 
     # -- fitting ---------------------------------------------------------------------------------
+    def _lgbm(self, kind: Objective, rows: int, calibrate: bool, extra: dict[str, Any] | None = None) -> CustomerModel:
+        """One of the learners' LightGBM models: threads for `rows`, `extra` defaults, the caller's params."""
+        return CustomerModel(kind, {**small_data_threads(rows), **(extra or {}), **self.params}, self.num_boost_round,
+                             calibrate=calibrate)
+
     def _outcome_model(self, rows: int) -> CustomerModel:
-        return CustomerModel(self.outcome, {**small_data_threads(rows), **self.params}, self.num_boost_round,
-                             calibrate=True)
+        return self._lgbm(self.outcome, rows, calibrate=True)
 
     def _effect_model(self, rows: int) -> CustomerModel:
-        return CustomerModel("regression", {**small_data_threads(rows), **EFFECT_PARAMS, **self.params},
-                             self.num_boost_round, calibrate=False)
+        return self._lgbm("regression", rows, calibrate=False, extra=EFFECT_PARAMS)
 
     def _pair(self, X: pd.DataFrame, y: np.ndarray, t: np.ndarray, Xv: pd.DataFrame, yv: np.ndarray,
               tv: np.ndarray) -> tuple[CustomerModel, CustomerModel]:
@@ -218,8 +221,7 @@ class UpliftModel:
     def _fit_s(self, X, y, t, X_valid, yv, tv) -> dict[str, CustomerModel]:
         """One outcome model on every row with the treatment as a feature (uncalibrated: its probability is
         exactly sigmoid of the booster's margin, which the interventional SHAP explains)."""
-        m = CustomerModel(self.outcome, {**small_data_threads(len(X)), **self.params}, self.num_boost_round,
-                          calibrate=False)
+        m = self._lgbm(self.outcome, len(X), calibrate=False)
         return {"s_model": m.fit(self._s_frame(X, t), y, self._s_frame(X_valid, tv), yv)}
 
     def _fit_rs(self, X, y, t, X_valid, yv, tv) -> dict[str, CustomerModel] | None:
@@ -232,8 +234,7 @@ class UpliftModel:
             return None
         r = float(y[t == 1].mean()) / control_mean - 1
         self.response_scale_ = r / (1 + r * self.treated_share_)
-        m = CustomerModel("regression", {**small_data_threads(len(X)), **self.params}, self.num_boost_round,
-                          calibrate=False)
+        m = self._lgbm("regression", len(X), calibrate=False)
         return {"response": m.fit(X, y, X_valid, yv)}
 
     def _codes_frame(self, X: pd.DataFrame) -> pd.DataFrame:

@@ -72,19 +72,28 @@ def merged(base: FeatureSet, others: list[FeatureSet]) -> FeatureSet:
     return FeatureSet(tuple(feats), base.vocabulary, base.windows, base.evening_hour)
 
 
+def new_snapshot_meta(config_name: str, as_of: Any, rfm: RFMScorer, customers: int, definitions: dict[str, str],
+                      windows: Any, served: list[tuple[str, str, TrainedModel]], **extra: Any) -> dict[str, Any]:
+    """A new snapshot's meta (as-of date, RFM scale, count, the feature contract's definitions and windows), on
+    either engine; a served model the service will refuse on it is warned about now, at the publish."""
+    meta = {"as_of": str(as_of), "rfm": rfm.to_dict(),
+            "published_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "customers": customers, "config": config_name, **extra, **snapshot_meta(definitions, windows)}
+    for name, version, bundle in served:
+        why = refusal(name, version, bundle.task, bundle.feature_definitions(), list(bundle.feature_set.windows), meta)
+        if why:
+            log.warning("the service will not serve this model on the new snapshot: %s", why)
+    return meta
+
+
 def publish_snapshot(data: CustomerData, as_of: Any, settings: Settings, *, compare_days: int = 30) -> tuple[int, str]:
     as_of = as_of or data.default_as_of()
     served = served_models(settings)
     fs = merged(feature_set_for(data, as_of), [bundle.feature_set for _, _, bundle in served])
     frame = build_features(data, as_of, fs)
     rfm = RFMScorer(data.config.segments.rfm_window_days).fit(frame)  # the scale the snapshot's segments use
-    meta = {"as_of": str(as_of), "rfm": rfm.to_dict(), "published_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "customers": len(frame), "config": data.config.name,
-            **snapshot_meta(fs.definitions([c for c in frame.columns if fs.get(c) is not None]), fs.windows)}
-    for name, version, bundle in served:  # the service will refuse these: say so now, at the publish
-        why = refusal(name, version, bundle.task, bundle.feature_definitions(), list(bundle.feature_set.windows), meta)
-        if why:
-            log.warning("the service will not serve this model on the new snapshot: %s", why)
+    meta = new_snapshot_meta(data.config.name, as_of, rfm, len(frame),
+                             fs.definitions([c for c in frame.columns if fs.get(c) is not None]), fs.windows, served)
     sqlite = SqliteStore(settings.home / "online_store.sqlite")
     current = frame[["customer_id", "rfm_segment", "lifecycle_stage"]].astype({"customer_id": str})
     previous, prev_as_of, source = previous_segments(sqlite, data, as_of, fs, compare_days)

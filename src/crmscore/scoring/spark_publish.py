@@ -13,7 +13,6 @@ segment summary has this snapshot's counts without the transitions from the prev
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -23,10 +22,9 @@ import pandas as pd
 
 from crmscore.errors import ConfigError
 from crmscore.features.build import as_of_timestamp, feature_set_for
-from crmscore.features.contract import refusal, snapshot_meta
 from crmscore.features.spark import spark_features_and_scale
 from crmscore.features.store import RedisStore, _version_keys
-from crmscore.scoring.publish import merged, segment_summary, served_models
+from crmscore.scoring.publish import merged, new_snapshot_meta, segment_summary, served_models
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -100,14 +98,8 @@ def publish_snapshot_on_spark(data: SparkCustomerData, as_of: Any, settings: Set
     fs = merged(feature_set_for(data, as_of), [bundle.feature_set for _, _, bundle in served])
     frame, rfm = spark_features_and_scale(data, as_of, fs)
     staged = stage_on_redis(frame, settings.redis_url)
-    meta = {"as_of": str(as_of), "rfm": rfm.to_dict(),
-            "published_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "customers": staged.rows, "config": data.config.name, "engine": "spark",
-            **snapshot_meta(fs.definitions(fs.names), fs.windows)}
-    for name, version, bundle in served:  # the service will refuse these: say so now, at the publish
-        why = refusal(name, version, bundle.task, bundle.feature_definitions(), list(bundle.feature_set.windows), meta)
-        if why:
-            log.warning("the service will not serve this model on the new snapshot: %s", why)
+    meta = new_snapshot_meta(data.config.name, as_of, rfm, staged.rows, fs.definitions(fs.names), fs.windows,
+                             served, engine="spark")
     summary = segment_summary(pd.DataFrame({"customer_id": [], **{c: [] for c in COUNTED}}), None, str(as_of),
                               None, None)
     summary["rfm"], summary["lifecycle"] = staged.counts.get("rfm_segment", {}), staged.counts.get("lifecycle_stage", {})
