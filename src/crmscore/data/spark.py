@@ -28,7 +28,7 @@ import pandas as pd
 
 from crmscore.config import ProjectConfig, SourceConfig
 from crmscore.data.contracts import ColumnSpec, TableContract
-from crmscore.data.loader import (CANONICAL_TABLES, CanonicalTables, Issue, TableReport, load_tables,
+from crmscore.data.loader import (CANONICAL_TABLES, CanonicalTables, Issue, TableReport, _problem, load_tables,
                                   map_source_columns, require_columns, too_many_bad_rows)
 from crmscore.errors import ConfigError, DataContractError
 
@@ -136,14 +136,10 @@ def java_datetime_pattern(strptime_format: str) -> str:
     return "".join(out)
 
 
-def _typed_expr(spec: ColumnSpec, raw: str, source_type: str, tz: str, fmt: str | None,
-                zoned_text: bool = False) -> str:
+def _typed_expr(spec: ColumnSpec, raw: str, source_type: str, tz: str, fmt: str | None) -> str:
     """Spark SQL casting a raw mapped value to the contract type; NULL where it cannot be cast (the DuckDB
-    loader's rules, crmscore.data.loader._typed_expr).
-
-    zoned_text: the text column holds values with a UTC offset. DuckDB then reads the whole column as
-    TIMESTAMPTZ, so a naive value in it goes through the zone too: a wall time the DST change skips
-    (02:30 on the spring-forward night) becomes the one after the gap (03:30), as here."""
+    loader's rules, crmscore.data.loader._typed_expr). Naive text stays as written, as the DuckDB loader reads
+    a timestamp column of ISO text (each value by its own rule)."""
     st = source_type.lower()
     numeric = st.startswith(("tinyint", "smallint", "int", "bigint", "float", "double", "decimal", "byte", "short",
                              "long", "real"))
@@ -172,14 +168,7 @@ def _typed_expr(spec: ColumnSpec, raw: str, source_type: str, tz: str, fmt: str 
         parsed = f"try_to_timestamp({text}, {_literal(java_datetime_pattern(fmt))})"
         return local(parsed) if ("%z" in fmt or "%Z" in fmt) else f"CAST({parsed} AS TIMESTAMP_NTZ)"
     naive = f"try_cast(replace({text}, 'T', ' ') AS TIMESTAMP_NTZ)"
-    if zoned_text:
-        naive = local(f"to_utc_timestamp({naive}, {zone})")
     return f"CASE WHEN {text} RLIKE {_literal(_OFFSET_RE)} THEN {local(f'try_cast({text} AS TIMESTAMP)')} ELSE {naive} END"
-
-
-def _problem(spec: ColumnSpec) -> str:
-    return {"id": "are empty", "text": "are empty", "number": "are not numbers",
-            "timestamp": "are not parseable timestamps"}[spec.kind]
 
 
 def _read(spark: SparkSession, source: SourceConfig, path: str) -> DataFrame:
@@ -282,11 +271,8 @@ class _SparkTableLoader:
                 name, "number" if attrs.get(name) == "number" else "text", False, "attribute")
             st = src.selectExpr(f"{sql} AS x").schema.fields[0].dataType.simpleString()
             fmt = self.source.timestamp_format if spec.kind == "timestamp" else None
-            # naive text stays as written, as when DuckDB reads the column as text; DuckDB's CSV sniffer sometimes
-            # reads a column with offsets as TIMESTAMPTZ instead (then a DST-gap wall time moves): not guessed here
-            zoned = False
             typed, raw = _quote(name), _quote("raw__" + name)
-            typed_cols.append(f"{_typed_expr(spec, sql, st, tz, fmt, zoned)} AS {typed}")
+            typed_cols.append(f"{_typed_expr(spec, sql, st, tz, fmt)} AS {typed}")
             raw_cols.append(f"CAST({sql} AS STRING) AS {raw}")
             if spec.required:
                 checks.append((name, f"{typed} IS NULL AND {raw} IS NULL", "are missing (null)"))

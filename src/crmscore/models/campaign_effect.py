@@ -85,12 +85,10 @@ def campaign_effect(data: Any, campaign: str, horizon_days: int = 30, outcome: s
     each customer's treatment."""
     from crmscore.features.build import build_features
     from crmscore.models.uplift import campaign_rows
-    from crmscore.features.segments import add_segments
 
     rows = campaign_rows(data, campaign, horizon_days)
     start = pd.Timestamp(rows["treated_at"].min()).normalize()
-    segs = add_segments(build_features(data, start), data.config.segments)[["customer_id", "rfm_segment",
-                                                                            "lifecycle_stage"]]
+    segs = build_features(data, start)[["customer_id", "rfm_segment", "lifecycle_stage"]]
     rows = rows.merge(segs, on="customer_id", how="left")
     rows[by] = rows[by].astype("string").fillna("unknown")
     pre = {"purchase": "pre_purchase", "spend": "pre_spend"}[outcome]

@@ -137,7 +137,7 @@ def uplift_dataset(task: Task, cfg: ProjectConfig, data: CustomerData | None, s:
                        None, table.decisions, settings=s, table_schema=table.schema)
     from crmscore.features.build import build_features, feature_set_for
     from crmscore.models.population import population_rule
-    from crmscore.features.segments import RFMScorer, add_segments
+    from crmscore.features.segments import RFMScorer
 
     rows = campaign_rows(data, s.campaign, s.horizon_days)
     start = pd.Timestamp(rows["treated_at"].min()).normalize()
@@ -148,7 +148,7 @@ def uplift_dataset(task: Task, cfg: ProjectConfig, data: CustomerData | None, s:
                              f"outcome window past the last purchase in the data ({hi.date()}); shorten --horizon-days "
                              f"or wait for the data to cover it")
     fs = feature_set_for(data, start)
-    feats = add_segments(build_features(data, start, fs), data.config.segments)
+    feats = build_features(data, start, fs)
     label = "purchase" if s.outcome == "purchase" else "spend"
     frame = feats.merge(rows.assign(label=rows[label]), on="customer_id", how="inner")
     unknown = len(rows) - len(frame)

@@ -114,10 +114,7 @@ class ScoringEngine:
             self.segments_cfg = load_config(settings.config).segments
         # the snapshot's feature definitions the models are checked against (None: not read yet)
         self._checked_digest: str | None = None
-        try:  # segments come from each model's own RFM scale; this checks the store answers
-            self._checked_digest = self.store.meta().get(SNAPSHOT_DIGEST, "")
-        except StoreUnavailable as exc:  # the service starts anyway; not ready until the store answers
-            self.store_outage.failed(exc)
+        self._snapshot_meta()  # checks the store answers; the service starts anyway, not ready until it does
         self.models: dict[str, ServedModel] = {}
         self.warnings: list[str] = []
         self.ready = False
