@@ -29,6 +29,7 @@ INPUT_COLUMNS = ("recency_days", "first_purchase_days", "frequency_total", "mone
 PENALTY = 1e-3  # L2 on log-parameters: keeps a tiny or degenerate snapshot from running to infinity
 MIN_CUSTOMERS = 20  # fewer customers with an order (or MIN_REPEAT with a repeat order): no fit, missing values
 MIN_REPEAT = 5
+FIT_SAMPLE = 50_000  # buyers the four (and three) parameters are fitted on when a base has more; see fit_sample
 
 
 def bgnbd_inputs(frame: pd.DataFrame) -> pd.DataFrame:
@@ -125,13 +126,15 @@ class BGNBD:
             (r + x) * (np.log(alpha + T) - np.log(alpha + t_x)))
         return 1.0 / (1.0 + ratio)
 
-    def expected_purchases(self, t: float, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
-        """Expected orders in the next t weeks given the history, eq. (10) of Fader, Hardie & Lee (2005)."""
+    def expected_purchases(self, t: float, x: np.ndarray, t_x: np.ndarray, T: np.ndarray,
+                           p_alive: np.ndarray | None = None) -> np.ndarray:
+        """Expected orders in the next t weeks given the history, eq. (10) of Fader, Hardie & Lee (2005).
+        p_alive: self.p_alive(x, t_x, T) when the caller has it already (several horizons)."""
         r, alpha, a, b = self.r, self.alpha, self.a, self.b
         z = t / (alpha + T + t)
         hyp = special.hyp2f1(r + x, b + x, a + b + x - 1, z)
         first = (a + b + x - 1) / (a - 1) * (1 - np.exp((r + x) * np.log((alpha + T) / (alpha + T + t))) * hyp)
-        return first * self.p_alive(x, t_x, T)
+        return first * (self.p_alive(x, t_x, T) if p_alive is None else p_alive)
 
 
 @dataclass(frozen=True)
@@ -181,11 +184,52 @@ class GammaGamma:
         return p * (v + x * m) / (p * x + q - 1)
 
 
-def btyd_frame(features: pd.DataFrame, horizons_days: tuple[int, ...]) -> pd.DataFrame:
+def _id_hash(ids: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each id's UTF-8 bytes (splitmix64's finaliser over 8-byte words), vectorised: the same
+    on every engine and in every process (Python's hash() is salted), unrelated to how ids are numbered, and
+    about 5x cheaper than pandas' hash_pandas_object on Arrow strings."""
+    raw = np.array([str(x).encode() for x in ids], dtype=bytes)
+    width = max(8, -(-raw.dtype.itemsize // 8) * 8)
+    words = np.frombuffer(raw.astype(f"S{width}").tobytes(), dtype="<u8").reshape(len(raw), width // 8)
+    h = np.full(len(raw), 0x9E3779B97F4A7C15, dtype=np.uint64)
+    for word in words.T:  # uint64 arithmetic wraps, as the finaliser intends
+        z = h ^ word
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        h = z ^ (z >> np.uint64(31))
+    return h
+
+
+def fit_sample(features: pd.DataFrame, buyers: pd.Index, size: int = FIT_SAMPLE) -> np.ndarray:
+    """Positions (into `buyers`, ascending) of the buyers the models are fitted on: all of them up to `size`,
+    else the `size` buyers whose customer_id hashes lowest (_id_hash; row positions drawn with a fixed seed
+    when the table has no customer_id).
+
+    Why a sample is sound: the fit estimates four population parameters (three for Gamma-Gamma) by maximum
+    likelihood; their standard error shrinks as 1/sqrt(n), so past some tens of thousands of buyers more rows
+    move them less than the features' own noise, while the fit's cost grows with n. Every buyer still gets
+    their own features from their own history; only the shared parameters come from the sample (measured at
+    1M customers: see the README, "BTYD fit"). Why by a hash of the id: the same customers are chosen whatever
+    the row order (DuckDB sorts its table, Spark collects it unordered), so both engines fit the same sample,
+    and a customer's membership does not change between snapshots."""
+    n = len(buyers)
+    if n <= size:
+        return np.arange(n)
+    if "customer_id" in features.columns:
+        keys = _id_hash(features.loc[buyers, "customer_id"].to_numpy(dtype=object))
+        order = np.argsort(keys, kind="stable")  # equal hashes of distinct ids: ~1e-8 odds at 1M, then row order
+    else:
+        order = np.random.default_rng(0).permutation(n)
+    return np.sort(order[:size])
+
+
+def btyd_frame(features: pd.DataFrame, horizons_days: tuple[int, ...], sample_size: int = FIT_SAMPLE
+               ) -> pd.DataFrame:
     """BTYD columns for every row of a point-in-time feature table (same index): expected orders in each
     horizon (`btyd_expected_orders_<h>d`), `btyd_p_alive` and `btyd_expected_order_value` (currency).
 
-    Both models are fitted on this table's own customers, i.e. on the history before its cutoff only.
+    Both models are fitted on this table's own customers, i.e. on the history before its cutoff only: on every
+    buyer up to `sample_size` of them, else on a fixed, deterministic sample of that size (fit_sample).
     Customers without an order, or every row when fewer than MIN_CUSTOMERS have one, get missing values.
     """
     names = [f"btyd_expected_orders_{h}d" for h in horizons_days] + ["btyd_p_alive", "btyd_expected_order_value"]
@@ -196,15 +240,20 @@ def btyd_frame(features: pd.DataFrame, horizons_days: tuple[int, ...]) -> pd.Dat
                  int((inp["x"] > 0).sum()))
         return out
     x, t_x, T = (inp[c].to_numpy(float) for c in ("x", "t_x", "T"))
-    bg = BGNBD.fit(x, t_x, T)
+    fit = fit_sample(features, inp.index, sample_size)
+    bg = BGNBD.fit(x[fit], t_x[fit], T[fit])
+    alive = bg.p_alive(x, t_x, T)
     for h in horizons_days:
-        out.loc[inp.index, f"btyd_expected_orders_{h}d"] = bg.expected_purchases(h / 7.0, x, t_x, T)
-    out.loc[inp.index, "btyd_p_alive"] = bg.p_alive(x, t_x, T)
+        out.loc[inp.index, f"btyd_expected_orders_{h}d"] = bg.expected_purchases(h / 7.0, x, t_x, T, alive)
+    out.loc[inp.index, "btyd_p_alive"] = alive
     orders = features.loc[inp.index, "frequency_total"].to_numpy(float)
     mean_value = features.loc[inp.index, "monetary_total"].to_numpy(float) / orders
-    ok = mean_value > 0
+    ok = np.zeros(len(inp), dtype=bool)
+    ok[fit] = True
+    ok &= mean_value > 0
     gg = GammaGamma.fit(orders[ok], mean_value[ok])
     out.loc[inp.index, "btyd_expected_order_value"] = gg.expected_order_value(orders, np.maximum(mean_value, 0))
-    log.info("BTYD fitted on %d customers: BG/NBD %s, Gamma-Gamma %s", len(inp), bg, gg)
+    log.info("BTYD fitted on %d of %d customers with an order: BG/NBD %s, Gamma-Gamma %s", len(fit), len(inp),
+             bg, gg)
     return out
 

@@ -98,10 +98,15 @@ def feature_sql(data: CustomerData, as_of: AsOf, fs: FeatureSet, dialect: Dialec
         # every order (a customer with any line is known), then the purchases: orders with a positive net amount.
         # Recency, frequency, gaps, order values, habits, channels and stores read purchases only (a refund is
         # not a purchase); the refund features read the refund lines (stage categories, from l)
-        f"oa AS (SELECT customer_id, order_key, MIN(ts) AS ts, MAX(age_days) AS age_days, SUM(amount) AS amount{extra} "
+        # an order's age is its first line's: age_days falls as ts rises, so the age of MIN(ts) is the lines'
+        # MAX(age_days), computed once per order instead of aggregated over every line
+        f"oa AS (SELECT customer_id, order_key, MIN(ts) AS ts, SUM(amount) AS amount{extra} "
         f"FROM l GROUP BY customer_id, order_key)",
-        "o1 AS (SELECT * FROM oa WHERE amount > 0)",
-        f"o AS (SELECT *, LAG(age_days) OVER (PARTITION BY customer_id ORDER BY age_days DESC, order_key) - age_days "
+        f"o1 AS (SELECT *, {dialect.age_days('ts', cut)} AS age_days FROM oa WHERE amount > 0)",
+        # the gap to the previous purchase: ordering by ts gives the same sorted ages as ordering by age_days
+        # descending, and ties (equal ages) give equal gaps whatever their order, so no tie-breaking key is
+        # needed; one 8-byte key sorts cheaper than a double and a text
+        f"o AS (SELECT *, LAG(age_days) OVER (PARTITION BY customer_id ORDER BY ts) - age_days "
         f"AS gap_days, {dialect.is_weekend('ts')} AS is_weekend, {dialect.hour('ts')} AS hour FROM o1)",
     ]
     parts = ["SELECT customer_id, " + _aggs(by_stage["orders"]) + " FROM o GROUP BY customer_id"]
@@ -141,7 +146,9 @@ def feature_sql(data: CustomerData, as_of: AsOf, fs: FeatureSet, dialect: Dialec
     if by_stage.get("attribute_history"):
         ctes.append(_attribute_history_cte(by_stage["attribute_history"], cut, dialect))
         stage_ctes["attribute_history"] = "s_attribute_history"
-    population = "SELECT DISTINCT customer_id FROM oa"
+    # every customer with an order: the purchasers s_orders already grouped, and those with a refund-only order
+    # (a few), instead of a second grouping of every order
+    population = "SELECT customer_id FROM s_orders UNION SELECT customer_id FROM oa WHERE amount <= 0"
     if has_signup:
         population += f" UNION SELECT customer_id FROM customers WHERE signup_ts < {cut}"
     ctes.append(f"pop AS ({population})")
