@@ -61,6 +61,12 @@ def _unique_rows(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rows[starts], np.diff(np.r_[starts, len(rows)])
 
 
+def _weighted_sum(w: np.ndarray, values: np.ndarray) -> float:
+    """sum(w * values), elementwise: `w @ values` goes to BLAS, whose threads spin against the DuckDB threads
+    and other processes on a busy 2-core machine (7.5 ms against 0.06 ms for 50,000 rows at load average 7)."""
+    return float(np.sum(w * values))
+
+
 @dataclass(frozen=True)
 class BGNBD:
     """Fitted BG/NBD parameters: purchase rate ~ Gamma(r, alpha) (alpha in weeks), dropout ~ Beta(a, b)."""
@@ -88,14 +94,14 @@ class BGNBD:
         w3, w4 = np.exp(ln_a3 - mix), np.exp(ln_a4 - mix)  # shares of "alive at T" and "dropped after t_x"
         dig_ab, dig_abx = special.digamma(a + b), special.digamma(a + b + xs)[at]
         grad = np.array([
-            w @ (special.digamma(r + xs)[at] - special.digamma(r) + np.log(alpha)
-                 - w3 * np.log(alpha + T) - w4 * np.log(alpha + t_x)),
-            w @ (r / alpha - w3 * (r + x) / (alpha + T) - w4 * (r + x) / (alpha + t_x)),
-            w @ (dig_ab - dig_abx + w4 / a),
-            w @ (dig_ab + special.digamma(b + xs)[at] - special.digamma(b) - dig_abx
-                 - np.where(repeat, w4 / b_x1, 0.0)),
+            _weighted_sum(w, special.digamma(r + xs)[at] - special.digamma(r) + np.log(alpha)
+                          - w3 * np.log(alpha + T) - w4 * np.log(alpha + t_x)),
+            _weighted_sum(w, r / alpha - w3 * (r + x) / (alpha + T) - w4 * (r + x) / (alpha + t_x)),
+            _weighted_sum(w, dig_ab - dig_abx + w4 / a),
+            _weighted_sum(w, dig_ab + special.digamma(b + xs)[at] - special.digamma(b) - dig_abx
+                          - np.where(repeat, w4 / b_x1, 0.0)),
         ])
-        return float(w @ (ln_a1 + ln_a2 + mix)), grad
+        return _weighted_sum(w, ln_a1 + ln_a2 + mix), grad
 
     @classmethod
     def fit(cls, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> BGNBD:
