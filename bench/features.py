@@ -12,7 +12,9 @@ Steps:
    Parquet file computing only recency, frequency (distinct orders) and monetary per customer, written
    as Parquet. It runs before and after the full build; the faster run is the reference.
 
-Goals (printed with pass/fail): full build < 60 s, peak RSS < 4 GB, full build <= 3x the reference.
+Goals (printed with pass/fail): full build < 60 s, peak RSS < 4 GB, full build <= 6x the reference (issue 15).
+Each stage is printed with its wall and CPU seconds and its share of the build's wall time; the feature
+step is split into the SQL with its fetch, the BTYD fit and the cast.
 Exit status 0 when every goal is met, 1 otherwise.
 """
 
@@ -34,7 +36,7 @@ import yaml
 
 GOAL_SECONDS = 60.0
 GOAL_RSS_BYTES = 4 * 1024**3
-GOAL_RATIO = 3.0
+GOAL_RATIO = 6.0
 GENERATE_START, GENERATE_END = "2023-01-01", "2025-01-01"
 
 
@@ -85,7 +87,23 @@ def child_build(config: str, as_of: str, out: str) -> dict:
         return result
 
     fs = step("feature set (vocabulary)", lambda: fb.feature_set_for(data, as_of))
-    df = step("feature SQL, fetch, cast", lambda: fb.build_features(data, as_of, fs, segments=False))
+    inner: dict[str, float] = {}
+    inner_cpu: dict[str, float] = {}
+
+    def timed(name, fn):  # timing only; behaviour unchanged
+        def wrapper(*args, **kwargs):
+            t, c = time.perf_counter(), time.process_time()
+            result = fn(*args, **kwargs)
+            inner[name], inner_cpu[name] = time.perf_counter() - t, time.process_time() - c
+            return result
+        return wrapper
+
+    fb._fetch = timed("  of which: SQL + fetch (Arrow)", fb._fetch)
+    fb._with_btyd = timed("  of which: BTYD fit + predict", fb._with_btyd)
+    fb._cast = timed("  of which: cast", fb._cast)
+    df = step("feature SQL, fetch, BTYD, cast", lambda: fb.build_features(data, as_of, fs, segments=False))
+    stages.update(inner)
+    cpu.update(inner_cpu)
     df = step("segments (RFM + lifecycle)", lambda: add_segments(df, cfg.segments))
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     step("write Parquet", lambda: df.to_parquet(out, index=False))
@@ -208,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         full = _run_child("build", str(config), args.as_of, str(out_dir / "features.parquet"))
         ref2 = _run_child("reference", tx, args.as_of, str(out_dir / "rfm_reference.parquet"))
         ref = min(ref1["total"], ref2["total"])
+        ref_cpu = min(ref1["cpu_total"], ref2["cpu_total"])
         if ref1["customers"] != ref2["customers"]:
             raise SystemExit("reference runs disagree")
 
@@ -218,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, sec in full["stages"].items():
             share = "" if name == "imports" else f"{sec / full['total']:.0%}"
             print(f"  {name:<42}{sec:>8.2f}{share:>7}{full['cpu'][name]:>8.2f}")
-        print(f"  {'total (without imports)':<42}{full['total']:>8.2f}{'':>7}{full['cpu_total']:>8.2f}")
+        print(f"  {'total (without imports)':<42}{full['total']:>8.2f}{'':>7}"
+              f"{full['cpu_total']:>8.2f}")
         print(f"  rows/s: {full['rows'] / full['total']:,.0f} transaction lines per second")
         print(f"  peak RSS: {_gb(full['peak_rss'])}")
         print(f"\nreference GROUP BY (recency, frequency, monetary only): {ref1['total']:.2f} s and "
@@ -232,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         goals = [
             ("full feature set < 60 s", f"{full['total']:.1f} s", full["total"] < GOAL_SECONDS),
             ("peak RSS < 4 GB", _gb(full["peak_rss"]), full["peak_rss"] < GOAL_RSS_BYTES),
-            ("<= 3x the reference GROUP BY", f"{ratio:.1f}x", ratio <= GOAL_RATIO),
+            (f"<= {GOAL_RATIO:g}x the reference GROUP BY", f"{ratio:.1f}x (CPU {full['cpu_total'] / ref_cpu:.1f}x)",
+             ratio <= GOAL_RATIO),
         ]
         print("\ngoals:")
         for name, value, ok in goals:

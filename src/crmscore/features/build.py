@@ -56,12 +56,29 @@ def discover_vocabulary(data: CustomerData, as_of: AsOf) -> Vocabulary:
             f"GROUP BY 1 ORDER BY {weight} DESC, 1 LIMIT {n}")
         return tuple(r[0] for r in rows)
 
-    categories = tuple(cfg.categories) if cfg.categories is not None else top(
-        "lines", "category", cfg.top_categories, "SUM(CASE WHEN amount > 0 THEN amount ELSE 0 END)")
-    channels = top("lines", "channel", cfg.top_channels, "COUNT(*)")
+    spend = "SUM(CASE WHEN amount > 0 THEN amount ELSE 0 END)"
+    if cfg.categories is None and cfg.top_categories and cfg.top_channels and data.has("lines", "category") \
+            and data.has("lines", "channel"):
+        categories, channels = _top_categories_and_channels(data, cut, spend, cfg.top_categories, cfg.top_channels)
+    else:
+        categories = tuple(cfg.categories) if cfg.categories is not None else top(
+            "lines", "category", cfg.top_categories, spend)
+        channels = top("lines", "channel", cfg.top_channels, "COUNT(*)")
     event_types = top("events", "event_type", cfg.top_event_types, "COUNT(*)")
     attributes = tuple(sorted(data.attributes.items()))
     return Vocabulary(categories, channels, event_types, attributes, tuple(sorted(data.history_attributes.items())))
+
+
+def _top_categories_and_channels(data: CustomerData, cut: str, spend: str, n_categories: int,
+                                 n_channels: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The top categories by purchase spend and the top channels by lines, in one pass over the lines (two
+    grouping sets) instead of one scan each; the same order as discover_vocabulary's queries (weight, then
+    name), with the same exclusions (null, 'unknown')."""
+    rows = data.rows(f"SELECT GROUPING(category) AS by_channel, category, channel, {spend} AS spend, "
+                     f"COUNT(*) AS n FROM lines WHERE ts < {cut} GROUP BY GROUPING SETS ((category), (channel))")
+    cats = sorted(((-r[3], r[1]) for r in rows if r[0] == 0 and r[1] is not None and r[1] != "unknown"))
+    chans = sorted(((-r[4], r[2]) for r in rows if r[0] == 1 and r[2] is not None and r[2] != "unknown"))
+    return tuple(c for _, c in cats[:n_categories]), tuple(c for _, c in chans[:n_channels])
 
 
 def feature_set_for(data: CustomerData, as_of: AsOf) -> FeatureSet:
