@@ -144,3 +144,31 @@ def test_unique_rows_match_numpy_unique_rows():
     assert counts.sum() == len(data) and len(expected) < len(data)
     empty, none = _unique_rows(data[:0])
     assert empty.shape == (0, 3) and len(none) == 0
+
+
+def _history(n: int, seed: int) -> pd.DataFrame:
+    """Point-in-time order features of n customers, as the build gives them (days, orders, currency)."""
+    rng = np.random.default_rng(seed)
+    first = rng.uniform(30, 700, n)
+    orders = rng.geometric(0.3, n)
+    last = first * rng.uniform(0, 1, n) * (orders > 1)
+    return pd.DataFrame({"customer_id": [f"C{i:06d}" for i in range(n)], "recency_days": last,
+                         "first_purchase_days": first, "frequency_total": orders,
+                         "monetary_total": orders * rng.gamma(4, 10, n)})
+
+
+def test_btyd_fit_sample_is_exact_below_its_size_and_independent_of_row_order():
+    """Up to sample_size buyers the fit is the full fit; above it, a fixed sample chosen by customer id, so a
+    shuffled table gets the same values per customer, close to the full fit."""
+    from crmscore.features.btyd import btyd_frame
+
+    frame = _history(3000, 5)
+    full = btyd_frame(frame, (30,), sample_size=10**9)
+    pd.testing.assert_frame_equal(btyd_frame(frame, (30,), sample_size=3000), full)
+    sampled = btyd_frame(frame, (30,), sample_size=1000)
+    assert not np.allclose(sampled.to_numpy(), full.to_numpy(), rtol=1e-9)  # the sample was used
+    shuffled = frame.sample(frac=1, random_state=1)
+    again = btyd_frame(shuffled, (30,), sample_size=1000).loc[frame.index]
+    pd.testing.assert_frame_equal(again, sampled)
+    rel = np.abs(sampled.to_numpy() / full.to_numpy() - 1)
+    assert np.median(rel) < 0.05 and rel.max() < 0.25
