@@ -61,6 +61,21 @@ def test_non_numeric_amount_is_quarantined_with_reason(tmp_path):
     assert data.con.execute("SELECT count(*) FROM transactions").fetchone()[0] == 199
 
 
+def test_clean_reload_loads_the_same_rows_and_removes_the_stale_quarantine(tmp_path):
+    """Clean data takes the one-pass load (no row numbers, no bad-row lists): the same canonical rows as the
+    good rows of a dirty load, in source order, and the quarantine file of an earlier dirty load is removed."""
+    tx = _tx()
+    tx.loc[5, "value"] = "abc"
+    dirty = _load(tmp_path, {"transactions": tx})
+    assert (tmp_path / "quarantine" / "transactions.parquet").exists()
+    clean = _load(tmp_path, {"transactions": tx.drop(index=5)})
+    rep = clean.reports["transactions"]
+    assert (rep.rows_read, rep.rows_bad, rep.issues, rep.quarantine_path) == (199, 0, [], None)
+    assert not (tmp_path / "quarantine" / "transactions.parquet").exists()
+    query = "SELECT * FROM transactions"
+    pd.testing.assert_frame_equal(clean.con.execute(query).df(), dirty.con.execute(query).df())
+
+
 def test_unparseable_timestamp_and_null_id(tmp_path):
     tx = _tx()
     tx.loc[3, "when"] = "31/31/2024"
