@@ -76,6 +76,19 @@ def test_clean_reload_loads_the_same_rows_and_removes_the_stale_quarantine(tmp_p
     pd.testing.assert_frame_equal(clean.con.execute(query).df(), dirty.con.execute(query).df())
 
 
+def test_lines_whose_product_is_not_in_the_catalogue_are_counted(tmp_path):
+    """A product_id missing from products is noted with its line count (the category becomes 'unknown')."""
+    tx = _tx().assign(sku=[f"p{i % 5}" if i % 10 else None for i in range(200)])
+    products = pd.DataFrame({"product_id": ["p0", "p1", "p2"], "category": ["a", "b", "c"]})
+    cols = {"customer_id": "cust", "ts": "when", "amount": "value", "product_id": "sku"}
+    data = _load(tmp_path, {"transactions": tx, "products": products}, columns=cols)
+    expected = int(tx["sku"].isin(["p3", "p4"]).sum())
+    assert data.reports["transactions"].notes == [f"{expected:,} lines have a product_id not in products "
+                                                  f"(category unknown)"]
+    unknown = data.con.execute("SELECT count(*) FROM lines WHERE category = 'unknown'").fetchone()[0]
+    assert unknown == expected + int(tx["sku"].isna().sum())
+
+
 def test_unparseable_timestamp_and_null_id(tmp_path):
     tx = _tx()
     tx.loc[3, "when"] = "31/31/2024"
