@@ -19,7 +19,7 @@ from crmscore.models.evaluation import decile_mape, multilabel_metrics, normaliz
 from crmscore.models.next_purchase import category_labels, purchase_labels, spend_labels
 from crmscore.models.tasks import get_task
 
-from conftest import write_config, write_frames
+from conftest import cli_here, write_config, write_frames
 from test_churn import mlflow_tmp  # noqa: F401  (a private MLflow store per test)
 
 FAST = {"snapshots": 3}  # fewer snapshots keep each training a few seconds
@@ -251,19 +251,6 @@ def _cli(*args, env):
                           env={**os.environ, **env}, timeout=600)
 
 
-def _cli_here(*args, env=None):
-    """`crmscore ...` in this process (typer's runner: the same command code, without paying the imports of a
-    new process), with `env` set for the call; asserts exit code 0 and returns the result."""
-    from typer.testing import CliRunner
-
-    from crmscore.cli import _register, app
-
-    _register()
-    res = CliRunner().invoke(app, [str(a) for a in args], env=env)
-    assert res.exit_code == 0, (args, res.output[-3000:], res.exception)
-    return res
-
-
 def test_cli_train_promote_score_end_to_end(synthetic_config, mlflow_tmp, monkeypatch):
     cfg = yaml.safe_load(synthetic_config.read_text())
     cfg["tasks"] = {name: {**FAST, "num_boost_round": 200} for name in ("next-purchase", "expected-spend",
@@ -276,12 +263,12 @@ def test_cli_train_promote_score_end_to_end(synthetic_config, mlflow_tmp, monkey
     # scoring as a real `crmscore` process: its exit code and the file it writes
     for name, primary in (("next-purchase", "roc_auc"), ("expected-spend", "normalized_gini"),
                           ("next-category", "hit_rate_at_3")):
-        res = _cli_here("train", name, "--config", config, "--as-of", "2025-01-01", "--horizon-days", "30", "--json",
+        res = cli_here("train", name, "--config", config, "--as-of", "2025-01-01", "--horizon-days", "30", "--json",
                         env=env)
         result = json.loads(res.stdout)
         assert result["registered_version"] == "1" and primary in result["metrics"]
         assert result["cutoffs"]["test"].startswith("2024-12-02")
-        res = _cli_here("promote", name, env=env)
+        res = cli_here("promote", name, env=env)
         assert "version 1 is now @champion" in res.stdout, res.output[-2000:]
     out = mlflow_tmp / "np.parquet"
     proc = _cli("score", "next-purchase", "--config", str(config), "--as-of", "2025-01-01", "--out", str(out),
@@ -293,7 +280,7 @@ def test_cli_train_promote_score_end_to_end(synthetic_config, mlflow_tmp, monkey
         assert col in scores.columns, col
     assert scores["score"].between(0, 1).all() and len(scores) > 100
     assert set(scores["next_categories"].iloc[0][0]) == {"category", "probability"}
-    res = _cli_here("models", "expected-spend", env={**env, "COLUMNS": "200"})
+    res = cli_here("models", "expected-spend", env={**env, "COLUMNS": "200"})
     assert "normalized_gini" in res.stdout and "@champion" in res.stdout, res.stdout
 
     # served: the operations page's customer view of every kind of model, and a cross-sell action rule
@@ -368,7 +355,7 @@ def test_next_purchase_scores_alone_and_every_known_customer(synthetic_config, m
     env = {"CRMSCORE_TRACKING_URI": f"sqlite:///{mlflow_tmp / 'mlflow.db'}",
            "CRMSCORE_ARTIFACT_LOCATION": str(mlflow_tmp / "mlruns")}
     for args in (("train", "next-purchase", "--config", str(config), "--json"), ("promote", "next-purchase")):
-        _cli_here(*args, env=env)
+        cli_here(*args, env=env)
     out = mlflow_tmp / "alone.parquet"
     proc = _cli("score", "next-purchase", "--config", str(config), "--as-of", "2025-01-01", "--out", str(out),
                 "--top-k", "2", env={**env, "COLUMNS": "300"})
