@@ -319,7 +319,7 @@ def test_s_learner_lift_follows_a_response_scaled_effect_and_its_reasons_add_up_
     y = (rng.random(n) < 1 / (1 + np.exp(-(base + 1.0 * t)))).astype(float)
     tr, va, te = slice(0, 3600), slice(3600, 4800), slice(4800, n)
     model = UpliftModel("binary", {}, 300, 17, method="s").fit(X[tr], y[tr], t[tr], X[va], y[va], t[va])
-    assert model.method_ == "s" and set(model.validation_auuc_) == {"s"}
+    assert model.method_ == "s" and model.selection_auuc_ == {}  # forced: nothing to choose
     lift = model.predict(X[te])
     assert pd.Series(lift).corr(pd.Series(true_lift[te].to_numpy()), method="spearman") > 0.8
     expl = model.explain(X[te].head(100))
@@ -357,12 +357,46 @@ def test_x_learner_and_response_scaled_lifts_have_exact_reasons_and_validation_a
         loaded = UpliftModel.load(model.save(tmp_path / method))
         assert loaded.method_ == method and np.allclose(loaded.predict(X[te]), lift)
     auto = UpliftModel("binary", {}, 200, 17, methods=("to", "x", "rs")).fit(X[tr], y[tr], t[tr], X[va], y[va], t[va])
-    scores, se = auto.validation_auuc_, auto.validation_gap_se_
+    scores, se = auto.selection_auuc_, auto.selection_gap_se_
     assert set(scores) == set(se) == {"to", "x", "rs"}
     best = max(scores, key=scores.get)
     assert se[best] == 0 and all(se[m] > 0 for m in scores if m != best)
     within = [m for m in METHODS if m in scores and scores[best] - scores[m] <= se[m]]
     assert auto.method_ == within[0]
+
+
+def test_out_of_fold_selection_reads_training_and_validation_rows_never_test_rows(tmp_path):
+    """The learner is chosen on out-of-fold AUUC over the training and validation rows: other outcomes in the test
+    rows leave the choice and every candidate's score unchanged; other outcomes in the validation rows move them."""
+    from crmscore.models.tasks import get_task
+    from crmscore.models.uplift import fit_uplift
+
+    rng = np.random.default_rng(11)
+    n = 3000
+    frame = pd.DataFrame({"row_id": np.arange(n), "visits": rng.normal(size=n), "noise": rng.normal(size=n),
+                          "group": rng.integers(0, 2, n)})
+    p = 1 / (1 + np.exp(-(-1.5 + frame["visits"] + 0.8 * frame["group"] * (frame["visits"] > 0))))
+    frame["bought"] = (rng.random(n) < p).astype(int)
+    frame.to_parquet(tmp_path / "exp.parquet", index=False)
+    cfg = load_config(write_config(tmp_path, {"features": {"path": str(tmp_path / "exp.parquet"), "id": "row_id",
+                                                          "label": "bought", "positive": 1, "treatment": "group",
+                                                          "treated_value": 1}}))
+    task = get_task("uplift-oof")
+    s = task.settings({"methods": ["rs", "to"], "num_boost_round": 60, "min_positives": 20, "min_negatives": 20})
+    assert s.selection == "out_of_fold"
+    ds = task.dataset(task, cfg, None, s, None, False)
+
+    def choice():
+        bundle, metrics, _ = fit_uplift(task, ds, s, s.params)
+        return bundle.info["uplift_method"], {k: v for k, v in metrics.items() if k.startswith("out_of_fold_")}
+
+    method, scores = choice()
+    assert set(scores) == {"out_of_fold_auuc_rs", "out_of_fold_auuc_to", "out_of_fold_gap_se_rs",
+                           "out_of_fold_gap_se_to"}
+    ds.test["label"] = 1 - ds.test["label"]
+    assert choice() == (method, scores)
+    ds.valid["label"] = 1 - ds.valid["label"]  # validation rows are in the pool: the test above can fail
+    assert choice()[1] != scores
 
 
 def test_the_grade_margin_is_on_the_qini_scale():
