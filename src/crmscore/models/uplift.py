@@ -59,7 +59,7 @@ class UpliftSettings(TaskSettings):
         "(crmscore.models.uplift_learner): response-scaled, S-, X-, DR-learner, transformed outcome.")
     selection: Literal["out_of_fold", "validation"] = Field(default="out_of_fold", description=(
         "Where the learners' AUUC is measured to choose one: out-of-fold over the training and validation rows "
-        "(3 folds; about twice the fitting) or the validation rows alone. Never the test rows."))
+        "(3 folds; 2-3 times the fitting) or the validation rows alone. Never the test rows."))
 
 
 # -- outcomes from treatments and purchases --------------------------------------------------------

@@ -57,7 +57,8 @@ better. Where the AUUC is measured (`selection`):
   candidate's. Then only the chosen method is fitted as the final model (training rows, early stopping on the
   validation rows). Why: on Lenta's SMS sample the validation AUUC of 10,000 rows is about as noisy as the
   differences between methods (paired gap standard errors 0.0014-0.0029); 40,000 out-of-fold rows halve them.
-  The cost: about twice the fitting of `validation` (three folds of every candidate on 40% of the rows each).
+  The cost: 2.3-2.8 times the fitting of `validation` (three folds of every candidate on 40% of the rows each;
+  the README has the measurements).
 - `validation`: every candidate fitted on the training rows and measured on the validation rows.
 `methods` narrows the candidates, `method="dr"` (etc.) forces one (no selection is run then).
 
