@@ -104,9 +104,10 @@ class CustomerModel:
     def fit(self, X: pd.DataFrame, y: np.ndarray | pd.Series, X_valid: pd.DataFrame | None = None,
             y_valid: np.ndarray | pd.Series | None = None, sample_weight: np.ndarray | None = None) -> CustomerModel:
         self.feature_names_ = [str(c) for c in X.columns]
+        dtypes = X.dtypes  # once: a column lookup per feature cost more than the rest of a small fit's set-up
         self.categories_ = {
             c: sorted(map(str, X[c].dropna().unique()))
-            for c in X.columns if not pd.api.types.is_numeric_dtype(X[c]) or isinstance(X[c].dtype, pd.CategoricalDtype)
+            for c in X.columns if not pd.api.types.is_numeric_dtype(dtypes[c]) or isinstance(dtypes[c], pd.CategoricalDtype)
         }
         params = {**DEFAULT_PARAMS, **self.params, "objective": self.objective}
         monotone = params.pop("monotone", None)
