@@ -210,10 +210,10 @@ def test_cli_train_promote_score_and_campaign_effect(campaign_config, tmp_path, 
 
     monkeypatch.setenv("CRMSCORE_TRACKING_URI", tracking_store(tmp_path))
     monkeypatch.setenv("CRMSCORE_ARTIFACT_LOCATION", str(tmp_path / "mlruns"))
-    # the plumbing, not the choice of learner (test_uplift_model_beats... fits them all): two learners whose
-    # reasons are one TreeSHAP pass and fewer trees keep this the cheap end of the suite
+    # the plumbing, not the choice of learner (test_uplift_model_beats... fits them all, out-of-fold): two learners
+    # whose reasons are one TreeSHAP pass, chosen on the validation rows, and fewer trees keep this the cheap end
     cfg = yaml.safe_load(campaign_config.read_text())
-    cfg["tasks"]["uplift"].update({"methods": ["x", "to"], "num_boost_round": 200})
+    cfg["tasks"]["uplift"].update({"methods": ["x", "to"], "num_boost_round": 200, "selection": "validation"})
     campaign_config = tmp_path / "campaign.yaml"
     campaign_config.write_text(yaml.safe_dump(cfg))
     res = _cli("train", "uplift", "--campaign", "winback", "--config", str(campaign_config), "--json")
@@ -222,9 +222,9 @@ def test_cli_train_promote_score_and_campaign_effect(campaign_config, tmp_path, 
     assert result["task"] == "uplift-winback" and result["registered_version"] == "1"
     metrics = result["metrics"]
     assert metrics["qini"] > result["baselines"]["purchase probability"]["qini"]
-    # the learner's choice is on the run: each candidate's out-of-fold AUUC and its gap's standard error
+    # the learner's choice is on the run: each candidate's AUUC where it was chosen and its gap's standard error
     logged = mlflow.get_run(result["run_id"]).data.metrics
-    assert {f"out_of_fold_{k}_{m}" for k in ("auuc", "gap_se") for m in ("x", "to")} <= set(logged)
+    assert {f"validation_{k}_{m}" for k in ("auuc", "gap_se") for m in ("x", "to")} <= set(logged)
     # the grade's A margin is on the Qini scale: a tenth of random targeting's AUUC on the same rows
     assert metrics["grade_margin"] == pytest.approx(0.1 * abs(metrics["auuc_random"]))
     assert result["grade"] == quality_grade(metrics["qini"], metrics["best_baseline_qini"], metrics["grade_margin"])

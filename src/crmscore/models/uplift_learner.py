@@ -183,12 +183,16 @@ class UpliftModel:
         return self
 
     def _fit_candidates(self, X: pd.DataFrame, y: np.ndarray, t: np.ndarray, X_valid: pd.DataFrame, yv: np.ndarray,
-                        tv: np.ndarray, candidates: tuple[str, ...]) -> dict[str, dict[str, CustomerModel]]:
+                        tv: np.ndarray, candidates: tuple[str, ...], outcomes: bool = True
+                        ) -> dict[str, dict[str, CustomerModel]]:
         """The shared outcome models and every candidate's models on these rows (early stopping on the validation
-        ones); a method that cannot apply to the rows (rs: no control buyer to scale by) is left out."""
+        ones); a method that cannot apply to the rows (rs: no control buyer to scale by) is left out. outcomes=False
+        (a fold of the out-of-fold choice) fits the outcome models only when a candidate's lift is built on them
+        (x, dr)."""
         X, X_valid = X.reset_index(drop=True), X_valid.reset_index(drop=True)
         self.treated_share_ = float(np.clip(t.mean(), *SHARE_BOUNDS))
-        self.control_, self.treated_ = self._pair(X, y, t, X_valid, yv, tv)
+        if outcomes or {"x", "dr"} & set(candidates):
+            self.control_, self.treated_ = self._pair(X, y, t, X_valid, yv, tv)
         self.code_categories_ = {c: sorted(map(str, X[c].dropna().unique())) for c in X.columns
                                  if not pd.api.types.is_numeric_dtype(X[c])
                                  or isinstance(X[c].dtype, pd.CategoricalDtype)}
@@ -221,7 +225,7 @@ class UpliftModel:
             fold = UpliftModel(self.outcome, self.params, self.num_boost_round, self.seed, methods=candidates,
                                selection="validation")
             fitted = fold._fit_candidates(X.iloc[inner], y[inner], t[inner], X.iloc[stop], y[stop], t[stop],
-                                          candidates)
+                                          candidates, outcomes=False)
             for m, parts in fitted.items():
                 scores[m][held] = rankdata(fold._lift(m, parts, X.iloc[held])) / len(held)
         return {m: v for m, v in scores.items() if not np.isnan(v).any()}
