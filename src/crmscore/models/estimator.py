@@ -107,7 +107,8 @@ class CustomerModel:
         dtypes = X.dtypes  # once: a column lookup per feature cost more than the rest of a small fit's set-up
         self.categories_ = {
             c: sorted(map(str, X[c].dropna().unique()))
-            for c in X.columns if not pd.api.types.is_numeric_dtype(dtypes[c]) or isinstance(dtypes[c], pd.CategoricalDtype)
+            for c in X.columns
+            if not pd.api.types.is_numeric_dtype(dtypes[c]) or isinstance(dtypes[c], pd.CategoricalDtype)
         }
         params = {**DEFAULT_PARAMS, **self.params, "objective": self.objective}
         monotone = params.pop("monotone", None)
@@ -144,10 +145,12 @@ class CustomerModel:
             raise ValueError(f"missing feature columns: {missing}")
         names = list(getattr(self, "feature_names_", X.columns))
         categories = getattr(self, "categories_", {})
-        # plain numpy numbers convert as one block: column by column, pandas' overhead (about 2 ms a column) was
-        # most of the cost of a fit on a few thousand rows, and the uplift learners encode the same rows many times
+        # plain numpy numbers convert as one block: column by column, pandas' overhead (a few tenths of a ms a
+        # column) was a large share of a fit on a few thousand rows, and the uplift learners encode the same rows
+        # many times
         dtypes = X.dtypes
-        plain = [c for c in names if c not in categories and isinstance(dtypes[c], np.dtype) and dtypes[c].kind in "biuf"]
+        plain = [c for c in names
+                 if c not in categories and isinstance(dtypes[c], np.dtype) and dtypes[c].kind in "biuf"]
         out = pd.DataFrame(X[plain].to_numpy(np.float64), columns=plain, index=X.index)
         for c in names:
             if c in categories:
@@ -155,7 +158,7 @@ class CustomerModel:
                 codes = pd.Index(categories[c], dtype=object).get_indexer(text)  # -1: missing or unseen level
                 out[c] = pd.Categorical.from_codes(codes, categories=categories[c])
             elif c not in out:
-                out[c] = pd.to_numeric(X[c], errors="coerce").astype("float64")
+                out[c] = pd.to_numeric(X[c], errors="coerce").astype("float64").to_numpy()
         return out[names]
 
     # -- predicting ------------------------------------------------------------------------------
