@@ -130,6 +130,25 @@ def _expected_value(root: Any, leaves: list[_Leaf]) -> float:
     return value
 
 
+def input_matrix(X: Any) -> np.ndarray:
+    """The float matrix LightGBM reads from X: a frame's categorical columns as their codes with NaN for
+    missing (the frame's categories are the booster's, as CustomerModel._encode makes them; lightgbm's
+    _data_from_pandas does the same), other columns as float64; a matrix as it is."""
+    if not hasattr(X, "columns"):
+        return np.asarray(X, dtype=np.float64)
+    import pandas as pd
+
+    out = np.empty((len(X), X.shape[1]))
+    for j, c in enumerate(X.columns):
+        col = X[c]
+        if isinstance(col.dtype, pd.CategoricalDtype):
+            codes = col.cat.codes.to_numpy()
+            out[:, j] = np.where(codes < 0, np.nan, codes)
+        else:
+            out[:, j] = col.to_numpy(dtype=np.float64, na_value=np.nan)
+    return out
+
+
 class ShapTables:
     """Exact TreeSHAP of a booster's first `num_iteration` trees by table lookup (see the module docstring).
 
