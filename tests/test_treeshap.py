@@ -166,3 +166,9 @@ def test_customer_model_explains_with_the_tables_where_they_apply(shape, engine)
     np.testing.assert_allclose(model.shap_values(encoded), theirs, rtol=0, atol=TOL)
     expl = model.explain(rows)
     np.testing.assert_allclose(expl.scores(), model.predict(rows), rtol=0, atol=1e-9)
+    from crmscore.models.explain_cost import explain_cost
+
+    cost = explain_cost(model, valid, rows=300)
+    assert cost["shap_engine"] == engine and cost["shap_us"] > 0 and cost["pred_contrib_us"] > 0
+    if engine == "pred_contrib":
+        assert cost["shap_us"] == cost["pred_contrib_us"]
