@@ -342,5 +342,8 @@ def _kernel() -> Any:
     if _compiled is None:
         import numba
 
-        _compiled = numba.njit(nogil=True, cache=True)(_explain_rows)
+        try:
+            _compiled = numba.njit(nogil=True, cache=True)(_explain_rows)
+        except RuntimeError:  # nowhere writable to cache it: compiled in each process (a few seconds)
+            _compiled = numba.njit(nogil=True)(_explain_rows)
     return _compiled
