@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from crmscore.explain.effects import reason_order, sequential_effects
+from crmscore.models.space import reason_orders
 from crmscore.features.definitions import Feature, FeatureSet
 
 
@@ -214,7 +215,7 @@ def build_reasons(feature_set: FeatureSet, expl_contributions: np.ndarray, base_
                                             reason_down, lang)})
         return out
     n_rows = len(c)
-    order = np.argsort(-np.abs(c), axis=1, kind="stable")[:, :k]  # as reason_order, row by row
+    order = reason_orders(c, k)  # as reason_order, row by row
     chosen = np.take_along_axis(c, order, axis=1)
     effects = sequential_effects(link, base_value, chosen)
     value = np.empty((n_rows, k), dtype=object)
