@@ -16,7 +16,8 @@ rules for missing values and categories, include/LightGBM/tree.h `NumericalDecis
 feature. The result equals `pred_contrib` up to float rounding (tests/test_treeshap.py holds it to 1e-9 in
 float64). `pred_contrib` stays the reference and the fallback: `ShapTables.of` returns None (and
 `unsupported` says why) for trees of more than MAX_SPLITS internal nodes (the tables grow as 2^K),
-linear trees, several trees per iteration (multiclass) and averaged outputs (random forests).
+linear trees, categorical splits on codes past MAX_CATEGORY_CODE, several trees per iteration (multiclass) and
+averaged outputs (random forests).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 import numpy as np
 
 MAX_SPLITS = 8  # internal nodes per tree: 2^8 patterns per tree at most (and a byte of pattern bits)
+MAX_CATEGORY_CODE = 1 << 16  # categorical splits: a membership row of this many codes per split at most
 ZERO = float(np.float32(1e-35))  # LightGBM's kZeroThreshold (1e-35f): inputs this close to 0 are read as 0
 
 
@@ -84,10 +86,6 @@ class _Unsupported(Exception):
     """Why a model is left to pred_contrib."""
 
 
-def _count(node: Any) -> float:
-    return node.count
-
-
 def _tree_table(root: _Node, internals: list[_Node]) -> tuple[np.ndarray, list[int]]:
     """(2^K patterns, D features) SHAP values of one tree and its D distinct features (first use order).
 
@@ -105,7 +103,7 @@ def _tree_table(root: _Node, internals: list[_Node]) -> tuple[np.ndarray, list[i
             return np.full((1, 1), node.value)
         vl, vr = value(node.left), value(node.right)
         follow = np.where((P >> node.index) & 1 == 1, vl, vr)
-        average = (_count(node.left) / node.count) * vl + (_count(node.right) / node.count) * vr
+        average = (node.left.count / node.count) * vl + (node.right.count / node.count) * vr
         return np.where((S >> local[node.feature]) & 1 == 1, follow, average)
 
     v = np.broadcast_to(value(root), (2 ** D, 2 ** K))
@@ -238,6 +236,9 @@ class ShapTables:
                     zero_too[j] = n.missing == "Zero"
         # categorical nodes: a row of membership per node; codes at or past `width - 1` are in no set
         width = max((max(s) for s in cat_sets if s), default=0) + 2
+        if width > MAX_CATEGORY_CODE:
+            raise _Unsupported(f"a categorical split on code {width - 2} (the tables take codes below "
+                               f"{MAX_CATEGORY_CODE})")
         member = np.zeros((max(len(cat_sets), 1), width), dtype=np.bool_)
         for i, s in enumerate(cat_sets):
             member[i, sorted(s)] = True
