@@ -136,14 +136,15 @@ def input_matrix(X: Any) -> np.ndarray:
         return np.asarray(X, dtype=np.float64)
     import pandas as pd
 
+    categorical = [j for j, dtype in enumerate(X.dtypes) if isinstance(dtype, pd.CategoricalDtype)]
+    if not categorical:  # one block conversion: a column at a time costs more than the kernel on small batches
+        return X.to_numpy(dtype=np.float64, na_value=np.nan)
     out = np.empty((len(X), X.shape[1]))
-    for j, c in enumerate(X.columns):
-        col = X[c]
-        if isinstance(col.dtype, pd.CategoricalDtype):
-            codes = col.cat.codes.to_numpy()
-            out[:, j] = np.where(codes < 0, np.nan, codes)
-        else:
-            out[:, j] = col.to_numpy(dtype=np.float64, na_value=np.nan)
+    numeric = sorted(set(range(X.shape[1])) - set(categorical))
+    out[:, numeric] = X.iloc[:, numeric].to_numpy(dtype=np.float64, na_value=np.nan)
+    for j in categorical:
+        codes = X.iloc[:, j].cat.codes.to_numpy()
+        out[:, j] = np.where(codes < 0, np.nan, codes)
     return out
 
 
