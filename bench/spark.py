@@ -11,7 +11,7 @@ say so: `--customers 20000` (about 200k lines). Steps, each timed (wall seconds)
    process's peak resident memory before and after (training stays on one machine: its size is what to know).
 4. In-process scoring: crmscore.scoring.score_frame over the model's population, top 5 reasons.
 5. Spark: session start, load + validate (canonical tables), the feature table written as Parquet,
-   explained scoring (mapInPandas) written as Parquet, the churn training set written as Parquet by Spark.
+   explained scoring (mapInArrow) written as Parquet, the churn training set written as Parquet by Spark.
 Prints one JSON line with the timings and rows; no pass/fail goal (local[N] is no cluster: see the README).
 """
 

@@ -1,8 +1,10 @@
 """Uplift on the two shared experiments: out-of-sample AUUC and Qini of the uplift model (the learner chosen per
-split on validation rows among crmscore.models.uplift_learner.METHODS) against random targeting,
+split among crmscore.models.uplift_learner.METHODS by the task's `selection`, out-of-fold over the training and
+validation rows by default; never the test rows) against random targeting,
 targeting by purchase probability and by churn score (the least likely to buy first).
 
     python bench/uplift_experiments.py [--data ../shared/data/uplift] [--boot 200] [--json out.json]
+                                       [--selection out_of_fold|validation]
 
 - Lenta SMS sample (50,000 rows, 3 features: food_share_15d, age, is_women): no customer id, so the row number
   is one; the uplift task's stratified split (60/20/20 by treatment and outcome, seed 17) gives the held-out
@@ -42,7 +44,7 @@ def _config(tmp: Path, path: Path, id_col: str, label: str, treatment: str, trea
     return out
 
 
-def _run(name: str, cfg_path: Path, test_path: Path | None, boot: int, seed: int) -> dict:
+def _run(name: str, cfg_path: Path, test_path: Path | None, boot: int, seed: int, selection: str) -> dict:
     from crmscore.config import load_config
     from crmscore.models.feature_table import load_feature_table
     from crmscore.models.pipeline import fit_and_evaluate
@@ -51,7 +53,7 @@ def _run(name: str, cfg_path: Path, test_path: Path | None, boot: int, seed: int
 
     cfg = load_config(cfg_path)
     task = get_task(f"uplift-{name}")
-    s = task.settings({"seed": seed})
+    s = task.settings({"seed": seed, "selection": selection})
     ds = task.dataset(task, cfg, None, s, None, False)
     if test_path is not None:  # a separate file of customers never seen in training
         test_cfg = load_config(_config(cfg_path.parent, test_path, "ID", "purchase", "Promotion", "Yes"))
@@ -68,11 +70,11 @@ def _run(name: str, cfg_path: Path, test_path: Path | None, boot: int, seed: int
         diffs.append(uplift_metrics(y[i], t[i], lift[i])["auuc"] - uplift_metrics(y[i], t[i], purchase[i])["auuc"])
     lo, hi = (np.quantile(diffs, [0.05, 0.95]) if diffs else (np.nan, np.nan))
     return {"experiment": name, "seed": seed, "train_rows": len(ds.train), "test_rows": len(ds.test), "fit_seconds": round(seconds, 1),
-            "method": bundle.info.get("uplift_method"),
-            "validation_auuc": {k.removeprefix("validation_auuc_"): v for k, v in metrics.items()
-                                if k.startswith("validation_auuc_")},
-            "validation_gap_se": {k.removeprefix("validation_gap_se_"): v for k, v in metrics.items()
-                                  if k.startswith("validation_gap_se_")},
+            "method": bundle.info.get("uplift_method"), "selection": selection,
+            "selection_auuc": {k.removeprefix(f"{selection}_auuc_"): v for k, v in metrics.items()
+                               if k.startswith(f"{selection}_auuc_")},
+            "selection_gap_se": {k.removeprefix(f"{selection}_gap_se_"): v for k, v in metrics.items()
+                                 if k.startswith(f"{selection}_gap_se_")},
             "ate": metrics["ate"], "auuc": metrics["auuc"], "auuc_random": metrics["auuc_random"],
             "qini": metrics["qini"], "lift_at_30pct": metrics["lift_at_share"],
             "baselines": {k: {"auuc": v["auuc"], "qini": v["qini"], "lift_at_30pct": v["lift_at_share"]}
@@ -89,6 +91,8 @@ def main() -> int:
                     "experiments' train/validation split change with the seed.")
     ap.add_argument("--only", choices=("lenta", "starbucks"), help="Run one experiment (the exit status then "
                     "judges that one).")
+    ap.add_argument("--selection", choices=("out_of_fold", "validation"), default="out_of_fold",
+                    help="Where the learners' AUUC is measured to choose one (tasks.uplift.selection).")
     args = ap.parse_args()
     if not args.data.is_dir():
         print(f"{args.data} is absent (the team's shared data); nothing to measure")
@@ -104,17 +108,17 @@ def main() -> int:
         for seed in range(17, 17 + args.seeds):
             if args.only in (None, "lenta"):
                 results.append(_run("lenta", _config(tmp, tmp / "lenta.parquet", "row_id", "response_att",
-                                                     "is_treatment", 1), None, args.boot, seed))
+                                                     "is_treatment", 1), None, args.boot, seed, args.selection))
             if args.only in (None, "starbucks"):
                 results.append(_run("starbucks", _config(tmp, args.data / "starbucks_training.parquet", "ID",
                                                          "purchase", "Promotion", "Yes"),
-                                    args.data / "starbucks_test.parquet", args.boot, seed))
+                                    args.data / "starbucks_test.parquet", args.boot, seed, args.selection))
     ok = True
     for r in results:
         p = r["baselines"]["purchase probability"]
-        chose = ", ".join(f"{k} {v:.4f} (gap +-{r['validation_gap_se'].get(k, 0):.4f})"
-                          for k, v in r["validation_auuc"].items())
-        print(f"{r['experiment']} (seed {r['seed']}): validation AUUC {chose} -> {r['method']}; "
+        chose = ", ".join(f"{k} {v:.4f} (gap +-{r['selection_gap_se'].get(k, 0):.4f})"
+                          for k, v in r["selection_auuc"].items())
+        print(f"{r['experiment']} (seed {r['seed']}): {r['selection']} AUUC {chose} -> {r['method']}; "
               f"{r['test_rows']:,} test rows, average effect {r['ate']:+.4f}; AUUC "
               f"model {r['auuc']:.4f}, random {r['auuc_random']:.4f}, purchase probability {p['auuc']:.4f}, churn score "
               f"{r['baselines']['churn score']['auuc']:.4f}; Qini model {r['qini']:.4f}, purchase probability "
@@ -133,7 +137,7 @@ def main() -> int:
         good = mean["auuc"] > mean["auuc_random"] and mean["auuc"] > purchase
         ok &= good
         print(f"{name}: mean over {len(rs)} splits: AUUC model {mean['auuc']:.4f}, random {mean['auuc_random']:.4f}, "
-              f"purchase probability {purchase:.4f}; model above purchase probability in {wins} of {len(rs)}; validation chose {chosen} -> "
+              f"purchase probability {purchase:.4f}; model above purchase probability in {wins} of {len(rs)}; chose {chosen} -> "
               f"{'PASS' if good else 'FAIL'}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))

@@ -44,6 +44,21 @@ def tracking_store(folder: Path, name: str = "mlflow.db") -> str:
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(_MLFLOW_TEMPLATE, folder / name)
     return f"sqlite:///{folder / name}"
+def cli_here(*args, env: dict[str, str] | None = None):
+    """`crmscore ARGS` in this process through typer's runner: the command's own code, without the 5-15 s of
+    imports a new process pays. For checks of the real process (exit codes from crmscore.cli.main, a file
+    written by a separate process) run `python -m crmscore` instead. env: variables set for the call only.
+    Asserts exit code 0; returns the result (stdout, stderr, output)."""
+    from typer.testing import CliRunner
+
+    from crmscore.cli import _register, app
+
+    _register()
+    res = CliRunner().invoke(app, [str(a) for a in args], env=env)
+    assert res.exit_code == 0, (args, res.output[-3000:], res.exception)
+    return res
+
+
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 requires_shared = pytest.mark.skipif(

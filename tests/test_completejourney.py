@@ -18,7 +18,7 @@ from crmscore.data import load_customer_data
 from crmscore.features import feature_set_for
 from crmscore.features.segments import SEGMENT_COLUMNS
 
-from conftest import REPO, SHARED_DATA, requires_shared
+from conftest import REPO, SHARED_DATA, cli_here, requires_shared
 
 pytestmark = requires_shared
 
@@ -40,9 +40,9 @@ def raw_before() -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> pd.DataFrame:
     out = tmp_path_factory.mktemp("cj") / "f.parquet"
-    proc = subprocess.run([sys.executable, "-m", "crmscore", "features", "build", "--config", CONFIG,
-                           "--as-of", AS_OF, "--out", str(out)], capture_output=True, text=True, cwd=REPO)
-    assert proc.returncode == 0, proc.stderr
+    with pytest.MonkeyPatch.context() as mp:  # the command in this process (cli_here), from the repository
+        mp.chdir(REPO)
+        cli_here("features", "build", "--config", CONFIG, "--as-of", AS_OF, "--out", out)
     return pd.read_parquet(out)
 
 

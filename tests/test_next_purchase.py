@@ -19,7 +19,7 @@ from crmscore.models.evaluation import decile_mape, multilabel_metrics, normaliz
 from crmscore.models.next_purchase import category_labels, purchase_labels, spend_labels
 from crmscore.models.tasks import get_task
 
-from conftest import write_config, write_frames
+from conftest import cli_here, write_config, write_frames
 from test_churn import mlflow_tmp  # noqa: F401  (a private MLflow store per test)
 
 FAST = {"snapshots": 3}  # fewer snapshots keep each training a few seconds
@@ -246,6 +246,7 @@ def test_promotion_of_a_regression_model(synthetic_config, mlflow_tmp):
 
 
 def _cli(*args, env):
+    """`crmscore ...` as a real process (its exit code, stdout and stderr): where the process itself is checked."""
     return subprocess.run([sys.executable, "-m", "crmscore", *args], capture_output=True, text=True,
                           env={**os.environ, **env}, timeout=600)
 
@@ -258,16 +259,17 @@ def test_cli_train_promote_score_end_to_end(synthetic_config, mlflow_tmp, monkey
     config.write_text(yaml.safe_dump(cfg))
     env = {"CRMSCORE_TRACKING_URI": f"sqlite:///{mlflow_tmp / 'mlflow.db'}",
            "CRMSCORE_ARTIFACT_LOCATION": str(mlflow_tmp / "mlruns")}
+    # training and promotion in this process (the commands' code; a new process each costs its imports), the
+    # scoring as a real `crmscore` process: its exit code and the file it writes
     for name, primary in (("next-purchase", "roc_auc"), ("expected-spend", "normalized_gini"),
                           ("next-category", "hit_rate_at_3")):
-        proc = _cli("train", name, "--config", str(config), "--as-of", "2025-01-01", "--horizon-days", "30", "--json",
-                    env=env)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        result = json.loads(proc.stdout)
+        res = cli_here("train", name, "--config", config, "--as-of", "2025-01-01", "--horizon-days", "30", "--json",
+                        env=env)
+        result = json.loads(res.stdout)
         assert result["registered_version"] == "1" and primary in result["metrics"]
         assert result["cutoffs"]["test"].startswith("2024-12-02")
-        proc = _cli("promote", name, env=env)
-        assert proc.returncode == 0 and "version 1 is now @champion" in proc.stdout, proc.stderr[-2000:]
+        res = cli_here("promote", name, env=env)
+        assert "version 1 is now @champion" in res.stdout, res.output[-2000:]
     out = mlflow_tmp / "np.parquet"
     proc = _cli("score", "next-purchase", "--config", str(config), "--as-of", "2025-01-01", "--out", str(out),
                 "--top-k", "2", env=env)
@@ -278,8 +280,8 @@ def test_cli_train_promote_score_end_to_end(synthetic_config, mlflow_tmp, monkey
         assert col in scores.columns, col
     assert scores["score"].between(0, 1).all() and len(scores) > 100
     assert set(scores["next_categories"].iloc[0][0]) == {"category", "probability"}
-    proc = _cli("models", "expected-spend", env={**env, "COLUMNS": "200"})
-    assert proc.returncode == 0 and "normalized_gini" in proc.stdout and "@champion" in proc.stdout, proc.stdout
+    res = cli_here("models", "expected-spend", env={**env, "COLUMNS": "200"})
+    assert "normalized_gini" in res.stdout and "@champion" in res.stdout, res.stdout
 
     # served: the operations page's customer view of every kind of model, and a cross-sell action rule
     from crmscore.scoring.online import ScoringEngine
@@ -353,8 +355,7 @@ def test_next_purchase_scores_alone_and_every_known_customer(synthetic_config, m
     env = {"CRMSCORE_TRACKING_URI": f"sqlite:///{mlflow_tmp / 'mlflow.db'}",
            "CRMSCORE_ARTIFACT_LOCATION": str(mlflow_tmp / "mlruns")}
     for args in (("train", "next-purchase", "--config", str(config), "--json"), ("promote", "next-purchase")):
-        proc = _cli(*args, env=env)
-        assert proc.returncode == 0, proc.stderr[-2000:]
+        cli_here(*args, env=env)
     out = mlflow_tmp / "alone.parquet"
     proc = _cli("score", "next-purchase", "--config", str(config), "--as-of", "2025-01-01", "--out", str(out),
                 "--top-k", "2", env={**env, "COLUMNS": "300"})

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
@@ -19,7 +17,7 @@ from crmscore.models.churn import churn_labels
 from crmscore.models.next_purchase import category_labels, purchase_labels, spend_labels
 from crmscore.models.tasks import get_task
 
-from conftest import REPO, tracking_store, write_config, write_frames
+from conftest import REPO, cli_here, tracking_store, write_config, write_frames
 
 CUT = pd.Timestamp("2024-06-01")
 
@@ -86,11 +84,6 @@ def test_labels_and_scoring_read_the_same_population(synthetic_config):
     assert known == set(feats["customer_id"]) and feats["recency_days"].isna().any()  # sign-ups without a purchase
 
 
-def _cli(*args, env):
-    return subprocess.run([sys.executable, "-m", "crmscore", *args], capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=900)
-
-
 def test_twelve_months_train_with_the_defaults(tmp_path):
     """12 months of history and a 90-day horizon: churn and next-purchase train with the default settings."""
     from crmscore import synthetic
@@ -105,9 +98,7 @@ def test_twelve_months_train_with_the_defaults(tmp_path):
     env = {"CRMSCORE_TRACKING_URI": tracking_store(tmp_path),
            "CRMSCORE_ARTIFACT_LOCATION": str(tmp_path / "mlruns")}
     for name in ("churn", "next-purchase"):
-        proc = _cli("train", name, "--config", str(config), "--horizon-days", "90", "--json", env=env)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        result = json.loads(proc.stdout)
+        result = json.loads(cli_here("train", name, "--config", config, "--horizon-days", "90", "--json", env=env).stdout)
         assert result["registered_version"] == "1" and 0.5 < result["metrics"]["roc_auc"] <= 1
         assert result["cutoffs"]["test"].startswith("2024-10-03")
 

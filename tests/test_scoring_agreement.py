@@ -17,9 +17,8 @@ import pytest
 import yaml
 
 from crmscore.config import load_config
-from crmscore.data import load_customer_data
 
-from conftest import tracking_store
+from conftest import served_copy
 
 N = 100
 TOP_K = 3
@@ -38,29 +37,29 @@ def _cli(*args):
 
 
 @pytest.fixture(scope="module")
-def everything(synthetic_config, tmp_path_factory):
-    """Every model kind trained and promoted, features published, batch files written; the service."""
+def everything(synthetic_config, served_home, tmp_path_factory):
+    """Every model kind trained and promoted, features published, batch files written; the service. Churn is
+    the session's (served_home: trained, promoted and published once, copied here); the others are trained
+    here."""
     from crmscore.models import registry
     from crmscore.models.pipeline import train_task
     from crmscore.models.tasks import get_task
     from crmscore.scoring.publish import publish_snapshot
     from crmscore.settings import get_settings
 
-    home = tmp_path_factory.mktemp("agreement")
-    env = {"CRMSCORE_HOME": str(home / "state"), "CRMSCORE_TRACKING_URI": tracking_store(home),
-           "CRMSCORE_ARTIFACT_LOCATION": str(home / "mlruns"), "BENTOML_HOME": str(home / "bentoml"),
-           "CRMSCORE_API_KEYS": "crm_test_key_for_ci"}
+    served = served_copy(served_home, tmp_path_factory.mktemp("agreement"))
+    home, env = served["home"], served["env"]
     raw = yaml.safe_load(synthetic_config.read_text())
     raw["tasks"] = {**(raw.get("tasks") or {}), **{n: {"snapshots": 3, "num_boost_round": 150} for n in (
-        "churn", "next-purchase", "expected-spend", "next-category")}}
+        "next-purchase", "expected-spend", "next-category")}}
     config = home / "config.yaml"
     config.write_text(yaml.safe_dump(raw))
     with pytest.MonkeyPatch.context() as mp:
         for k, v in env.items():
             mp.setenv(k, v)
         cfg = load_config(config)
-        data = load_customer_data(cfg)
-        for name in ("churn", "next-purchase", "expected-spend", "next-category"):
+        data = served["data"]
+        for name in ("next-purchase", "expected-spend", "next-category"):
             task = get_task(name)
             train_task(task, cfg, task.settings(snapshots=3, num_boost_round=150), data=data)
             registry.promote(name)

@@ -4,8 +4,6 @@ the `crmscore segment` command on the synthetic data."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -21,6 +19,8 @@ from crmscore.features.segments import (
     lifecycle_stage,
     rfm_segment_name,
 )
+
+from conftest import cli_here
 
 
 def _rfm_frame(recency, frequency, monetary, window: int = 365, **extra) -> pd.DataFrame:
@@ -219,10 +219,8 @@ AS_OF = "2024-07-01"
 
 def test_cli_segment_writes_one_row_per_customer(synthetic_config, synthetic_dir, tmp_path):
     out = tmp_path / "seg" / "segments.parquet"
-    proc = subprocess.run([sys.executable, "-m", "crmscore", "segment", "--config", str(synthetic_config),
-                           "--as-of", AS_OF, "--out", str(out)], capture_output=True, text=True, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    assert "Traceback" not in proc.stderr
+    res = cli_here("segment", "--config", synthetic_config, "--as-of", AS_OF, "--out", out)  # in this process
+    assert res.exception is None and "Traceback" not in res.stderr
     seg = pd.read_parquet(out)
     assert list(seg.columns) == ["customer_id", *SEGMENT_COLUMNS]
     assert seg["customer_id"].is_unique
@@ -246,7 +244,7 @@ def test_cli_segment_writes_one_row_per_customer(synthetic_config, synthetic_dir
     assert (b["rfm_score"] == b["rfm_r"].astype(str) + b["rfm_f"].astype(str) + b["rfm_m"].astype(str)).all()
     assert set(seg["rfm_segment"]) <= {n for _, n in RFM_SEGMENTS} | {"prospect"}
     assert set(seg["lifecycle_stage"]) <= set(LIFECYCLE_STAGES)
-    assert "Customers by RFM segment" in proc.stdout
+    assert "Customers by RFM segment" in res.stdout
 
 
 def test_features_before_the_first_purchase_are_all_prospects(tmp_path):

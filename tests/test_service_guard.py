@@ -5,7 +5,6 @@ limits, and metrics whose labels stay bounded however many paths are tried."""
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 import stat
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import cli_here
 from test_service import API_KEY, _buyer_ids, engine, served  # noqa: F401  (module fixtures)
 
 
@@ -136,11 +136,6 @@ def test_every_route_but_the_open_ones_needs_credentials(server):
             assert client.get(path).status_code == 200, path
 
 
-def _cli(env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "crmscore", *args], env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=120)
-
-
 def _login(client: httpx.Client, key: str) -> httpx.Response:
     return client.post("/ui/login", data={"key": key, "next": "/ui/customers"})
 
@@ -148,9 +143,9 @@ def _login(client: httpx.Client, key: str) -> httpx.Response:
 @pytest.mark.integration
 def test_keys_created_and_revoked_while_running_count_at_once_in_every_worker(server, served):
     env = served["env"]
-    made = _cli(env, "keys", "create", "ops-team")
-    assert made.returncode == 0, made.stderr
-    key = made.stdout.strip()
+    # the operator's `crmscore keys` commands, run here (cli_here: their code, without a new process's imports);
+    # the server's workers are other processes either way
+    key = cli_here("keys", "create", "ops-team", env=env).stdout.strip()
     key_file = Path(env["CRMSCORE_HOME"]) / "api_keys.json"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert not list(key_file.parent.glob("api_keys.json.*.tmp"))
@@ -161,8 +156,7 @@ def test_keys_created_and_revoked_while_running_count_at_once_in_every_worker(se
     assert _login(page, key).status_code == 303 and page.get("/ui/customers").status_code == 200
     assert server.call("POST", "/v1/admin/reload", key=key)[0] == 403  # not an admin key
 
-    revoked = _cli(env, "keys", "revoke", "ops-team")
-    assert revoked.returncode == 0, revoked.stderr
+    cli_here("keys", "revoke", "ops-team", env=env)
     for _ in range(8):
         status, _, body = server.call("GET", "/v1/models", key=key)
         assert status == 401 and body["error"] == "invalid API key"

@@ -157,7 +157,7 @@ def test_every_feature_column_matches_duckdb(both_engines, as_of):
 
 @pytest.mark.parametrize("task_name", ["churn", "next-purchase"])
 def test_spark_scores_equal_crmscore_score(both_engines, tmp_path, task_name):
-    """mapInPandas scoring gives `crmscore score`'s rows: same customers, scores, deciles, segments, lifecycle
+    """mapInArrow scoring gives `crmscore score`'s rows: same customers, scores, deciles, segments, lifecycle
     stages, contributions and reason texts (next-purchase: also days_to_next and its interval)."""
     from crmscore.models.pipeline import train_task
     from crmscore.models.tasks import get_task

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, SHARED_DATA, requires_shared, write_config, write_frames
+from conftest import REPO, SHARED_DATA, requires_shared, tracking_store, write_config, write_frames
 from crmscore import synthetic
 from crmscore.config import load_config
 from crmscore.data.loader import load_customer_data
@@ -148,12 +148,12 @@ def test_scores_carry_lift_reasons_and_quadrants(fitted, tmp_path):
     from crmscore.scoring.explained import score_with_reasons
 
     ds, bundle, *_ = fitted
-    out = score_with_reasons(bundle, ds.test.head(200), top_k=3)
+    out = score_with_reasons(bundle, ds.test.head(100), top_k=3)
     assert {"score", "p_control", "p_treated", "quadrant", "reasons", "base_value"} <= set(out.columns)
     assert set(out["quadrant"]) <= {"persuadable", "sure_thing", "lost_cause", "do_not_disturb"}
     # the reasons explain the lift itself: base value + every contribution = the score
-    expl = bundle.model.explain(ds.test.head(200)[ds.features])
-    assert np.allclose(expl.base_value + expl.contributions.sum(1), out["score"])
+    expl = bundle.model.explain(ds.test.head(40)[ds.features])
+    assert np.allclose(expl.base_value + expl.contributions.sum(1), out["score"].head(40))
     assert all(len(r) == 3 and "lift" in r[0]["text"] for r in out["reasons"])
     persuadable = out["quadrant"] == "persuadable"
     assert (out.loc[persuadable, "score"] >= bundle.settings["min_lift"]).all()
@@ -208,12 +208,12 @@ def test_cli_train_promote_score_and_campaign_effect(campaign_config, tmp_path, 
 
     from crmscore.models.evaluation import quality_grade
 
-    monkeypatch.setenv("CRMSCORE_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("CRMSCORE_TRACKING_URI", tracking_store(tmp_path))
     monkeypatch.setenv("CRMSCORE_ARTIFACT_LOCATION", str(tmp_path / "mlruns"))
-    # the plumbing, not the choice of learner (test_uplift_model_beats... fits them all): two learners whose
-    # reasons are one TreeSHAP pass and fewer trees keep this the cheap end of the suite
+    # the plumbing, not the choice of learner (test_uplift_model_beats... fits them all, out-of-fold): two learners
+    # whose reasons are one TreeSHAP pass, chosen on the validation rows, and fewer trees keep this the cheap end
     cfg = yaml.safe_load(campaign_config.read_text())
-    cfg["tasks"]["uplift"].update({"methods": ["x", "to"], "num_boost_round": 200})
+    cfg["tasks"]["uplift"].update({"methods": ["x", "to"], "num_boost_round": 200, "selection": "validation"})
     campaign_config = tmp_path / "campaign.yaml"
     campaign_config.write_text(yaml.safe_dump(cfg))
     res = _cli("train", "uplift", "--campaign", "winback", "--config", str(campaign_config), "--json")
@@ -222,6 +222,9 @@ def test_cli_train_promote_score_and_campaign_effect(campaign_config, tmp_path, 
     assert result["task"] == "uplift-winback" and result["registered_version"] == "1"
     metrics = result["metrics"]
     assert metrics["qini"] > result["baselines"]["purchase probability"]["qini"]
+    # the learner's choice is on the run: each candidate's AUUC where it was chosen and its gap's standard error
+    logged = mlflow.get_run(result["run_id"]).data.metrics
+    assert {f"validation_{k}_{m}" for k in ("auuc", "gap_se") for m in ("x", "to")} <= set(logged)
     # the grade's A margin is on the Qini scale: a tenth of random targeting's AUUC on the same rows
     assert metrics["grade_margin"] == pytest.approx(0.1 * abs(metrics["auuc_random"]))
     assert result["grade"] == quality_grade(metrics["qini"], metrics["best_baseline_qini"], metrics["grade_margin"])
@@ -319,7 +322,7 @@ def test_s_learner_lift_follows_a_response_scaled_effect_and_its_reasons_add_up_
     y = (rng.random(n) < 1 / (1 + np.exp(-(base + 1.0 * t)))).astype(float)
     tr, va, te = slice(0, 3600), slice(3600, 4800), slice(4800, n)
     model = UpliftModel("binary", {}, 300, 17, method="s").fit(X[tr], y[tr], t[tr], X[va], y[va], t[va])
-    assert model.method_ == "s" and set(model.validation_auuc_) == {"s"}
+    assert model.method_ == "s" and model.selection_auuc_ == {}  # forced: nothing to choose
     lift = model.predict(X[te])
     assert pd.Series(lift).corr(pd.Series(true_lift[te].to_numpy()), method="spearman") > 0.8
     expl = model.explain(X[te].head(100))
@@ -356,13 +359,49 @@ def test_x_learner_and_response_scaled_lifts_have_exact_reasons_and_validation_a
         assert np.allclose(expl.base_value + expl.contributions.sum(1), lift[:100], atol=1e-6), method
         loaded = UpliftModel.load(model.save(tmp_path / method))
         assert loaded.method_ == method and np.allclose(loaded.predict(X[te]), lift)
-    auto = UpliftModel("binary", {}, 200, 17, methods=("to", "x", "rs")).fit(X[tr], y[tr], t[tr], X[va], y[va], t[va])
-    scores, se = auto.validation_auuc_, auto.validation_gap_se_
+    # the rule on validation rows (the cheaper selection; the out-of-fold one is the same rule on other rows)
+    auto = UpliftModel("binary", {}, 200, 17, methods=("to", "x", "rs"), selection="validation").fit(
+        X[tr], y[tr], t[tr], X[va], y[va], t[va])
+    scores, se = auto.selection_auuc_, auto.selection_gap_se_
     assert set(scores) == set(se) == {"to", "x", "rs"}
     best = max(scores, key=scores.get)
     assert se[best] == 0 and all(se[m] > 0 for m in scores if m != best)
     within = [m for m in METHODS if m in scores and scores[best] - scores[m] <= se[m]]
     assert auto.method_ == within[0]
+
+
+def test_out_of_fold_selection_reads_training_and_validation_rows_never_test_rows(tmp_path):
+    """The learner is chosen on out-of-fold AUUC over the training and validation rows: other outcomes in the test
+    rows leave the choice and every candidate's score unchanged; other outcomes in the validation rows move them."""
+    from crmscore.models.tasks import get_task
+    from crmscore.models.uplift import fit_uplift
+
+    rng = np.random.default_rng(11)
+    n = 2000
+    frame = pd.DataFrame({"row_id": np.arange(n), "visits": rng.normal(size=n), "noise": rng.normal(size=n),
+                          "group": rng.integers(0, 2, n)})
+    p = 1 / (1 + np.exp(-(-1.5 + frame["visits"] + 0.8 * frame["group"] * (frame["visits"] > 0))))
+    frame["bought"] = (rng.random(n) < p).astype(int)
+    frame.to_parquet(tmp_path / "exp.parquet", index=False)
+    cfg = load_config(write_config(tmp_path, {"features": {"path": str(tmp_path / "exp.parquet"), "id": "row_id",
+                                                          "label": "bought", "positive": 1, "treatment": "group",
+                                                          "treated_value": 1}}))
+    task = get_task("uplift-oof")
+    s = task.settings({"methods": ["rs", "to"], "num_boost_round": 40, "min_positives": 20, "min_negatives": 20})
+    assert s.selection == "out_of_fold"
+    ds = task.dataset(task, cfg, None, s, None, False)
+
+    def choice():
+        bundle, metrics, _ = fit_uplift(task, ds, s, s.params)
+        return bundle.info["uplift_method"], {k: v for k, v in metrics.items() if k.startswith("out_of_fold_")}
+
+    method, scores = choice()
+    assert set(scores) == {"out_of_fold_auuc_rs", "out_of_fold_auuc_to", "out_of_fold_gap_se_rs",
+                           "out_of_fold_gap_se_to"}
+    ds.test["label"] = 1 - ds.test["label"]
+    assert choice() == (method, scores)
+    ds.valid["label"] = 1 - ds.valid["label"]  # validation rows are in the pool: the test above can fail
+    assert choice()[1] != scores
 
 
 def test_the_grade_margin_is_on_the_qini_scale():

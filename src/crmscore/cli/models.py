@@ -267,7 +267,7 @@ def score_next_purchase(
         "--keep-regular", help="Keep categories the customer buys regularly in next_categories.")] = False,
     categories: Annotated[int, typer.Option(min=0, help="Categories listed per customer (0 = all).")] = 5,
     engine: Annotated[str | None, typer.Option(
-        "--engine", help="duckdb or spark (the next-purchase model only, through the same mapInPandas path as "
+        "--engine", help="duckdb or spark (the next-purchase model only, through the same mapInArrow path as "
                          "score churn; --out becomes a folder of Parquet files); default: the config's engine.")] = None,
 ) -> None:
     """Write per customer: score (purchase probability), days_to_next (median, low, high) and the top-k reasons;

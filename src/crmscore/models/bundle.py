@@ -327,7 +327,9 @@ class TrainedModel:
                 "settings": self.settings, "reason_up": self.reason_up, "reason_down": self.reason_down,
                 "decile_edges": self.decile_edges, "rfm": self.rfm, "info": self.info, "companions": companions,
                 "table_schema": self.table_schema.to_dict() if self.table_schema else None}
-        (path / "bundle.json").write_text(json.dumps(meta, indent=1, default=str))
+        # compact: json's C encoder is used only without indent; the training reference's value samples (about
+        # 300k numbers) took a second a save to indent, and made the file half as big again
+        (path / "bundle.json").write_text(json.dumps(meta, default=str))
         return path
 
     @classmethod

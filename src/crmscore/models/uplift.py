@@ -11,7 +11,8 @@ outcome as `label`).
   test rows are a stratified random split (by treatment and outcome, fixed seed). Validation rows stop
   every model early; promotion compares models on the challenger's logged test rows.
 - Model: crmscore.models.uplift_learner (response-scaled, S-, X-, DR-learner or transformed outcome, on LightGBM,
-  chosen on the validation rows' AUUC by the one-standard-error rule). Primary metric: the Qini coefficient
+  chosen by the one-standard-error rule on out-of-fold AUUC over the training and validation rows, or on the
+  validation rows' AUUC with `selection: validation`). Primary metric: the Qini coefficient
   (crmscore.models.uplift_evaluation), against baselines that a marketer would otherwise use: target
   everyone (the random line), target by churn score (days since the last purchase; a feature table: the
   least likely to buy first), target by purchase probability (a LightGBM response model that ignores
@@ -54,8 +55,11 @@ class UpliftSettings(TaskSettings):
     sure_thing_probability: float = Field(default=0.5, gt=0, lt=1, description="Quadrants: without the campaign "
                                           "a customer this likely to buy anyway is a sure thing, else a lost cause.")
     methods: list[Literal["rs", "s", "x", "dr", "to"]] = Field(
-        default=["rs", "s", "x", "dr", "to"], min_length=1, description="The learners the validation rows choose "
-        "among (crmscore.models.uplift_learner): response-scaled, S-, X-, DR-learner, transformed outcome.")
+        default=["rs", "s", "x", "dr", "to"], min_length=1, description="The learners to choose among "
+        "(crmscore.models.uplift_learner): response-scaled, S-, X-, DR-learner, transformed outcome.")
+    selection: Literal["out_of_fold", "validation"] = Field(default="out_of_fold", description=(
+        "Where the learners' AUUC is measured to choose one: out-of-fold over the training and validation rows "
+        "(3 folds; 2-3 times the fitting) or the validation rows alone. Never the test rows."))
 
 
 # -- outcomes from treatments and purchases --------------------------------------------------------
@@ -166,15 +170,16 @@ def uplift_dataset(task: Task, cfg: ProjectConfig, data: CustomerData | None, s:
 
 # -- fitting -----------------------------------------------------------------------------------------
 def fit_uplift(task: Task, ds: Any, s: UpliftSettings, params: dict[str, Any]) -> tuple[Any, dict[str, float], dict[str, Any]]:
-    """Fit the uplift learners on train (early stopping on valid, which also chooses one) and measure the chosen
-    one on the test rows."""
+    """Choose the uplift learner on the training and validation rows (s.selection), fit it on train (early stopping
+    on valid) and measure it on the test rows. The run's metrics `<selection>_auuc_<method>` and
+    `<selection>_gap_se_<method>` record what each candidate scored in the choice."""
     from crmscore.models.evaluation import ranking_metrics
     from crmscore.models.pipeline import _bundle
     from crmscore.models.uplift_evaluation import uplift_metrics
     from crmscore.models.uplift_learner import UpliftModel
 
     outcome = "binary" if s.outcome == "purchase" and ds.train["label"].isin([0, 1]).all() else "regression"
-    model = UpliftModel(outcome, params, s.num_boost_round, s.seed, methods=s.methods)
+    model = UpliftModel(outcome, params, s.num_boost_round, s.seed, methods=s.methods, selection=s.selection)
     model.fit(ds.train[ds.features], ds.train["label"], ds.train["treated"], ds.valid[ds.features],
               ds.valid["label"], ds.valid["treated"])
     X = ds.test[ds.features]
@@ -185,14 +190,15 @@ def fit_uplift(task: Task, ds: Any, s: UpliftSettings, params: dict[str, Any]) -
     metrics = uplift_metrics(y, t, lift, spend=spend, share=s.share)
     metrics.update({"best_iteration": float(model.best_iteration_), "test_positive_rate": float((y > 0).mean()),
                     "mean_predicted_lift": float(lift.mean()),
-                    **{f"validation_auuc_{m}": v for m, v in model.validation_auuc_.items()},
-                    **{f"validation_gap_se_{m}": v for m, v in model.validation_gap_se_.items()}})
+                    **{f"{s.selection}_auuc_{m}": v for m, v in model.selection_auuc_.items()},
+                    **{f"{s.selection}_gap_se_{m}": v for m, v in model.selection_gap_se_.items()}})
     if outcome == "binary":  # how well each outcome model ranks its own group's buyers
         for name, p, group in (("control", p0, t == 0), ("treated", p1, t == 1)):
             metrics[f"{name}_outcome_roc_auc"] = ranking_metrics(y[group], p[group])["roc_auc"]
     bundle = _bundle(task, ds, s, model, lift)
     bundle.info["outcome"] = outcome
-    bundle.info["uplift_method"] = model.method_  # which learner the validation rows chose
+    bundle.info["uplift_method"] = model.method_  # which learner the training and validation rows chose
+    bundle.info["uplift_selection"] = s.selection
     return bundle, metrics, {"scores": {"model": lift}, "p_control": p0, "p_treated": p1}
 
 

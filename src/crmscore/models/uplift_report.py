@@ -38,14 +38,16 @@ QUADRANT_TEXT = {"persuadable": "buy because of the campaign: contact them",
 
 
 def _learner(method: str | None, m: dict[str, Any]) -> str:
-    """The chosen learner's name and every candidate's validation AUUC."""
-    from crmscore.models.uplift_learner import METHOD_NAMES
+    """The chosen learner's name and every candidate's AUUC where it was chosen (out-of-fold or validation)."""
+    from crmscore.models.uplift_learner import METHOD_NAMES, SELECTIONS
 
-    scores = ", ".join(f"{METHOD_NAMES.get(k.removeprefix('validation_auuc_'), k)} {v:.4f} "
-                       f"(gap to the best +- {_num(m.get('validation_gap_se_' + k.removeprefix('validation_auuc_')))})"
-                       for k, v in m.items() if k.startswith("validation_auuc_"))
+    where = next((w for w in SELECTIONS if any(k.startswith(f"{w}_auuc_") for k in m)), "validation")
+    scores = ", ".join(f"{METHOD_NAMES.get(k.removeprefix(f'{where}_auuc_'), k)} {v:.4f} "
+                       f"(gap to the best +- {_num(m.get(f'{where}_gap_se_' + k.removeprefix(f'{where}_auuc_')))})"
+                       for k, v in m.items() if k.startswith(f"{where}_auuc_"))
+    label = "out-of-fold AUUC over the training and validation rows" if where == "out_of_fold" else "validation AUUC"
     return (f"{METHOD_NAMES.get(method or '', method or '—')}: the most constrained within one standard error of "
-            f"the best (validation AUUC: {scores})")
+            f"the best ({label}: {scores})")
 
 
 def _num(v: Any, digits: int = 4) -> str:
@@ -96,7 +98,7 @@ def write_campaign_report(result: TrainResult, out: Path, plots: Path) -> Path:
              "features": f"before {ds.cutoffs.get('features_before', '—')}" if ds.mode == "transactions" else "table",
              "split": ds.cutoffs.get("split", ""), "test customers": f"{len(y):,} ({t.mean():.0%} treated)",
              "measured average effect": _num(m.get("ate")),
-             "learner (chosen on validation rows)": _learner(result.bundle.info.get("uplift_method"), m),
+             "learner (chosen on training and validation rows)": _learner(result.bundle.info.get("uplift_method"), m),
              "grade": f"{result.grade} (A: Qini at least {_num(m.get('grade_margin'), 5)} above the best baseline, "
                       f"{GRADE_SHARE_OF_RANDOM:.0%} of random targeting's AUUC; B: above it; C: not above it)",
              "run": result.run_id or ""}

@@ -1,4 +1,4 @@
-"""Explained batch scoring on Spark: the features of crmscore.features.spark, then `mapInPandas` running the same
+"""Explained batch scoring on Spark: the features of crmscore.features.spark, then `mapInArrow` running the same
 batch scoring as `crmscore score` (crmscore.scoring.batch.score_frame) on every partition, in Arrow batches of about
 10,000 customers.
 
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
+import pyarrow as pa
 
 from crmscore.features.build import as_of_timestamp
 from crmscore.features.spark import spark_features
@@ -67,45 +68,65 @@ def worker_bundle(payload: bytes, digest: str) -> TrainedModel:
     return _LOADED[digest]
 
 
-def _score_batch(bundle: TrainedModel, batch: pd.DataFrame, top_k: int, version: str) -> pd.DataFrame:
-    """One Arrow batch of features -> the rows `crmscore score` writes for them."""
-    from crmscore.scoring.batch import score_frame
+def _scored_rows(bundle: TrainedModel, rows: pd.DataFrame, top_k: int, version: str) -> pa.Table:
+    """Feature rows -> the rows `crmscore score` writes for them, as the Arrow table batch files hold
+    (crmscore.scoring.batch.scores_table: the reasons column stays the Arrow array score_chunks built)."""
+    from crmscore.scoring.batch import score_frame, scores_table
 
+    scores = score_frame(bundle, rows, top_k=top_k, version=version).rename(columns={"rfm_segment": "segment"})
+    return scores_table(scores)
+
+
+def _score_batch(bundle: TrainedModel, batch: pd.DataFrame, top_k: int, version: str) -> pa.Table | None:
+    """One batch of features -> the scores of the model's population in it (None when none is in it)."""
     pop = batch[PopulationRule.of_model(bundle).admits(batch["recency_days"])].reset_index(drop=True)
     if pop.empty:
-        return pd.DataFrame()
-    scores = score_frame(bundle, pop, top_k=top_k, version=version).rename(columns={"rfm_segment": "segment"})
-    if "reasons" in scores:  # write_scores' form: a reason's value as text
-        scores["reasons"] = [[{**r, "value": None if r["value"] is None else str(r["value"])} for r in rs]
-                             for rs in scores["reasons"]]
-    return scores
+        return None
+    return _scored_rows(bundle, pop, top_k, version)
+
+
+def placeholder_row(schema: pa.Schema) -> pd.DataFrame:
+    """One made-up row of a frame with this Arrow schema: 0 for numbers, False for flags, "x" for text, missing
+    otherwise. Scored, it gives the output's columns and types without computing a single real feature."""
+    def value(field: pa.Field) -> pa.Array:
+        t = field.type
+        if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
+            return pa.array([0], t)
+        if pa.types.is_boolean(t):
+            return pa.array([False], t)
+        if pa.types.is_string(t) or pa.types.is_large_string(t):
+            return pa.array(["x"], t)
+        return pa.nulls(1, t)
+
+    return pa.table({f.name: value(f) for f in schema}).to_pandas()
 
 
 def score_on_spark(bundle: TrainedModel, data: SparkCustomerData, as_of: object, *, top_k: int = 5,
                    version: str = "") -> DataFrame:
-    """Scores and reasons of the model's population at as_of, as a Spark DataFrame (lazy, unordered)."""
-    import pyarrow as pa
-    from pyspark.sql.pandas.types import from_arrow_schema
+    """Scores and reasons of the model's population at as_of, as a Spark DataFrame (lazy, unordered).
+
+    The features are computed once, by the job: the output schema comes from scoring one placeholder row
+    typed like the feature table (its schema is known without running it) on the driver, so the columns and
+    types are exactly what the workers' scoring gives (they depend on the model's kind, companions and top_k).
+    Workers get and give Arrow batches (mapInArrow): the reasons column goes out as built, with no Python
+    object per reason."""
+    from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
     cut = as_of_timestamp(as_of)
     version = version or str(bundle.info.get("version", ""))
     feats = spark_features(data, cut, bundle.feature_set, scorer=bundle.rfm_scorer())
-    # the output schema from a few real rows scored on the driver (reasons' fields depend on the model kind)
-    sample = _score_batch(bundle, feats.limit(200).toPandas(), top_k, version)
-    if sample.empty:
-        raise ValueError(f"no customer of {bundle.task}'s population in the first 200 rows at {cut.date()}")
-    schema = from_arrow_schema(pa.Schema.from_pandas(sample, preserve_index=False))
+    out_schema = _scored_rows(bundle, placeholder_row(to_arrow_schema(feats.schema)), top_k, version).schema
     payload = bundle_bytes(bundle)
     digest = hashlib.sha256(payload).hexdigest()[:16]
 
     def score_partition(batches):  # on the workers
         model = worker_bundle(payload, digest)
         for batch in batches:
-            out = _score_batch(model, batch, top_k, version)
-            if len(out):
-                yield out[sample.columns]
+            out = _score_batch(model, batch.to_pandas(), top_k, version)
+            if out is not None and out.num_rows:
+                yield from out.cast(out_schema).to_batches()
 
-    return feats.mapInPandas(score_partition, schema)
+    return feats.mapInArrow(score_partition, from_arrow_schema(out_schema))
 
 
 def write_spark_scores(scores: DataFrame, out: str | Path) -> None:
