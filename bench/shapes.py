@@ -6,7 +6,7 @@
 For each (num_leaves, max_depth) shape (and learning rate) it fits the churn model on the training snapshots
 and measures it on the validation snapshot only (the newest training cutoff; the test rows are never read):
 ROC-AUC, trees kept by early stopping, TreeSHAP work counted from the trees (crmscore.models.explain_cost.
-shap_work: sum over trees and leaves of depth squared), and the measured predict / pred_contrib microseconds
+shap_work: sum over trees and leaves of depth squared), and the measured predict / pred_contrib / SHAP-engine microseconds
 per row (best of three on up to 2,000 validation rows; a busy machine inflates both, the ratio less).
 
 Data: `synthetic` generates a demo world with crmscore.synthetic (the generator and dates of bench/batch.py's
@@ -73,8 +73,9 @@ def measure(config: Path, as_of: str | None, shapes: list[tuple[int, int]], rate
                          "trees": m.best_iteration_, "fit_s": fit_s, **cost})
             r = rows[-1]
             print(f"  {leaves:>3}x{depth:<2} lr {r['rate']:<5} AUC {auc:.4f}  trees {r['trees']:>4}  work "
-                  f"{r['shap_work']:>8.0f}  predict {r['predict_us']:>6.2f} us  pred_contrib {r['shap_us']:>7.2f} us "
-                  f"({r['shap_to_predict']:.1f}x)  fit {fit_s:.1f} s", flush=True)
+                  f"{r['shap_work']:>8.0f}  predict {r['predict_us']:>6.2f} us  pred_contrib {r['pred_contrib_us']:>7.2f} "
+                  f"us ({r['pred_contrib_to_predict']:.1f}x)  SHAP by {r['shap_engine']} {r['shap_us']:>7.2f} us "
+                  f"({r['shap_to_predict']:.2f}x)  fit {fit_s:.1f} s", flush=True)
     data.con.close()
     return rows
 
@@ -111,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     # the summary: per shape, mean validation AUC over the runs and work relative to the first shape
     keys = [(r["leaves"], r["depth"], r["rate"]) for r in next(iter(results.values()))]
     first = keys[0]
-    print(f"\n{'shape':<16}{'mean AUC':>10}{'vs first':>10}{'work':>10}{'work / first':>14}{'SHAP/predict':>14}")
+    print(f"\n{'shape':<16}{'mean AUC':>10}{'vs first':>10}{'work':>10}{'work / first':>14}{'contrib/predict':>16}"
+          f"{'SHAP/predict':>14}  engine")
     for key in keys:
         runs = [next(r for r in rs if (r["leaves"], r["depth"], r["rate"]) == key) for rs in results.values()]
         base = [next(r for r in rs if (r["leaves"], r["depth"], r["rate"]) == first) for rs in results.values()]
@@ -120,8 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         work = sum(r["shap_work"] for r in runs) / len(runs)
         work0 = sum(r["shap_work"] for r in base) / len(base)
         ratio = sum(r["shap_to_predict"] for r in runs) / len(runs)
+        contrib = sum(r["pred_contrib_to_predict"] for r in runs) / len(runs)
         print(f"{key[0]:>3}x{key[1]:<2} lr {key[2]:<6}{auc:>10.4f}{auc - auc0:>+10.4f}{work:>10.0f}"
-              f"{work / work0:>14.3f}{ratio:>13.1f}x")
+              f"{work / work0:>14.3f}{contrib:>15.1f}x{ratio:>13.2f}x  {runs[0]['shap_engine']}")
     return 0
 
 

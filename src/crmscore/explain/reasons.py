@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from crmscore.explain.effects import reason_order, sequential_effects
+from crmscore.models.space import reason_orders
 from crmscore.features.definitions import Feature, FeatureSet
 
 
@@ -164,13 +165,21 @@ class ReasonTable:
 
         n, k = self.index.shape
         flat = self.index.ravel()
-        fields = [pa.array(np.asarray(self.names, dtype=object)[flat], pa.string()),
+        fields = [pa.array(self.names, pa.string()).take(pa.array(flat)),
                   pa.array(self.value_text.ravel(), pa.string()),
                   pa.array(self.contribution.ravel(), pa.float64()),
                   pa.array(self.effect.ravel(), pa.float64()),
                   pa.array(self.text.ravel(), pa.string())]
         struct = pa.StructArray.from_arrays(fields, names=["feature", "value", "contribution", self.key, "text"])
         return pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32) * k, pa.int32()), struct)
+
+    @staticmethod
+    def sentence_columns(reasons: Any, k: int) -> list[Any]:
+        """reason_1..k of the customers as Arrow string arrays, taken from an `arrow()` column's texts (its
+        lists hold k reasons each), so the batch file's sentence columns cost no second Python conversion."""
+        texts = reasons.values.field("text")
+        n = len(reasons)
+        return [texts.take(np.arange(j, n * k, k)) for j in range(k)]
 
 
 def build_reasons(feature_set: FeatureSet, expl_contributions: np.ndarray, base_value: float, link: str,
@@ -206,7 +215,7 @@ def build_reasons(feature_set: FeatureSet, expl_contributions: np.ndarray, base_
                                             reason_down, lang)})
         return out
     n_rows = len(c)
-    order = np.argsort(-np.abs(c), axis=1, kind="stable")[:, :k]  # as reason_order, row by row
+    order = reason_orders(c, k)  # as reason_order, row by row
     chosen = np.take_along_axis(c, order, axis=1)
     effects = sequential_effects(link, base_value, chosen)
     value = np.empty((n_rows, k), dtype=object)

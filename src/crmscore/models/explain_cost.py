@@ -1,13 +1,15 @@
 """What explaining a model costs, and choosing a model's shape by it.
 
-Batch scoring with reasons is dominated by TreeSHAP (LightGBM's pred_contrib): on the demo's churn model
-(15 leaves, depth 5) it costs about 30x a plain prediction per row. TreeSHAP's work grows with trees x leaves
-x depth^2 while prediction grows with trees x depth, so a shallower shape that predicts as well explains much
-cheaper. `choose_shape` fits each candidate shape on the training rows, measures it on the validation rows
-(never the test rows), and among the shapes whose validation metric is within `tolerance` of the best takes
-the cheapest to explain. The cost it ranks by is TreeSHAP's work counted from the trees (sum over trees and
-leaves of the leaf's depth squared), not a timing, so the same data and seed give the same choice on a busy
-machine; `explain_cost` records the measured microseconds with the model for the reader.
+Batch scoring with reasons was dominated by TreeSHAP (LightGBM's pred_contrib): on the demo's former churn
+shape (15 leaves, depth 5) it cost about 30x a plain prediction per row. TreeSHAP's work grows with trees x
+leaves x depth^2 while prediction grows with trees x depth, so a shallower shape that predicts as well
+explains much cheaper; trees of up to 8 splits are then explained by crmscore.models.treeshap's tables
+(exact, and tens of times cheaper than pred_contrib). `choose_shape` fits each candidate shape on the
+training rows, measures it on the validation rows (never the test rows), and among the shapes whose
+validation metric is within `tolerance` of the best takes the cheapest to explain. The cost it ranks by is
+TreeSHAP's work counted from the trees (sum over trees and leaves of the leaf's depth squared), not a timing,
+so the same data and seed give the same choice on a busy machine; `explain_cost` records the measured
+microseconds with the model for the reader: the engine's the model explains with, beside pred_contrib's.
 """
 
 from __future__ import annotations
@@ -40,24 +42,39 @@ def shap_work(model: CustomerModel) -> float:
     return float(sum(walk(t["tree_structure"], 0) for t in dump["tree_info"]))
 
 
-def explain_cost(model: CustomerModel, X: pd.DataFrame, rows: int = COST_ROWS) -> dict[str, float]:
+def explain_cost(model: CustomerModel, X: pd.DataFrame, rows: int = COST_ROWS) -> dict[str, Any]:
     """Measured cost per row on up to `rows` rows of X (the best of three runs each): `predict_us` (raw score),
-    `shap_us` (pred_contrib), their ratio `shap_to_predict`, and `shap_work` (shap_work, the count)."""
+    `pred_contrib_us` (LightGBM's TreeSHAP), `shap_us` for the engine the model explains with (`shap_engine`:
+    'tables', crmscore.models.treeshap, or 'pred_contrib'), the ratios `shap_to_predict` (the engine's) and
+    `pred_contrib_to_predict`, and `shap_work` (shap_work, the count)."""
     Xe = model._encode(X.iloc[:rows])
     n = max(len(Xe), 1)
 
-    def best(**kw: Any) -> float:
+    def best(run: Any) -> float:
         times = []
         for _ in range(3):
             t = time.perf_counter()
-            model.booster_.predict(Xe, num_iteration=model.best_iteration_, **kw)
+            run()
             times.append(time.perf_counter() - t)
         return min(times) / n * 1e6
 
-    predict_us, shap_us = best(raw_score=True), best(pred_contrib=True)
-    return {"predict_us": round(predict_us, 3), "shap_us": round(shap_us, 3),
-            "shap_to_predict": round(shap_us / predict_us, 2) if predict_us > 0 else float("nan"),
-            "shap_work": shap_work(model), "rows": float(len(Xe))}
+    def booster(**kw: Any) -> Any:
+        return lambda: model.booster_.predict(Xe, num_iteration=model.best_iteration_, **kw)
+
+    predict_us, pred_contrib_us = best(booster(raw_score=True)), best(booster(pred_contrib=True))
+    engine = model.shap_engine
+    if engine == "pred_contrib":
+        shap_us = pred_contrib_us
+    else:
+        model.shap_values(Xe.iloc[:1])  # the kernel compiled (or read from numba's cache) before timing
+        shap_us = best(lambda: model.shap_values(Xe))
+
+    def ratio(us: float) -> float:
+        return round(us / predict_us, 2) if predict_us > 0 else float("nan")
+
+    return {"predict_us": round(predict_us, 3), "shap_us": round(shap_us, 3), "shap_engine": engine,
+            "pred_contrib_us": round(pred_contrib_us, 3), "shap_to_predict": ratio(shap_us),
+            "pred_contrib_to_predict": ratio(pred_contrib_us), "shap_work": shap_work(model), "rows": float(len(Xe))}
 
 
 @dataclass

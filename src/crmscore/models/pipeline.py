@@ -483,7 +483,9 @@ def train_task(task: Task, cfg: ProjectConfig, s: TaskSettings, *, as_of: Any = 
 
             # what one row's explanation costs against its prediction, kept with the model (validation rows)
             bundle.info["explain_cost"] = explain_cost(bundle.model, ds.valid[ds.features])
-            mlflow.log_metrics({f"explain_{k}": v for k, v in bundle.info["explain_cost"].items()})
+            cost = bundle.info["explain_cost"]
+            mlflow.log_metrics({f"explain_{k}": v for k, v in cost.items() if not isinstance(v, str)})
+            mlflow.set_tag("explain_shap_engine", cost["shap_engine"])
         if ds.mode == "feature_table" and task.fit is None:
             metrics.update(cross_validate(task, ds, s, bundle.model.best_iteration_))
         primary = task.primary_metric

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from crmscore.explain.reasons import build_reasons
+from crmscore.explain.reasons import ReasonTable, build_reasons
 from crmscore.models.bundle import TrainedModel
 
 
@@ -38,9 +38,10 @@ def score_with_reasons(bundle: TrainedModel, df: pd.DataFrame, *, explain: bool 
         table = build_reasons(bundle.feature_set, expl.contributions, expl.base_value, expl.link, expl.feature_names,
                               frame.iloc[part.rows].reset_index(drop=True), top_k, part.reason_up, part.reason_down,
                               lang)
-        out["reasons"] = pd.arrays.ArrowExtensionArray(table.arrow())
-        for j in range(table.index.shape[1]):
-            out[f"reason_{j + 1}"] = pd.array(table.text[:, j], dtype="str")
+        arrow = table.arrow()
+        out["reasons"] = pd.arrays.ArrowExtensionArray(arrow)
+        for j, sentences in enumerate(ReasonTable.sentence_columns(arrow, table.index.shape[1])):
+            out[f"reason_{j + 1}"] = pd.array(sentences, dtype="str")  # Arrow to Arrow: no Python string
         return out
     lists: list[list[dict[str, Any]]] = [[] for _ in range(len(out))]
     for part in parts:

@@ -61,6 +61,8 @@ class ServedModel:
                      and not getattr(self.bundle, "companions", None))
         self.booster = getattr(m, "booster_", None)
         self.iterations = getattr(m, "best_iteration_", None)
+        if self.fast:  # TreeSHAP tables built (and their kernel compiled) at load, not on the first request
+            m.shap_values(np.zeros((1, len(self.names))), num_threads=1)
         self.rfm_scorer = self.bundle.rfm_scorer()  # the model's RFM scale, read once
         # who the model predicts for (None: a feature-table model, no rule); read once
         self.population = PopulationRule.of_model(self.bundle) if self.bundle.mode == "transactions" else None
@@ -134,9 +136,8 @@ class ServedModel:
         contributions and base value as batch scoring)."""
         threads = 1  # workers = cores: more LightGBM threads oversubscribe them (bench/serving.py measured it)
         model = self.bundle.model
-        if explain:
-            contrib = self.booster.predict(X, pred_contrib=True, num_iteration=self.iterations, num_threads=threads)
-            expl = model.explanation(contrib)
+        if explain:  # the model's TreeSHAP tables where they apply (crmscore.models.treeshap), else pred_contrib
+            expl = model.explanation(model.shap_values(X, num_threads=threads))
             return expl.scores(), expl
         raw = self.booster.predict(X, raw_score=True, num_iteration=self.iterations, num_threads=threads)
         return model.transform(raw), None
