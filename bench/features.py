@@ -55,6 +55,7 @@ def child_build(config: str, as_of: str, out: str) -> dict:
     from crmscore.data import loader
     from crmscore.features import build as fb
     from crmscore.features.segments import add_segments
+    from crmscore.files import write_table_parquet
 
     stages: dict[str, float] = {"imports": time.perf_counter() - t0, "load: config": 0.0}
     cpu: dict[str, float] = {"imports": time.process_time(), "load: config": 0.0}
@@ -106,7 +107,7 @@ def child_build(config: str, as_of: str, out: str) -> dict:
     cpu.update(inner_cpu)
     df = step("segments (RFM + lifecycle)", lambda: add_segments(df, cfg.segments))
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    step("write Parquet", lambda: df.to_parquet(out, index=False))
+    step("write Parquet", lambda: write_table_parquet(df, out))
     total, total_cpu = time.perf_counter() - start, time.process_time() - start_cpu
     lines = data.reports["transactions"].rows_read
     return {"total": total, "cpu_total": total_cpu, "stages": stages, "cpu": cpu, "rows": lines, "customers": len(df),

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from crmscore.cli.root import app
+from crmscore.files import write_table_parquet
 
 log = logging.getLogger("crmscore")
 features_app = typer.Typer(help="Build point-in-time customer features.", no_args_is_help=True)
@@ -44,7 +45,7 @@ def build(config: ConfigOpt, as_of: AsOfOpt,
         df = build_features(data, as_of, fs)
         steps.step(f"writing {out}")
         out.parent.mkdir(parents=True, exist_ok=True)
-        df.to_parquet(out, index=False)
+        write_table_parquet(df, out)
     log.info("wrote %s customers x %d features (%s) to %s", f"{len(df):,}", len(fs.features), fs.version, out)
 
 
@@ -168,6 +169,6 @@ def training_set(
     cut, fs, label, _, _ = training_plan(task, data, settings, as_of)
     frame = build_training_set(data, cutoffs(cut), label, fs, progress=True)
     out.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(out, index=False)
+    write_table_parquet(frame, out)
     log.info("wrote %s's training set: %s rows, %d cutoffs (%s) to %s", task_name, f"{len(frame):,}",
              len(cutoffs(cut)), fs.version, out)
