@@ -239,27 +239,34 @@ def btyd_frame(features: pd.DataFrame, horizons_days: tuple[int, ...], sample_si
     Customers without an order, or every row when fewer than MIN_CUSTOMERS have one, get missing values.
     """
     names = [f"btyd_expected_orders_{h}d" for h in horizons_days] + ["btyd_p_alive", "btyd_expected_order_value"]
-    out = pd.DataFrame(np.nan, index=features.index, columns=names)
+    # plain arrays filled by position, one frame at the end: `out.loc[index, column] = ...` looked every buyer's
+    # label up again for each column (a fifth of this function's time at 1M customers)
+    columns = {name: np.full(len(features), np.nan) for name in names}
+
+    def frame() -> pd.DataFrame:
+        return pd.DataFrame(columns, index=features.index, copy=False)
+
     inp = bgnbd_inputs(features)
     if len(inp) < MIN_CUSTOMERS or (inp["x"] > 0).sum() < MIN_REPEAT:
         log.info("BTYD features left missing: %d customers with an order, %d with a repeat order", len(inp),
                  int((inp["x"] > 0).sum()))
-        return out
+        return frame()
+    at = features.index.get_indexer(inp.index)  # the buyers' row positions
     x, t_x, T = (inp[c].to_numpy(float) for c in ("x", "t_x", "T"))
     fit = fit_sample(features, inp.index, sample_size)
     bg = BGNBD.fit(x[fit], t_x[fit], T[fit])
     alive = bg.p_alive(x, t_x, T)
     for h in horizons_days:
-        out.loc[inp.index, f"btyd_expected_orders_{h}d"] = bg.expected_purchases(h / 7.0, x, t_x, T, alive)
-    out.loc[inp.index, "btyd_p_alive"] = alive
-    orders = features.loc[inp.index, "frequency_total"].to_numpy(float)
-    mean_value = features.loc[inp.index, "monetary_total"].to_numpy(float) / orders
+        columns[f"btyd_expected_orders_{h}d"][at] = bg.expected_purchases(h / 7.0, x, t_x, T, alive)
+    columns["btyd_p_alive"][at] = alive
+    orders = features["frequency_total"].to_numpy(float)[at]
+    mean_value = features["monetary_total"].to_numpy(float)[at] / orders
     ok = np.zeros(len(inp), dtype=bool)
     ok[fit] = True
     ok &= mean_value > 0
     gg = GammaGamma.fit(orders[ok], mean_value[ok])
-    out.loc[inp.index, "btyd_expected_order_value"] = gg.expected_order_value(orders, np.maximum(mean_value, 0))
+    columns["btyd_expected_order_value"][at] = gg.expected_order_value(orders, np.maximum(mean_value, 0))
     log.info("BTYD fitted on %d of %d customers with an order: BG/NBD %s, Gamma-Gamma %s", len(fit), len(inp),
              bg, gg)
-    return out
+    return frame()
 
