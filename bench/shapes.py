@@ -74,8 +74,8 @@ def measure(config: Path, as_of: str | None, shapes: list[tuple[int, int]], rate
             r = rows[-1]
             print(f"  {leaves:>3}x{depth:<2} lr {r['rate']:<5} AUC {auc:.4f}  trees {r['trees']:>4}  work "
                   f"{r['shap_work']:>8.0f}  predict {r['predict_us']:>6.2f} us  pred_contrib {r['pred_contrib_us']:>7.2f} "
-                  f"us ({r['pred_contrib_to_predict']:.1f}x)  SHAP by {r['shap_engine']} {r['shap_us']:>7.2f} us "
-                  f"({r['shap_to_predict']:.2f}x)  fit {fit_s:.1f} s", flush=True)
+                  f"us ({r['pred_contrib_to_predict']:.1f}x)  SHAP by {r['shap_engine']} {r['engine_us']:>7.2f} us "
+                  f"({r['engine_to_predict']:.2f}x)  fit {fit_s:.1f} s", flush=True)
     data.con.close()
     return rows
 
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         auc0 = sum(r["auc"] for r in base) / len(base)
         work = sum(r["shap_work"] for r in runs) / len(runs)
         work0 = sum(r["shap_work"] for r in base) / len(base)
-        ratio = sum(r["shap_to_predict"] for r in runs) / len(runs)
+        ratio = sum(r["engine_to_predict"] for r in runs) / len(runs)
         contrib = sum(r["pred_contrib_to_predict"] for r in runs) / len(runs)
         print(f"{key[0]:>3}x{key[1]:<2} lr {key[2]:<6}{auc:>10.4f}{auc - auc0:>+10.4f}{work:>10.0f}"
               f"{work / work0:>14.3f}{contrib:>15.1f}x{ratio:>13.2f}x  {runs[0]['shap_engine']}")

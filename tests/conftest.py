@@ -44,6 +44,8 @@ def tracking_store(folder: Path, name: str = "mlflow.db") -> str:
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(_MLFLOW_TEMPLATE, folder / name)
     return f"sqlite:///{folder / name}"
+
+
 def cli_here(*args, env: dict[str, str] | None = None):
     """`crmscore ARGS` in this process through typer's runner: the command's own code, without the 5-15 s of
     imports a new process pays. For checks of the real process (exit codes from crmscore.cli.main, a file

@@ -26,7 +26,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # part -> the modules and packages it holds (a package holds its submodules)
 PARTS: dict[str, tuple[str, ...]] = {
     "base": ("crmscore", "crmscore.errors", "crmscore.settings", "crmscore.config", "crmscore.progress",
-             "crmscore.synthetic", "crmscore.files"),
+             "crmscore.synthetic", "crmscore.files", "crmscore.compiled"),
     "data": ("crmscore.data",),
     "features": ("crmscore.features",),
     "models": ("crmscore.models",),

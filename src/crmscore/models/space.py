@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from crmscore.compiled import compiled
+
 LINKS = ("logit", "log", "identity")
 
 
@@ -43,7 +45,10 @@ def reason_orders(contributions: np.ndarray, k: int) -> np.ndarray:
     k = max(0, min(int(k), c.shape[1] if c.ndim == 2 else 0))
     out = np.zeros((len(c), k), dtype=np.int64)
     if k and len(c):
-        _top_kernel()(c, k, out)
+        kernel = compiled(_top_rows)
+        if kernel is None:  # numba unavailable here: the same order by a stable sort
+            return np.argsort(-np.where(np.isnan(c), -1.0, np.abs(c)), axis=1, kind="stable")[:, :k]
+        kernel(c, k, out)
     return out
 
 
@@ -54,7 +59,7 @@ def _top_rows(c, k, out):  # pragma: no cover  (compiled by numba)
     for r in range(c.shape[0]):
         filled = 0
         for j in range(c.shape[1]):
-            v = abs(c[r, j])
+            v = abs(c[r, j]) if c[r, j] == c[r, j] else -1.0  # NaN: last, as np.argsort puts it
             if filled == k and not v > best[k - 1]:
                 continue
             p = filled if filled < k else k - 1
@@ -68,16 +73,3 @@ def _top_rows(c, k, out):  # pragma: no cover  (compiled by numba)
                 filled += 1
 
 
-_top_compiled: Any = None
-
-
-def _top_kernel() -> Any:
-    global _top_compiled
-    if _top_compiled is None:
-        import numba
-
-        try:
-            _top_compiled = numba.njit(nogil=True, cache=True)(_top_rows)
-        except RuntimeError:  # nowhere writable to cache it
-            _top_compiled = numba.njit(nogil=True)(_top_rows)
-    return _top_compiled

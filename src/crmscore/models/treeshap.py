@@ -23,11 +23,15 @@ averaged outputs (random forests).
 from __future__ import annotations
 
 import math
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from crmscore.compiled import compiled
+
+log = logging.getLogger(__name__)
 MAX_SPLITS = 8  # internal nodes per tree: 2^8 patterns per tree at most (and a byte of pattern bits)
 MAX_CATEGORY_CODE = 1 << 16  # categorical splits: a membership row of this many codes per split at most
 ZERO = float(np.float32(1e-35))  # LightGBM's kZeroThreshold (1e-35f): inputs this close to 0 are read as 0
@@ -182,8 +186,17 @@ class ShapTables:
     @classmethod
     def of(cls, booster: Any, num_iteration: int | None = None) -> ShapTables | None:
         """The tables of a LightGBM booster's trees up to num_iteration (dump_model's meaning), or None when
-        the model is left to pred_contrib (`unsupported` says why)."""
-        return cls.of_dump(booster.dump_model(num_iteration=num_iteration))
+        the model is left to pred_contrib (`unsupported` says why). Before they are used, the tables are
+        checked against the booster's own pred_contrib on probe rows (check): these tables follow LightGBM's
+        decision rules from its source, and a later LightGBM could change one, so a difference falls back to
+        pred_contrib with a warning instead of explaining wrongly."""
+        try:
+            tables = cls(booster.dump_model(num_iteration=num_iteration))
+            tables.check(booster, num_iteration)
+        except _Unsupported as e:
+            log.debug("TreeSHAP tables do not apply: %s; pred_contrib explains this model", e)
+            return None
+        return tables
 
     @classmethod
     def of_dump(cls, dump: dict[str, Any]) -> ShapTables | None:
@@ -196,10 +209,49 @@ class ShapTables:
     def unsupported(booster: Any, num_iteration: int | None = None) -> str | None:
         """Why the booster's trees are left to pred_contrib, or None when the tables apply."""
         try:
-            ShapTables(booster.dump_model(num_iteration=num_iteration))
+            ShapTables(booster.dump_model(num_iteration=num_iteration)).check(booster, num_iteration)
         except _Unsupported as e:
             return str(e)
         return None
+
+    def probe_rows(self, rows: int = 64, seed: int = 0) -> np.ndarray:
+        """Rows that exercise every split's rules: per feature, values drawn from each of its thresholds and
+        the doubles just beside them, 0, a value within LightGBM's zero threshold, NaN, and for categorical
+        splits every code in a set, one past the largest, a negative and a fractional code."""
+        feature, threshold, _, _, category_row, member, width = self._arrays[:7]
+        member = member.reshape(-1, width)
+        values: dict[int, set[float]] = {}
+        for j, f in enumerate(feature[:self.trees * self._K] if self.trees else []):
+            v = values.setdefault(int(f), {0.0, 1e-36, math.nan})
+            if category_row[j] >= 0:
+                codes = np.flatnonzero(member[category_row[j]])
+                v.update(float(c) for c in codes)
+                v.update((float(codes.max() + 1) if len(codes) else 1.0, -1.0, 0.5))
+            else:
+                t = float(threshold[j])
+                v.update((t, math.nextafter(t, -math.inf), math.nextafter(t, math.inf)))
+        rng = np.random.default_rng(seed)
+        X = np.zeros((rows, self.n_features))
+        for f, v in values.items():
+            X[:, f] = rng.choice(np.array(sorted(v, key=lambda x: (math.isnan(x), x))), size=rows)
+        return X
+
+    def check(self, booster: Any, num_iteration: int | None = None, tolerance: float = 1e-9) -> None:
+        """Raise _Unsupported when these tables and LightGBM's pred_contrib differ on probe_rows by more than
+        tolerance (relative to the largest contribution), or when no compiled kernel runs here."""
+        if compiled(_explain_rows) is None:
+            raise _Unsupported("numba is unavailable here")
+        X = self.probe_rows()
+        ours = self.contributions(X)
+        theirs = np.asarray(booster.predict(X, pred_contrib=True, num_iteration=num_iteration))
+        scale = max(1.0, float(np.nanmax(np.abs(theirs))) if theirs.size else 1.0)
+        gap = float(np.nanmax(np.abs(ours - theirs))) if ours.size else 0.0
+        if not gap <= tolerance * scale:
+            import lightgbm
+
+            log.warning("TreeSHAP tables differ from LightGBM %s's pred_contrib by %.3g on probe rows: this model "
+                        "is explained by pred_contrib (exact, slower)", lightgbm.__version__, gap)
+            raise _Unsupported(f"the tables differ from pred_contrib by {gap:.3g} on probe rows")
 
     # -- the tables ----------------------------------------------------------------------------------
     def _build(self, trees: list[tuple[_Node, list[_Node]]]) -> None:
@@ -257,7 +309,7 @@ class ShapTables:
         out[:, -1] = self.base_value
         if not self.trees or not len(X):
             return out
-        kernel = _kernel()
+        kernel = compiled(_explain_rows)
         threads = max(1, min(int(num_threads), len(X) // MIN_ROWS_PER_THREAD))
         if threads == 1:
             kernel(X, 0, len(X), self.trees, *self._arrays, out)
@@ -332,20 +384,3 @@ def _explain_rows(X, start, stop, trees, feature, threshold, nan_as, zero_too, c
         for i in range(n):
             for f in range(F):
                 out[b0 + i, f] += ob[f, i]
-
-
-_compiled: Any = None
-
-
-def _kernel() -> Any:
-    """_explain_rows compiled by numba (once per process; the machine code is cached next to this module),
-    run without the GIL so threads can share rows."""
-    global _compiled
-    if _compiled is None:
-        import numba
-
-        try:
-            _compiled = numba.njit(nogil=True, cache=True)(_explain_rows)
-        except RuntimeError:  # nowhere writable to cache it: compiled in each process (a few seconds)
-            _compiled = numba.njit(nogil=True)(_explain_rows)
-    return _compiled

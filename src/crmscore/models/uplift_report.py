@@ -98,7 +98,9 @@ def write_campaign_report(result: TrainResult, out: Path, plots: Path) -> Path:
              "features": f"before {ds.cutoffs.get('features_before', '—')}" if ds.mode == "transactions" else "table",
              "split": ds.cutoffs.get("split", ""), "test customers": f"{len(y):,} ({t.mean():.0%} treated)",
              "measured average effect": _num(m.get("ate")),
-             "learner (chosen on training and validation rows)": _learner(result.bundle.info.get("uplift_method"), m),
+             ("learner (chosen on validation rows)" if result.bundle.info.get("uplift_selection") == "validation"
+              else "learner (chosen out of fold on training and validation rows)"):
+                 _learner(result.bundle.info.get("uplift_method"), m),
              "grade": f"{result.grade} (A: Qini at least {_num(m.get('grade_margin'), 5)} above the best baseline, "
                       f"{GRADE_SHARE_OF_RANDOM:.0%} of random targeting's AUUC; B: above it; C: not above it)",
              "run": result.run_id or ""}

@@ -61,8 +61,11 @@ class ServedModel:
                      and not getattr(self.bundle, "companions", None))
         self.booster = getattr(m, "booster_", None)
         self.iterations = getattr(m, "best_iteration_", None)
-        if self.fast:  # TreeSHAP tables built (and their kernel compiled) at load, not on the first request
-            m.shap_values(np.zeros((1, len(self.names))), num_threads=1)
+        # TreeSHAP tables built and checked (their kernel compiled) at load, not on the first request: the
+        # model's booster, or each head of a multilabel model
+        for est in (list(getattr(m, "models_", {}).values()) or [m]):
+            if hasattr(est, "shap_tables") and hasattr(est, "booster_"):
+                est.shap_tables()
         self.rfm_scorer = self.bundle.rfm_scorer()  # the model's RFM scale, read once
         # who the model predicts for (None: a feature-table model, no rule); read once
         self.population = PopulationRule.of_model(self.bundle) if self.bundle.mode == "transactions" else None
