@@ -74,7 +74,8 @@ class RFMScorer:
 
     def fit(self, df: pd.DataFrame) -> RFMScorer:
         self._check(df)
-        buyers = df[df["recency_days"].notna()]
+        # the three columns of the buyers, not every column of them (a copy of the whole 1M-customer table: 0.2 s)
+        buyers = df.loc[df["recency_days"].notna(), list(self.columns.values())]
         if buyers.empty:
             raise ValueError("RFM needs at least one customer with a purchase")
         self.edges_ = {k: [float(x) for x in np.round(np.quantile(buyers[c].astype(float), _QUANTILES), _DECIMALS)]
