@@ -298,7 +298,9 @@ def build_training_set(data: CustomerData, as_of_dates: Sequence[AsOf], label_fn
     for cut in track(cutoffs, "snapshots", enabled=progress):
         feats = build_features(data, cut, fs)
         labels = label_fn(data, cut)
-        snap = feats.merge(labels, on="customer_id", how="inner")
+        # one copy consolidates the merged columns (build_features shares them, one block each), so the
+        # insert does not work on, and warn about, a frame of a hundred blocks
+        snap = feats.merge(labels, on="customer_id", how="inner").copy()
         snap.insert(1, "as_of", cut)
         frames.append(snap)
         log.info("snapshot %s: %d customers", cut.date(), len(snap))

@@ -173,7 +173,11 @@ def score_next_purchase(models: dict[str, tuple[TrainedModel, str]], data: Custo
         key = bundle.feature_set.version
         if key not in frames:
             frames[key] = model_features(bundle, data, as_of)
-        frame = frames[key].set_index("customer_id").loc[ids].reset_index()
+        frame = frames[key]
+        at = pd.Index(frame["customer_id"]).get_indexer(ids)  # a take by position: no index rebuilt and re-inserted
+        if (at < 0).any():
+            raise KeyError(f"customers without {bundle.task} features: {list(ids[at < 0][:5])}")
+        frame = frame.iloc[at].reset_index(drop=True)
         return frame[PopulationRule.of_model(bundle).admits(frame["recency_days"])]
 
     pop = transactional_population(purchase, data, as_of)
