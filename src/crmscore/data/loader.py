@@ -343,7 +343,7 @@ class _TableLoader:
                 checks.append((name, f"{typed} IS NULL AND {raw} IS NOT NULL", _problem(spec)))
             # the same checks in one pass: a required value that is null after typing (missing or not castable),
             # or an optional number or timestamp that is null after typing although its source value is not
-            fast_cols.append(f"{_typed_expr(spec, sql, st, tz, fmt)} AS {typed}")
+            fast_cols.append(typed_cols[-1])
             if spec.required:
                 fast_bad.append(f"{typed} IS NULL")
             elif spec.kind in ("number", "timestamp"):

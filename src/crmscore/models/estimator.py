@@ -77,10 +77,9 @@ class Explanation:
 
     def top_indices(self, k: int) -> np.ndarray:
         """Per row, the k features with the largest |contribution|, largest first, ties in column order: (n_rows, k)."""
-        from crmscore.models.space import reason_order
+        from crmscore.models.space import reason_orders
 
-        return np.vstack([reason_order(row, k) for row in self.contributions]) if len(self.contributions) else \
-            np.zeros((0, min(k, self.contributions.shape[1])), dtype=np.int64)
+        return reason_orders(self.contributions, k)
 
 
 class CustomerModel:

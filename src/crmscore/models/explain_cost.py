@@ -66,8 +66,7 @@ def explain_cost(model: CustomerModel, X: pd.DataFrame, rows: int = COST_ROWS) -
     engine = model.shap_engine
     if engine == "pred_contrib":
         shap_us = pred_contrib_us
-    else:
-        model.shap_values(Xe.iloc[:1])  # the kernel compiled (or read from numba's cache) before timing
+    else:  # shap_engine built and checked the tables, so the kernel is compiled before the timing
         shap_us = best(lambda: model.shap_values(Xe))
 
     def ratio(us: float) -> float:

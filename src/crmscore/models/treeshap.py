@@ -198,13 +198,6 @@ class ShapTables:
             return None
         return tables
 
-    @classmethod
-    def of_dump(cls, dump: dict[str, Any]) -> ShapTables | None:
-        try:
-            return cls(dump)
-        except _Unsupported:
-            return None
-
     @staticmethod
     def unsupported(booster: Any, num_iteration: int | None = None) -> str | None:
         """Why the booster's trees are left to pred_contrib, or None when the tables apply."""
