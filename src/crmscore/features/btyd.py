@@ -180,19 +180,25 @@ class GammaGamma:
 
     @staticmethod
     def log_likelihood(params: np.ndarray, x: np.ndarray, m: np.ndarray,
-                       levels: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[float, np.ndarray]:
-        """The log-likelihood of x orders of mean value m and its gradient in (p, q, v) (levels: as BGNBD's)."""
+                       levels: tuple[np.ndarray, np.ndarray] | None = None,
+                       constants: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[float, np.ndarray]:
+        """The log-likelihood of x orders of mean value m and its gradient in (p, q, v) (levels: as BGNBD's;
+        constants: (log m, x m), which do not depend on the parameters, computed once by fit)."""
         p, q, v = params
-        px = p * x
-        ln_xmv = np.log(x * m + v)
         xs, at = levels if levels is not None else _levels(x)  # orders are counts: special functions once per count
-        ll = ((special.gammaln(p * xs + q) - special.gammaln(p * xs))[at] - special.gammaln(q) + q * np.log(v)
-              + (px - 1) * np.log(m) + px * np.log(x) - (px + q) * ln_xmv)
-        dig = special.digamma(p * xs + q)[at]
+        ln_m, xm = constants if constants is not None else (np.log(m), x * m)
+        # as in BGNBD.log_likelihood: terms of x alone per count, then gathered (the same bits as row by row)
+        ln_xs = np.log(xs)
+        px = p * x
+        xmv = xm + v
+        ln_xmv = np.log(xmv)
+        ll = ((special.gammaln(p * xs + q) - special.gammaln(p * xs) - special.gammaln(q) + q * np.log(v))[at]
+              + (px - 1) * ln_m + (p * xs * ln_xs)[at] - (px + q) * ln_xmv)
+        dig = special.digamma(p * xs + q)
         grad = np.array([
-            np.sum(x * (dig - special.digamma(p * xs)[at] + np.log(m) + np.log(x) - ln_xmv)),
-            np.sum(dig - special.digamma(q) + np.log(v) - ln_xmv),
-            np.sum(q / v - (px + q) / (x * m + v)),
+            np.sum(x * ((dig - special.digamma(p * xs))[at] + ln_m + ln_xs[at] - ln_xmv)),
+            np.sum((dig - special.digamma(q) + np.log(v))[at] - ln_xmv),
+            np.sum(q / v - (px + q) / xmv),
         ])
         return float(ll.sum()), grad
 
@@ -201,10 +207,11 @@ class GammaGamma:
         """Maximum likelihood on customers with x >= 1 orders of mean value m > 0."""
         n = max(len(x), 1)
         levels = _levels(x)
+        constants = (np.log(m), x * m)
 
         def objective(log_params: np.ndarray) -> tuple[float, np.ndarray]:
             params = np.exp(log_params)
-            ll, grad = cls.log_likelihood(params, x, m, levels)
+            ll, grad = cls.log_likelihood(params, x, m, levels, constants)
             return (-ll + PENALTY * np.sum(log_params ** 2)) / n, (-grad * params + 2 * PENALTY * log_params) / n
 
         res = _minimize(objective, np.log([1.0, 2.0, max(float(np.mean(m)), 1e-3)]))
