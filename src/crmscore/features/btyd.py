@@ -162,12 +162,99 @@ class BGNBD:
     def expected_purchases(self, t: float, x: np.ndarray, t_x: np.ndarray, T: np.ndarray,
                            p_alive: np.ndarray | None = None) -> np.ndarray:
         """Expected orders in the next t weeks given the history, eq. (10) of Fader, Hardie & Lee (2005).
-        p_alive: self.p_alive(x, t_x, T) when the caller has it already (several horizons)."""
+        p_alive: self.p_alive(x, t_x, T) when the caller has it already (several horizons).
+
+        Eq. (10) is (a+b+x-1)/(a-1) * (1 - ((alpha+T)/(alpha+T+t))^(r+x) 2F1(r+x, b+x; a+b+x-1; z)) with
+        z = t/(alpha+T+t). Euler's transformation 2F1(a', b'; c'; z) = (1-z)^(c'-a'-b') 2F1(c'-a', c'-b'; c'; z)
+        turns the bracket into 1 - (1-z)^(a-1) G with G = 2F1(a+b-1-r, a-1; a+b+x-1; z), whose series shrinks
+        fast where the original one grows with x; _hyp2f1_minus_1 sums G - 1 without forming G, so the bracket
+        has no cancellation either. Why: scipy's hyp2f1 on the original arguments was half the cost of the BTYD
+        features at 1M customers (2 horizons: 200 ms CPU against 80 now), and it was the less accurate: against
+        mpmath at 40 digits, relative errors up to 1.6e-12 against 5e-15 now; the values moved by at most that,
+        1.6e-12 relative (README, "BTYD features"). Parameters outside the series' domain (see
+        _hyp2f1_minus_1) keep scipy's hyp2f1 on the original arguments."""
         r, alpha, a, b = self.r, self.alpha, self.a, self.b
+        x, T = np.asarray(x, dtype=float), np.asarray(T, dtype=float)
+        alive = self.p_alive(x, t_x, T) if p_alive is None else p_alive
         z = t / (alpha + T + t)
-        hyp = special.hyp2f1(r + x, b + x, a + b + x - 1, z)
-        first = (a + b + x - 1) / (a - 1) * (1 - np.exp((r + x) * np.log((alpha + T) / (alpha + T + t))) * hyp)
-        return first * (self.p_alive(x, t_x, T) if p_alive is None else p_alive)
+        counts = _counts(x)
+        if counts is None or not _series_applies(a + b - 1 - r, a - 1, a + b - 1):
+            hyp = special.hyp2f1(r + x, b + x, a + b + x - 1, z)
+            first = (a + b + x - 1) / (a - 1) * (1 - np.exp((r + x) * np.log((alpha + T) / (alpha + T + t))) * hyp)
+            return first * alive
+        shrink = np.expm1((a - 1) * np.log1p(-z))  # (1-z)^(a-1) - 1
+        g_minus_1 = _hyp2f1_minus_1(a + b - 1 - r, a - 1, a + b - 1, counts, z)
+        return (a + b + x - 1) / (a - 1) * (-shrink - (1 + shrink) * g_minus_1) * alive
+
+
+def _counts(x: np.ndarray) -> np.ndarray | None:
+    """x as integer indices when every value is a whole number from 0 to MAX_COUNT (repeat orders), else None."""
+    if len(x) == 0 or not (np.min(x) >= 0 and np.max(x) <= MAX_COUNT):  # NaN fails both
+        return None
+    counts = x.astype(np.intp)
+    return counts if np.array_equal(counts, x) else None
+
+
+MAX_COUNT = 100_000  # repeat orders: the series' coefficient table has a column per count up to the largest
+SERIES_TERMS = np.array([*range(4, 41, 2), 48, 56, 64, 80, 96, 128, 160, 192, 256])  # term counts a row may use
+SERIES_TAIL = 2.0 ** -54  # the neglected tail of the series, relative to the sum (a quarter of an ulp)
+SERIES_BLOCK = 16_384  # rows per pass: the running sums and their inputs stay in the L2 cache
+
+
+def _z_limit(terms: int) -> float:
+    """The largest z whose tail after `terms` terms is within SERIES_TAIL: z^terms / (1 - z) <= SERIES_TAIL."""
+    lo, hi = 0.0, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if mid ** terms / (1 - mid) <= SERIES_TAIL else (lo, mid)
+    return lo
+
+
+_Z_LIMITS = np.array([_z_limit(int(k)) for k in SERIES_TERMS])
+_Z_GRID = 4096  # z's class from a table over [i/4096, (i+1)/4096), taken at the cell's upper end (never fewer terms)
+_Z_GRID_CLASS = np.searchsorted(_Z_LIMITS, (np.arange(_Z_GRID) + 1) / _Z_GRID).astype(np.uint8)
+
+
+def _series_applies(A: float, B: float, C0: float) -> bool:
+    """Whether every term of 2F1(A, B; C0 + x; z) after the first is at most z times the previous one, with the
+    same sign, for every count x >= 0: A >= 0, -1 < B <= 1 and C0 > A (for BG/NBD: a <= 2 and a + b >= 1 + r)."""
+    return A >= 0 and -1 < B <= 1 and C0 > A
+
+
+def _hyp2f1_minus_1(A: float, B: float, C0: float, counts: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """2F1(A, B; C0 + counts; z) - 1 for integer counts >= 0 and 0 <= z < 1, where _series_applies(A, B, C0).
+
+    The Gauss series sum_k (A)_k (B)_k / ((C0+x)_k k!) z^k, from k = 1. Where _series_applies, each term is at
+    most z times the one before, all of one sign, so the tail after K terms is at most z^K / (1 - z) of the sum:
+    each row gets the fewest terms of SERIES_TERMS that bring it under SERIES_TAIL (rows grouped by that count,
+    most need 10 to 20). The coefficients depend on the count only: a table per count, evaluated by Horner's
+    rule a block of rows at a time. Rows whose z needs more than 256 terms (z > 0.86) take scipy's hyp2f1."""
+    out = np.empty(len(z))
+    classes = np.take(_Z_GRID_CLASS, (z * _Z_GRID).astype(np.intp), mode="clip")
+    order = np.argsort(classes, kind="stable")  # radix sort of small integers
+    ends = np.cumsum(np.bincount(classes, minlength=len(SERIES_TERMS) + 1))[:len(SERIES_TERMS)]
+    if ends[-1]:
+        z_sorted, counts_sorted = z[order[:ends[-1]]], counts[order[:ends[-1]]]
+        c = C0 + np.arange(int(counts_sorted.max()) + 1, dtype=float)
+        most = int(SERIES_TERMS[np.flatnonzero(np.diff(np.r_[0, ends]))[-1]])
+        coef = np.empty((most + 1, len(c)))  # coef[k, x]: the k-th coefficient for count x
+        coef[1] = A * B / c
+        for k in range(1, most):
+            coef[k + 1] = coef[k] * ((A + k) * (B + k) / (k + 1)) / (c + k)
+        sums, scratch = np.empty(ends[-1]), np.empty(SERIES_BLOCK)
+        for terms, start, end in zip(SERIES_TERMS, np.r_[0, ends[:-1]], ends):
+            for lo in range(start, end, SERIES_BLOCK):
+                hi = min(lo + SERIES_BLOCK, end)
+                zz, xx, acc, tmp = z_sorted[lo:hi], counts_sorted[lo:hi], sums[lo:hi], scratch[:hi - lo]
+                np.take(coef[terms], xx, out=acc, mode="clip")  # indices are in range; "clip" skips a copy
+                for k in range(terms - 1, 0, -1):
+                    acc *= zz
+                    acc += np.take(coef[k], xx, out=tmp, mode="clip")
+                acc *= zz
+        out[order[:ends[-1]]] = sums
+    rest = order[ends[-1]:]
+    out[rest] = special.hyp2f1(A, B, C0 + counts[rest], z[rest]) - 1
+    return out
 
 
 @dataclass(frozen=True)
