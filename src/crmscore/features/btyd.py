@@ -37,20 +37,27 @@ FIT_SAMPLE = 50_000  # buyers the four (and three) parameters are fitted on when
 
 def bgnbd_inputs(frame: pd.DataFrame) -> pd.DataFrame:
     """x (repeat orders), t_x and T (weeks) from the point-in-time features; rows without an order dropped."""
-    at, x, t_x, T = _buyer_inputs(frame)
+    at, _, x, t_x, T = _buyer_inputs(frame)
     return pd.DataFrame({"x": x, "t_x": t_x, "T": T}, index=frame.index[at])
 
 
-def _buyer_inputs(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """bgnbd_inputs as arrays: the buyers' row positions in `frame`, then x, t_x and T for each of them. Column
-    by column from numpy: selecting the buyers' rows of the frame copied four columns through pandas' indexing,
-    and each label was looked up again to find its position."""
+def _buyer_inputs(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """bgnbd_inputs as arrays: the buyers' row positions in `frame`, their orders (frequency_total), then x, t_x
+    and T. Column by column from numpy, in place where it reads the same: selecting the buyers' rows of the frame
+    copied four columns through pandas' indexing, each label was looked up again to find its position, and every
+    fresh million-row array costs page faults as well as its arithmetic."""
     first_all = frame["first_purchase_days"].to_numpy(float)
     orders_all = frame["frequency_total"].to_numpy(float)
     at = np.flatnonzero(~np.isnan(first_all) & (orders_all > 0))
-    first, last = first_all[at], frame["recency_days"].to_numpy(float)[at]
-    return (at, np.maximum(orders_all[at] - 1, 0), np.maximum(first - last, 0) / 7.0,
-            np.maximum(first, 1e-3) / 7.0)
+    orders, first, t_x = orders_all[at], first_all[at], frame["recency_days"].to_numpy(float)[at]
+    x = orders - 1
+    np.maximum(x, 0, out=x)
+    np.subtract(first, t_x, out=t_x)  # days from the first to the last order
+    np.maximum(t_x, 0, out=t_x)
+    t_x /= 7.0
+    T = np.maximum(first, 1e-3, out=first)
+    T /= 7.0
+    return at, orders, x, t_x, T
 
 
 def _levels(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -171,20 +178,33 @@ class BGNBD:
         has no cancellation either. Why: scipy's hyp2f1 on the original arguments was half the cost of the BTYD
         features at 1M customers (2 horizons: 200 ms CPU against 80 now), and it was the less accurate: against
         mpmath at 40 digits, relative errors up to 1.6e-12 against 5e-15 now; the values moved by at most that,
-        1.6e-12 relative (README, "BTYD features"). Parameters outside the series' domain (see
+        1.6e-12 relative (README, "BTYD cost"). Parameters outside the series' domain (see
         _hyp2f1_minus_1) keep scipy's hyp2f1 on the original arguments."""
         r, alpha, a, b = self.r, self.alpha, self.a, self.b
         x, T = np.asarray(x, dtype=float), np.asarray(T, dtype=float)
         alive = self.p_alive(x, t_x, T) if p_alive is None else p_alive
-        z = t / (alpha + T + t)
+        z = alpha + T
+        z += t
+        np.divide(t, z, out=z)  # t / (alpha + T + t)
         counts = _counts(x)
         if counts is None or not _series_applies(a + b - 1 - r, a - 1, a + b - 1):
             hyp = special.hyp2f1(r + x, b + x, a + b + x - 1, z)
             first = (a + b + x - 1) / (a - 1) * (1 - np.exp((r + x) * np.log((alpha + T) / (alpha + T + t))) * hyp)
             return first * alive
-        shrink = np.expm1((a - 1) * np.log1p(-z))  # (1-z)^(a-1) - 1
+        # (a+b+x-1)/(a-1) * (-shrink - (1 + shrink) (G - 1)) * alive with shrink = (1-z)^(a-1) - 1, in place: at
+        # a million customers each fresh array also costs page faults (system time, as much as the arithmetic)
+        shrink = np.negative(z)
+        np.expm1(np.multiply(np.log1p(shrink, out=shrink), a - 1, out=shrink), out=shrink)
         g_minus_1 = _hyp2f1_minus_1(a + b - 1 - r, a - 1, a + b - 1, counts, z)
-        return (a + b + x - 1) / (a - 1) * (-shrink - (1 + shrink) * g_minus_1) * alive
+        g_minus_1 *= shrink + 1
+        np.negative(shrink, out=shrink)
+        shrink -= g_minus_1
+        out = x + (a + b)
+        out -= 1
+        out /= a - 1
+        out *= shrink
+        out *= alive
+        return out
 
 
 def _counts(x: np.ndarray) -> np.ndarray | None:
@@ -406,7 +426,7 @@ def btyd_frame(features: pd.DataFrame, horizons_days: tuple[int, ...], sample_si
     def frame() -> pd.DataFrame:
         return pd.DataFrame(columns, index=features.index, copy=False)
 
-    at, x, t_x, T = _buyer_inputs(features)  # at: the buyers' row positions
+    at, orders, x, t_x, T = _buyer_inputs(features)  # at: the buyers' row positions
     if len(at) < MIN_CUSTOMERS or (x > 0).sum() < MIN_REPEAT:
         log.info("BTYD features left missing: %d customers with an order, %d with a repeat order", len(at),
                  int((x > 0).sum()))
@@ -417,7 +437,6 @@ def btyd_frame(features: pd.DataFrame, horizons_days: tuple[int, ...], sample_si
     for h in horizons_days:
         columns[f"btyd_expected_orders_{h}d"][at] = bg.expected_purchases(h / 7.0, x, t_x, T, alive)
     columns["btyd_p_alive"][at] = alive
-    orders = features["frequency_total"].to_numpy(float)[at]
     mean_value = features["monetary_total"].to_numpy(float)[at] / orders
     ok = np.zeros(len(at), dtype=bool)
     ok[fit] = True
