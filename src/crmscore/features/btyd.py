@@ -183,11 +183,9 @@ class BGNBD:
         r, alpha, a, b = self.r, self.alpha, self.a, self.b
         x, T = np.asarray(x, dtype=float), np.asarray(T, dtype=float)
         alive = self.p_alive(x, t_x, T) if p_alive is None else p_alive
-        z = alpha + T
-        z += t
-        np.divide(t, z, out=z)  # t / (alpha + T + t)
+        z = t / (alpha + T + t)
         counts = _counts(x)
-        if counts is None or not _series_applies(a + b - 1 - r, a - 1, a + b - 1):
+        if counts is None or np.shape(z) != counts.shape or not _series_applies(a + b - 1 - r, a - 1, a + b - 1):
             hyp = special.hyp2f1(r + x, b + x, a + b + x - 1, z)
             first = (a + b + x - 1) / (a - 1) * (1 - np.exp((r + x) * np.log((alpha + T) / (alpha + T + t))) * hyp)
             return first * alive
@@ -208,8 +206,9 @@ class BGNBD:
 
 
 def _counts(x: np.ndarray) -> np.ndarray | None:
-    """x as integer indices when every value is a whole number from 0 to MAX_COUNT (repeat orders), else None."""
-    if len(x) == 0 or not (np.min(x) >= 0 and np.max(x) <= MAX_COUNT):  # NaN fails both
+    """x as integer indices when it is a non-empty vector of whole numbers from 0 to MAX_COUNT (repeat orders),
+    else None."""
+    if x.ndim != 1 or len(x) == 0 or not (np.min(x) >= 0 and np.max(x) <= MAX_COUNT):  # NaN fails both
         return None
     counts = x.astype(np.intp)
     return counts if np.array_equal(counts, x) else None
