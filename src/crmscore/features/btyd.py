@@ -214,7 +214,7 @@ def _counts(x: np.ndarray) -> np.ndarray | None:
     return counts if np.array_equal(counts, x) else None
 
 
-MAX_COUNT = 100_000  # repeat orders: the series' coefficient table has a column per count up to the largest
+MAX_COUNT = 5_000  # repeat orders: the series' coefficient table has a column per count up to the largest (<= 10 MB)
 SERIES_TERMS = np.array([*range(4, 41, 2), 48, 56, 64, 80, 96, 128, 160, 192, 256])  # term counts a row may use
 SERIES_TAIL = 2.0 ** -54  # the neglected tail of the series, relative to the sum (a quarter of an ulp)
 SERIES_BLOCK = 16_384  # rows per pass: the running sums and their inputs stay in the L2 cache
