@@ -80,6 +80,17 @@ class CanonicalTables:
             return False
         return column is None or column in self.columns.get(table, set())
 
+    def line_category(self, null_text: str) -> tuple[str, str]:
+        """A line's category as SQL over transactions `t` (before the 'unknown' default): its own category, else
+        its product's; and the join that brings the product (empty without products). `null_text` is the engine's
+        typed text NULL. The `lines` view of either engine and the vocabulary's line totals read it from here."""
+        cols = self.columns["transactions"]
+        has_cat = "category" in cols
+        if self.has("products") and "product_id" in cols:
+            own_or_product = "COALESCE(t.category, p.category)" if has_cat else "p.category"
+            return own_or_product, "LEFT JOIN products p USING (product_id)"
+        return ("t.category" if has_cat else null_text), ""
+
     def ts_range(self) -> tuple[pd.Timestamp, pd.Timestamp]:
         lo, hi = self.rows("SELECT min(ts), max(ts) FROM transactions")[0]
         return pd.Timestamp(lo), pd.Timestamp(hi)
@@ -510,10 +521,8 @@ def load_customer_data(cfg: ProjectConfig, *, strict: bool = True,
 def _enrich_transactions(data: CustomerData) -> None:
     """Add `category` (from products when missing) and `order_key` (order_id, else the timestamp)."""
     con, cols = data.con, data.columns["transactions"]
-    has_cat = "category" in cols
-    if data.has("products") and "product_id" in cols:
-        cat = "COALESCE(t.category, p.category)" if has_cat else "p.category"
-        join = "LEFT JOIN products p USING (product_id)"
+    cat, join = data.line_category("NULL::VARCHAR")
+    if join:
         # lines per product first (a few thousand groups), then the products not in the catalogue: half the
         # cost of probing the catalogue with every line
         unmatched = con.execute(
@@ -523,8 +532,6 @@ def _enrich_transactions(data: CustomerData) -> None:
         if unmatched:
             data.reports["transactions"].notes.append(
                 f"{unmatched:,} lines have a product_id not in products (category unknown)")
-    else:
-        cat, join = ("t.category" if has_cat else "NULL::VARCHAR"), ""
     order = "COALESCE(t.order_id, strftime(t.ts, '%Y%m%d%H%M%S'))" if "order_id" in cols else \
         "strftime(t.ts, '%Y%m%d%H%M%S')"
     extra = [c for c in ("channel", "store_id", "quantity", "product_id") if c in cols]

@@ -352,12 +352,7 @@ def load_customer_data_spark(cfg: ProjectConfig, spark: SparkSession | None = No
 def _enrich_transactions(data: SparkCustomerData) -> None:
     """The `lines` view: transactions with `category` (from products when missing) and `order_key`."""
     cols = data.columns["transactions"]
-    has_cat = "category" in cols
-    if data.has("products") and "product_id" in cols:
-        cat = "COALESCE(t.category, p.category)" if has_cat else "p.category"
-        join = "LEFT JOIN products p USING (product_id)"
-    else:
-        cat, join = ("t.category" if has_cat else "CAST(NULL AS STRING)"), ""
+    cat, join = data.line_category("CAST(NULL AS STRING)")
     second = "date_format(t.ts, 'yyyyMMddHHmmss')"
     order = f"COALESCE(t.order_id, {second})" if "order_id" in cols else second
     extra = "".join(f", t.{c}" for c in ("channel", "store_id", "quantity", "product_id") if c in cols)

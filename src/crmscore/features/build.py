@@ -75,9 +75,18 @@ def _top_categories_and_channels(data: CustomerData, cut: str, spend: str, n_cat
                                  n_channels: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The top categories by purchase spend and the top channels by lines, in one pass over the lines (two
     grouping sets) instead of one scan each; the same order as discover_vocabulary's queries (weight, then
-    name), with the same exclusions (null, 'unknown')."""
-    rows = data.rows(f"SELECT GROUPING(category) AS by_channel, category, channel, {spend} AS spend, "
-                     f"COUNT(*) AS n FROM lines WHERE ts < {cut} GROUP BY GROUPING SETS ((category), (channel))")
+    name), with the same exclusions (null, 'unknown').
+
+    The lines are first summed by what decides their category (their product and own category) and channel, a
+    few thousand groups, and the category is resolved on those sums: resolving it on every line (the `lines`
+    view joins products per line) was half the cost at 10M lines."""
+    category, join = data.line_category("NULL")
+    keys = [c for c in ("product_id", "category", "channel") if c in data.columns["transactions"]]
+    totals = (f"SELECT {', '.join(keys)}, {spend} AS spend, COUNT(*) AS n FROM transactions WHERE ts < {cut} "
+              f"GROUP BY {', '.join(keys)}")
+    rows = data.rows(f"SELECT GROUPING(category) AS by_channel, category, channel, SUM(spend) AS spend, SUM(n) AS n "
+                     f"FROM (SELECT COALESCE({category}, 'unknown') AS category, t.channel, t.spend, t.n "
+                     f"FROM ({totals}) t {join}) GROUP BY GROUPING SETS ((category), (channel))")
     cats = sorted(((-r[3], r[1]) for r in rows if r[0] == 0 and r[1] is not None and r[1] != "unknown"))
     chans = sorted(((-r[4], r[2]) for r in rows if r[0] == 1 and r[2] is not None and r[2] != "unknown"))
     return tuple(c for _, c in cats[:n_categories]), tuple(c for _, c in chans[:n_channels])
