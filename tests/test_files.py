@@ -38,14 +38,15 @@ def test_feature_table_parquet_reads_back_as_pandas_writes_it(tmp_path):
     pd.testing.assert_frame_equal(ours, frame, check_exact=True)
     assert pq.read_schema(tmp_path / "new.parquet").equals(pq.read_schema(tmp_path / "pandas.parquet"),
                                                            check_metadata=True)
-    # the point of it: floats written plainly and without statistics, the other columns still dictionary-encoded
-    # and with their min/max
+    # the point of it: floats written plainly and without statistics, integers delta-encoded, the strings still
+    # dictionary-encoded; the columns other than floats keep their min/max
     meta = pq.ParquetFile(tmp_path / "new.parquet").metadata.row_group(0)
     chunks = {c.path_in_schema: c for c in (meta.column(i) for i in range(meta.num_columns))}
     assert not any("DICTIONARY" in e for e in chunks["recency_days"].encodings)
     assert chunks["recency_days"].statistics is None
-    assert "RLE_DICTIONARY" in chunks["orders"].encodings and "RLE_DICTIONARY" in chunks["rfm_segment"].encodings
-    assert chunks["customer_id"].statistics.min == "c0" and chunks["orders"].statistics.has_min_max
+    assert "DELTA_BINARY_PACKED" in chunks["orders"].encodings
+    assert "RLE_DICTIONARY" in chunks["rfm_segment"].encodings
+    assert chunks["customer_id"].statistics.min == "c0" and chunks["orders"].statistics.max == frame["orders"].max()
 
 
 def test_arrow_table_equals_pyarrows_conversion():

@@ -42,8 +42,12 @@ def write_table_parquet(frame: pd.DataFrame, path: str | Path) -> None:
     import pyarrow.parquet as pq
 
     table = arrow_table(frame)
-    not_float = [f.name for f in table.schema if not pa.types.is_floating(f.type)]
-    pq.write_table(table, str(path), use_dictionary=not_float, write_statistics=not_float)
+    floats = {f.name for f in table.schema if pa.types.is_floating(f.type)}
+    integers = {f.name for f in table.schema if pa.types.is_integer(f.type)}
+    pq.write_table(table, str(path),
+                   use_dictionary=[c for c in table.column_names if c not in floats | integers],
+                   column_encoding={c: "DELTA_BINARY_PACKED" for c in integers},
+                   write_statistics=[c for c in table.column_names if c not in floats])
 
 
 def arrow_table(frame: pd.DataFrame) -> pa.Table:
