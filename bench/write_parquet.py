@@ -6,9 +6,9 @@ FEATURES.parquet is a feature table already built, e.g. the one `python bench/fe
 DIR/out/features.parquet (1M customers x 59 columns). It is read once; then, alternately and --repeat times
 each, the frame is written by crmscore.files.write_table_parquet and by pandas' own writer
 (`frame.to_parquet(index=False)`, the reference whose read-back the project's writer must equal). Printed for
-each: wall and CPU seconds (min and median), the file's size, the time pandas takes to read it back (the best of three), and
-whether it reads back equal to the frame pandas' writer gives. The load average is printed: other work on the
-machine inflates wall times, so judge by CPU seconds as well.
+each: wall and CPU seconds (min and median), the file's size, the time pandas takes to read it back (the best
+of three), and whether it reads back equal to the frame pandas' writer gives. The load average is printed:
+other work on the machine inflates wall times, so judge by CPU seconds as well.
 
 Goal (issue 15): write_table_parquet at most 0.6 s wall. Exit status 0 when it is met, 1 otherwise.
 """
