@@ -172,3 +172,71 @@ def test_btyd_fit_sample_is_exact_below_its_size_and_independent_of_row_order():
     pd.testing.assert_frame_equal(again, sampled)
     rel = np.abs(sampled.to_numpy() / full.to_numpy() - 1)
     assert np.median(rel) < 0.05 and rel.max() < 0.25
+
+
+def _eq10(r: float, alpha: float, a: float, b: float, t: float, x: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """Eq. (10) of Fader, Hardie & Lee (2005) as printed, scipy's hyp2f1 on its own arguments, P(alive) left out."""
+    from scipy import special
+
+    z = t / (alpha + T + t)
+    return (a + b + x - 1) / (a - 1) * (1 - ((alpha + T) / (alpha + T + t)) ** (r + x)
+                                        * special.hyp2f1(r + x, b + x, a + b + x - 1, z))
+
+
+def test_bgnbd_expected_orders_equal_eq10_over_parameters_counts_and_horizons():
+    """expected_purchases sums the Euler-transformed series itself (where its terms shrink by z at least), and
+    falls back to scipy elsewhere: both equal the paper's formula, over parameters inside and outside that
+    domain, counts up to 150 and z up to 0.99 (past the series' 256 terms)."""
+    from crmscore.features.btyd import _series_applies
+
+    rng = np.random.default_rng(7)
+    x = np.r_[0, 1, 2, rng.integers(0, 150, 300)].astype(float)
+    T = np.r_[1e-4, 0.01, 0.5, rng.uniform(1e-3, 150, 300)]
+    params = [(0.243, 4.414, 0.793, 2.426), (0.8, 5.2, 1.3, 13.0), (2.0, 0.3, 1.99, 40.0), (0.5, 3.0, 2.5, 8.0),
+              (2.5, 0.3, 1.5, 0.5)]
+    assert [_series_applies(a + b - 1 - r, a - 1, a + b - 1) for r, _, a, b in params] == [True] * 3 + [False] * 2
+    for r, alpha, a, b in params:
+        for t in (4.0, 13.0, 60.0):
+            direct = _eq10(r, alpha, a, b, t, x, T)
+            finite = np.isfinite(direct)  # the printed form overflows for large counts; the series does not
+            got = BGNBD(r, alpha, a, b).expected_purchases(t, x, x * 0, T, np.ones_like(x))
+            series = _series_applies(a + b - 1 - r, a - 1, a + b - 1)
+            assert finite.mean() > 0.5 and (np.isfinite(got).all() or not series)
+            np.testing.assert_allclose(got[finite], direct[finite], rtol=1e-9)
+    assert (13.0 / (0.3 + T.min() + 13.0)) > 0.86  # some rows took the fallback inside a series fit
+
+
+def _splitmix_over_padded_utf8(ids: list) -> np.ndarray:
+    """The fit sample's id hash from its definition, one id at a time: UTF-8 bytes (trailing NULs dropped),
+    zero-padded to a common width of max(8, the longest rounded up to 8), splitmix64's finaliser per 8-byte
+    little-endian word."""
+    raw = [str(i).encode().rstrip(b"\0") for i in ids]
+    width = max(8, -(-max(map(len, raw)) // 8) * 8)
+    mask, out = 2**64 - 1, []
+    for data in raw:
+        h = 0x9E3779B97F4A7C15
+        padded = data.ljust(width, b"\0")
+        for i in range(0, width, 8):
+            z = h ^ int.from_bytes(padded[i:i + 8], "little")
+            z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+            z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+            h = z ^ (z >> 31)
+        out.append(h)
+    return np.array(out, dtype=np.uint64)
+
+
+def test_fit_sample_hash_is_the_same_from_arrow_buffers_python_strings_and_numbers():
+    """The fit sample must not depend on how a column holds its ids (DuckDB's Arrow strings, Spark's Python
+    strings, numbers): the hash read from Arrow buffers equals the definition's, for ids of one length (the
+    reshape), of mixed lengths, non-ASCII, past 8 bytes and with NUL bytes (the str() path)."""
+    from crmscore.features.btyd import _id_hash, _lowest
+
+    mixed = ["C1", "C0000002", "customer-0000000003", "é", "日本の顧客", "", "a\x00", "b" + "\x00" * 9]
+    one_length = [f"C{i:07d}" for i in range(40)]
+    for ids in (mixed, one_length, mixed[:6]):
+        for dtype in ("string[pyarrow]", "str", object):
+            assert np.array_equal(_id_hash(pd.Series(ids, dtype=dtype)), _splitmix_over_padded_utf8(ids)), dtype
+    assert np.array_equal(_id_hash(pd.Series([12, 345])), _splitmix_over_padded_utf8(["12", "345"]))
+    keys = np.random.default_rng(1).integers(0, 40, 2000).astype(np.uint64)  # many ties at every boundary
+    for size in (1, 37, 500, 1999, 2000, 5000):
+        assert np.array_equal(_lowest(keys, size), np.sort(np.argsort(keys, kind="stable")[:size]))

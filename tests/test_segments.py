@@ -58,6 +58,18 @@ def test_values_on_an_edge_get_the_lower_score():
     assert out["rfm_f"].tolist() == [1, 1, 1, 1, 2, 3, 4, 4, 5]  # floor(16.1) = 16 sits on the edge
 
 
+def test_edge_counts_by_comparison_equal_numpy_searchsorted():
+    """R, F and M are scored by comparing a million customers with the four edges, not by binary search: the
+    same counts, for values on an edge, between, beyond, infinite or missing, and edges that repeat."""
+    from crmscore.features.segments import _edges_below
+
+    rng = np.random.default_rng(11)
+    for edges in ([4.0, 8.0, 12.0, 16.0], [0.0, 0.0, 3.5, 3.5], [-1.0, 2.0, 2.0, 1e9]):
+        values = np.r_[rng.choice(edges, 2000), rng.uniform(-5, 20, 2000).round(1), np.inf, -np.inf, np.nan, -0.0]
+        for side in ("left", "right"):
+            assert np.array_equal(_edges_below(edges, values, side), np.searchsorted(edges, values, side=side))
+
+
 def test_r_direction_fewer_days_is_higher_r():
     rng = np.random.default_rng(11)
     rec = rng.uniform(0, 400, 300)

@@ -100,6 +100,20 @@ def test_unparseable_timestamp_and_null_id(tmp_path):
     assert sorted(_quarantine(tmp_path)["_column"]) == ["customer_id", "ts"]
 
 
+def test_ids_are_trimmed_of_every_space_and_blank_ids_are_missing(tmp_path):
+    """Ids lose leading and trailing spaces of every kind DuckDB's TRIM knows (ASCII, no-break, em, ideographic),
+    keep inner ones and other characters (tabs, accents), and a blank id is a missing one: the loader takes a
+    cheap path for plain ASCII values and TRIM for the rest, and both must give these."""
+    raw = ["c1", " c1", "c1  ", "\u00a0c1", "c1\u2003", "\u3000c1\u3000", "c 1", "c\t1", "\tc1", "é1 ", " ", "\u00a0"]
+    tx = _tx(len(raw)).assign(cust=raw)
+    data = _load(tmp_path, {"transactions": tx}, validation={"max_bad_share": 0.5,
+                                                             "quarantine_dir": str(tmp_path / "quarantine")})
+    kept = [r[0] for r in data.con.execute("SELECT customer_id FROM transactions").fetchall()]
+    assert kept == ["c1"] * 6 + ["c 1", "c\t1", "\tc1", "é1"]
+    (issue,) = data.reports["transactions"].issues
+    assert (issue.column, issue.problem, issue.rows) == ("customer_id", "are empty", 2)
+
+
 def test_duplicate_customer_ids_are_quarantined(tmp_path):
     customers = pd.DataFrame({"customer_id": ["c1", "c2", "c2", "c3"], "tier": ["a", "b", "c", "d"]})
     data = _load(tmp_path, {"transactions": _tx(), "customers": customers},

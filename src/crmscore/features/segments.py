@@ -111,11 +111,11 @@ class RFMScorer:
         # the last bits, and a customer whose value is a quintile edge would change score on that alone
         recency, frequency, monetary = (np.round(np.asarray(x, float), _DECIMALS) for x in (recency, frequency, monetary))
         buyer = ~np.isnan(recency)
-        r = 5 - np.searchsorted(self.edges_["r"], np.where(buyer, recency, np.inf), side="right")
-        f = 1 + np.searchsorted(self.edges_["f"], frequency, side="left")
-        m = 1 + np.searchsorted(self.edges_["m"], monetary, side="left")
-        r, f, m = (np.where(buyer, np.clip(x, 1, 5), 0).astype("int64") for x in (r, f, m))
-        fm = np.floor((f + m) / 2 + 0.5).astype(int)
+        r = 5 - _edges_below(self.edges_["r"], np.where(buyer, recency, np.inf), side="right")
+        f = 1 + _edges_below(self.edges_["f"], frequency, side="left")
+        m = 1 + _edges_below(self.edges_["m"], monetary, side="left")
+        r, f, m = ((np.clip(x, 1, 5) * buyer).astype("int64", copy=False) for x in (r, f, m))  # 0: no purchase
+        fm = (f + m + 1) // 2  # round half up of (F + M) / 2, in integers
         return r, f, m, fm
 
     def to_dict(self) -> dict:
@@ -124,6 +124,22 @@ class RFMScorer:
     @classmethod
     def from_dict(cls, d: dict) -> RFMScorer:
         return cls(d["window_days"], d["edges"])
+
+
+def _edges_below(edges: list[float], values: np.ndarray, side: str) -> np.ndarray:
+    """np.searchsorted(edges, values, side) for a few sorted, finite edges, by one comparison per edge: numpy's
+    binary search costs ~19 ns a value (a million customers: 57 ms for R, F and M), the comparisons ~2 ns. NaN
+    values count every edge, as searchsorted sorts NaN last. A few values (one customer in the service) keep the
+    binary search, whose fixed cost is lower."""
+    edges_arr = np.asarray(edges, dtype=float)
+    if (np.ndim(values) != 1 or len(values) < 1024 or len(edges_arr) > 8 or not np.isfinite(edges_arr).all()
+            or np.any(np.diff(edges_arr) < 0)):
+        return np.searchsorted(edges_arr, values, side=side)
+    below = np.zeros(len(values), dtype=np.intp)
+    for edge in edges_arr:
+        below += (values >= edge) if side == "right" else (values > edge)
+    below[np.isnan(values)] = len(edges_arr)
+    return below
 
 
 def _labels(labels: np.ndarray, index: np.ndarray) -> pd.api.extensions.ExtensionArray:
@@ -148,19 +164,24 @@ def lifecycle_stages(rec: np.ndarray, first: np.ndarray, ratio: np.ndarray, cfg:
     return np.array(_STAGE_ORDER)[_lifecycle_index(rec, first, ratio, cfg)]
 
 
+# a byte of matched rules (bit i: rule i) -> the first one, its lowest set bit; none matched: the last stage, active
+_FIRST_RULE = np.array([(m & -m).bit_length() - 1 if m else len(_STAGE_ORDER) - 1 for m in range(256)], dtype=np.intp)
+
+
 def _lifecycle_index(rec: np.ndarray, first: np.ndarray, ratio: np.ndarray, cfg: LifecycleConfig) -> np.ndarray:
     """Each customer's stage as an index into _STAGE_ORDER: the first rule that matches."""
     l15, l30, l60 = cfg.lapsed_days
-    conditions = [
-        np.isnan(rec),
-        rec >= cfg.churned_days,
-        rec >= l60,
-        rec >= l30,
-        rec >= l15,
-        first < cfg.new_days,
-        np.nan_to_num(ratio, nan=0.0) >= cfg.at_risk_gap_ratio,
-    ]
-    return np.select(conditions, range(len(conditions)), default=len(conditions))
+    at_risk = ratio >= cfg.at_risk_gap_ratio
+    if 0.0 >= cfg.at_risk_gap_ratio:  # a missing ratio counts as 0
+        at_risk |= np.isnan(ratio)
+    conditions = [np.isnan(rec), rec >= cfg.churned_days, rec >= l60, rec >= l30, rec >= l15, first < cfg.new_days,
+                  at_risk]
+    # np.select's result (55 ms at 1M customers; this function 9 ms): bit i of a byte says whether rule i
+    # matches, and a table of the 256 bytes gives each one's first matching rule (its lowest set bit)
+    matched = np.zeros(np.broadcast_shapes(*(np.shape(c) for c in conditions)), dtype=np.uint8)
+    for i, condition in enumerate(conditions):
+        matched |= np.asarray(condition).view(np.uint8) << np.uint8(i)
+    return _FIRST_RULE.take(matched)
 
 
 def add_segments(df: pd.DataFrame, cfg: SegmentsConfig, scorer: RFMScorer | None = None) -> pd.DataFrame:
