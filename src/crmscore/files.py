@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
+    import pyarrow as pa
 
 
 def private_file(path: str | Path) -> Path:
@@ -22,13 +24,65 @@ def private_file(path: str | Path) -> Path:
 
 def write_table_parquet(frame: pd.DataFrame, path: str | Path) -> None:
     """A wide numeric frame (a feature table, a training set) as Parquet, read back the same as
-    `frame.to_parquet(path, index=False)` (the same pandas metadata, types and snappy compression), but with
-    dictionary encoding only for the columns that are not floats: measured floats hardly repeat, so their
-    dictionaries were built and then dropped for plain encoding, and that was 40% of the write's CPU time
-    (1M customers x 59 columns: 2.1 -> 1.3 CPU s, the file 3% larger)."""
+    `frame.to_parquet(path, index=False)` (the same pandas metadata, Arrow schema, nulls and snappy compression)
+    by pandas and by DuckDB, for less CPU. Measured on the 1M-customer feature table (59 columns: 39 float,
+    16 int, 4 string; CPU seconds on the shared 2-core machine, the old and new writers run alternately): 25-35%
+    less, about 1.45 -> 1.05 s (pandas' own writer: 2.3 s).
+
+    - The Arrow table comes from `arrow_table` (0.25 -> 0.03 s).
+    - Float columns get neither dictionaries nor statistics: measured floats hardly repeat, so their dictionaries
+      were built and then dropped for plain encoding (0.8 s when it was measured), and no reader here filters a
+      feature table on a float's min/max (0.1 s).
+    - Integer columns are delta-encoded instead of dictionary-encoded: 0.1 s less, the file 1.3 MB (1%) larger.
+      Strings keep dictionaries (segments repeat; the ids' dictionary is abandoned after its first page), and
+      every column but the floats keeps its statistics (cheap; customer_id and as_of are what one filters by).
+
+    Compression stays snappy: uncompressed would save another 0.2 s but the file grows from 123 to 220 MB; lz4
+    measured the same as snappy, zstd slower. DuckDB's parallel writer (COPY ... FORMAT parquet over the Arrow
+    table) took more CPU (1.5-2.2 s at one thread, 2.0-2.8 s at two) and no less wall time on two shared cores,
+    and it drops pandas' metadata (customer_id would read back as `str`, not `string`). pyarrow encodes one
+    column chunk after another (its parallel column writer is not reachable from Python), so the write is
+    one core's work."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    dictionary = [f.name for f in table.schema if not pa.types.is_floating(f.type)]
-    pq.write_table(table, str(path), use_dictionary=dictionary)
+    table = arrow_table(frame)
+    floats = {f.name for f in table.schema if pa.types.is_floating(f.type)}
+    integers = {f.name for f in table.schema if pa.types.is_integer(f.type)}
+    pq.write_table(table, str(path),
+                   use_dictionary=[c for c in table.column_names if c not in floats | integers],
+                   column_encoding={c: "DELTA_BINARY_PACKED" for c in integers},
+                   write_statistics=[c for c in table.column_names if c not in floats])
+
+
+def arrow_table(frame: pd.DataFrame) -> pa.Table:
+    """`pa.Table.from_pandas(frame, preserve_index=False)`, equal to it (schema, pandas metadata, values, nulls),
+    but float64 columns are converted by numpy: pyarrow's own NaN -> null pass walks the values one at a time
+    (0.22 s for 39 columns of 1M), while `isnan` and `packbits` make the same validity bitmap in 0.02 s. The
+    values buffer is the frame's own array (not copied), as in from_pandas; the table keeps it alive."""
+    import numpy as np
+    import pyarrow as pa
+
+    schema = pa.Schema.from_pandas(frame, preserve_index=False)
+    columns = []
+    for i, field in enumerate(schema):  # the schema lists the frame's columns in order (no index)
+        series = frame.iloc[:, i]
+        if pa.types.is_float64(field.type) and series.dtype == np.float64:
+            columns.append(_float64_array(np.ascontiguousarray(series.to_numpy())))
+        else:
+            columns.append(pa.array(series, type=field.type, from_pandas=True))
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _float64_array(values: np.ndarray) -> pa.Array:
+    """NaN as null, the rest as stored: the Arrow array pandas' conversion makes of a float64 column."""
+    import numpy as np
+    import pyarrow as pa
+
+    missing = np.isnan(values)
+    null_count = int(np.count_nonzero(missing))
+    if null_count == 0:
+        return pa.array(values)
+    validity = np.packbits(~missing, bitorder="little")
+    return pa.Array.from_buffers(pa.float64(), len(values), [pa.py_buffer(validity), pa.py_buffer(values)],
+                                 null_count=null_count)
