@@ -26,8 +26,8 @@ def write_table_parquet(frame: pd.DataFrame, path: str | Path) -> None:
     """A wide numeric frame (a feature table, a training set) as Parquet, read back the same as
     `frame.to_parquet(path, index=False)` (the same pandas metadata, Arrow schema, nulls and snappy compression)
     by pandas and by DuckDB, for less CPU. Measured on the 1M-customer feature table (59 columns: 39 float,
-    16 int, 4 string; CPU seconds on the shared 2-core machine, the old and new writers run alternately): 25-35%
-    less, about 1.45 -> 1.05 s (pandas' own writer: 2.3 s).
+    16 int, 4 string; the old and new writers run alternately, the machine quiet): 1.55 -> 1.08 CPU s, 1.43 ->
+    1.10 s wall (pandas' own writer: 1.9 s); 25-35% less CPU in every run on the shared machine too.
 
     - The Arrow table comes from `arrow_table` (0.25 -> 0.03 s).
     - Float columns get neither dictionaries nor statistics: measured floats hardly repeat, so their dictionaries
@@ -39,8 +39,8 @@ def write_table_parquet(frame: pd.DataFrame, path: str | Path) -> None:
 
     Compression stays snappy: uncompressed would save another 0.2 s but the file grows from 123 to 220 MB; lz4
     measured the same as snappy, zstd slower. DuckDB's parallel writer (COPY ... FORMAT parquet over the Arrow
-    table) took more CPU (1.5-2.2 s at one thread, 2.0-2.8 s at two) and no less wall time on two shared cores,
-    and it drops pandas' metadata (customer_id would read back as `str`, not `string`). pyarrow encodes one
+    table) took more CPU and more wall time (two threads, machine nearly quiet: 2.0-3.5 CPU s, 2.1-3.3 s wall, with or
+    without dictionaries), and it drops pandas' metadata (customer_id would read back as `str`). pyarrow encodes one
     column chunk after another (its parallel column writer is not reachable from Python), so the write is
     one core's work."""
     import pyarrow as pa
