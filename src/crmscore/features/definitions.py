@@ -4,10 +4,8 @@ SQL that computes it.
 The description is what operations staff read as the reason behind a score, so it is written for them
 ("days since the last purchase"), not for engineers. The SQL is an aggregate over one of the stages
 (see crmscore.features.build): `orders` (one row per order, with `age_days` = days from the order to
-`as_of`; an aggregate of `gap_days`, the days since the customer's previous purchase, is computed over the
-purchases' `customer_id`, `ts`, `age_days` and `gap_days` only), `categories` (spend per customer and
-category), `category_orders` (one row per customer, category and order with a purchase of it, with the
-order's `age_days`), `stores` (orders per customer and
+`as_of`), `categories` (spend per customer and category), `category_orders` (one row per customer,
+category and order with a purchase of it, with the order's `age_days`), `stores` (orders per customer and
 store), `events`, `customers` (static attributes the config lists), `attribute_history` (each customer's
 latest row valid before `as_of`, aliased `h`), or `derived` (an expression over features already computed). The
 `btyd` stage is not SQL: buy-till-you-die models fitted on the snapshot's own history (crmscore.features.btyd)
