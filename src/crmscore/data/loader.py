@@ -423,9 +423,7 @@ class _TableLoader:
             return False
         self.con.execute(f"ALTER TABLE {self.name} DROP COLUMN __bad")
         self.report.rows_read = rows
-        stale = Path(self.cfg.validation.quarantine_dir) / f"{self.name}.parquet"
-        if stale.exists():
-            stale.unlink()  # a stale file from an earlier run would contradict this report
+        self._quarantine_path().unlink(missing_ok=True)  # a stale file from an earlier run would contradict this report
         return True
 
     def _collect_issues(self, bad: str) -> None:
@@ -437,14 +435,15 @@ class _TableLoader:
             self.report.issues.append(
                 Issue(self.name, column, reason, n, [(e["row"], e["value"]) for e in examples]))
 
+    def _quarantine_path(self) -> Path:
+        return Path(self.cfg.validation.quarantine_dir) / f"{self.name}.parquet"
+
     def _quarantine(self, src: str, bad: str) -> None:
-        qdir = Path(self.cfg.validation.quarantine_dir)
-        out = qdir / f"{self.name}.parquet"
+        out = self._quarantine_path()
         if self.report.rows_bad == 0:
-            if out.exists():
-                out.unlink()  # a stale file from an earlier run would contradict this report
+            out.unlink(missing_ok=True)  # a stale file from an earlier run would contradict this report
             return
-        qdir.mkdir(parents=True, exist_ok=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
         self.con.execute(
             f"COPY (SELECT b.__row AS _row, b._column, b._reason, b._value, s.* EXCLUDE (__row) "
             f"FROM {bad} b JOIN {src} s USING (__row) ORDER BY _row) TO {_literal(str(out))} (FORMAT parquet)")

@@ -35,15 +35,9 @@ MIN_REPEAT = 5
 FIT_SAMPLE = 50_000  # buyers the four (and three) parameters are fitted on when a base has more; see fit_sample
 
 
-def bgnbd_inputs(frame: pd.DataFrame) -> pd.DataFrame:
-    """x (repeat orders), t_x and T (weeks) from the point-in-time features; rows without an order dropped."""
-    at, _, x, t_x, T = _buyer_inputs(frame)
-    return pd.DataFrame({"x": x, "t_x": t_x, "T": T}, index=frame.index[at])
-
-
 def _buyer_inputs(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """bgnbd_inputs as arrays: the buyers' row positions in `frame`, their orders (frequency_total), then x, t_x
-    and T. Column by column from numpy, in place where it reads the same: selecting the buyers' rows of the frame
+    """The BG/NBD inputs of the customers with an order, from the point-in-time features: their row positions in
+    `frame`, their orders (frequency_total), then x (repeat orders), t_x and T (weeks). Column by column from numpy, in place where it reads the same: selecting the buyers' rows of the frame
     copied four columns through pandas' indexing, each label was looked up again to find its position, and every
     fresh million-row array costs page faults as well as its arithmetic."""
     first_all = frame["first_purchase_days"].to_numpy(float)
