@@ -69,7 +69,8 @@ def test_dialect_helpers_agree_over_a_grid_of_timestamps(spark):
 def edge_config(tmp_path_factory):
     """Synthetic customers plus edge cases, as CSV with text timestamps (naive and with offsets) in a zone with
     DST: weekend and DST-gap orders, refunds, a refund-only order, a prospect with null attributes, a line
-    without an order id or known product, and one unparseable amount (quarantined by both engines)."""
+    without an order id or known product, ids padded with non-ASCII spaces, and one unparseable amount
+    (quarantined by both engines)."""
     from crmscore import synthetic
 
     tmp = tmp_path_factory.mktemp("spark_edge")
@@ -91,6 +92,7 @@ def edge_config(tmp_path_factory):
         ("E4", "2024-06-30 23:59:59", "12", None, "P99999"),         # no order id, unknown product
         ("E4", "2024-06-30 23:59:59", "1", None, "P00001"),
         ("E5", "2024-05-05 05:05:05", "n/a", "E5a", "P00001"),       # not a number: quarantined
+        ("\u00a0E2", "2024-04-01 10:00:00", "6", "E2c\u3000", "P00001"),  # ids padded with Unicode spaces: E2, E2c
     ], columns=["customer_id", "ts", "amount", "order_id", "product_id"])
     edge["quantity"], edge["channel"], edge["store_id"] = 1, "web", None
     pd.concat([lines, edge], ignore_index=True).to_csv(tmp / "transactions.csv", index=False)
@@ -139,6 +141,8 @@ def test_canonical_tables_and_quarantine_match(both_engines):
     a = duck.con.execute(f"SELECT customer_id, CAST(ts AS VARCHAR) AS ts, amount, order_key, category FROM lines {order}").df()
     b = on_spark.sql(f"SELECT customer_id, CAST(ts AS STRING) AS ts, amount, order_key, category FROM lines {order}").toPandas()
     assert a.astype(str).values.tolist() == b.astype(str).values.tolist()
+    # the padded ids lost their U+00A0 and U+3000 on Spark too (its own TRIM strips only the ASCII space)
+    assert b.loc[b["order_key"] == "E2c", "customer_id"].tolist() == ["E2"]
 
 
 @pytest.mark.parametrize("as_of", CUTOFFS)

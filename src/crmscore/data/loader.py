@@ -174,6 +174,32 @@ def require_columns(table: str, contract: TableContract, path: str, mapping: dic
             f"data.{table}.columns, e.g. {{{missing[0]}: <source column>}} (source columns: {available})")
 
 
+def chosen_attributes(table: str, source: SourceConfig, path: str, extra: list[str]) -> list[str]:
+    """The columns of `extra` (a source's columns outside the contract) that the config makes features, for
+    either engine: a list names them; 'all' takes every one not excluded, with a warning naming each (a column
+    exported today leaks into past snapshots). `path` is the source as the messages name it."""
+    listed = getattr(source, "attributes", [])
+    where = f"data.{table}.attributes"
+    if listed == "all":
+        excluded = set(getattr(source, "exclude_attributes", []))
+        chosen = [c for c in extra if c not in excluded]
+        if chosen:
+            log.warning("%s: every column but %s becomes a feature: %s. Each must be known before every "
+                        "cutoff (a status, tier or value exported today leaks the label into past snapshots); "
+                        "list the safe ones under %s to silence this", table, sorted(excluded) or "none",
+                        ", ".join(chosen), where)
+        return chosen
+    unknown = [c for c in listed if c not in extra]
+    if unknown:
+        raise DataContractError(
+            f"{table}.{unknown[0]}: listed under {where} but not an attribute column of {path} "
+            f"(attribute columns: {', '.join(extra) or 'none'}); fix the name or remove it")
+    unused = [c for c in extra if c not in listed]
+    if unused:
+        log.info("%s: columns %s are not features (list them under %s to use them)", table, ", ".join(unused), where)
+    return list(listed)
+
+
 def _reader_sql(source: SourceConfig, path: str, text_columns: tuple[str, ...] = ()) -> str:
     fmt = source.format or ("parquet" if re.search(r"\.parq(uet)?$", path, re.I) else "csv")
     if fmt in ("delta", "table"):
@@ -318,37 +344,12 @@ class _TableLoader:
         extra = [col for col, typ in source_types.items()
                  if not (col in used and col not in mapping) and self.contract.column(col) is None]
         attrs: dict[str, str] = {}
-        for col in self._chosen_attributes(extra):
+        for col in chosen_attributes(self.name, self.source, self.path, extra):
             if col not in mapping:
                 mapping[col] = _quote(col)
             typ = source_types[col].upper()
             attrs[col] = "number" if typ.startswith(_NUMERIC_TYPES) and not typ.startswith("BOOLEAN") else "text"
         return attrs
-
-    def _chosen_attributes(self, extra: list[str]) -> list[str]:
-        """The columns of `extra` the config makes features: a list names them; 'all' takes every one not
-        excluded, with a warning naming each (a column exported today leaks into past snapshots)."""
-        listed = getattr(self.source, "attributes", [])
-        where = f"data.{self.name}.attributes"
-        if listed == "all":
-            excluded = set(getattr(self.source, "exclude_attributes", []))
-            chosen = [c for c in extra if c not in excluded]
-            if chosen:
-                log.warning("%s: every column but %s becomes a feature: %s. Each must be known before every "
-                            "cutoff (a status, tier or value exported today leaks the label into past snapshots); "
-                            "list the safe ones under %s to silence this", self.name, sorted(excluded) or "none",
-                            ", ".join(chosen), where)
-            return chosen
-        unknown = [c for c in listed if c not in extra]
-        if unknown:
-            raise DataContractError(
-                f"{self.name}.{unknown[0]}: listed under {where} but not an attribute column of {self.path} "
-                f"(attribute columns: {', '.join(extra) or 'none'}); fix the name or remove it")
-        unused = [c for c in extra if c not in listed]
-        if unused:
-            log.info("%s: columns %s are not features (list them under %s to use them)", self.name,
-                     ", ".join(unused), where)
-        return list(listed)
 
     def _build(self, src: str, mapping: dict[str, str], source_types: dict[str, str],
                attrs: dict[str, str]) -> None:

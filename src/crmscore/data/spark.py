@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import sys
+import unicodedata
 import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,8 +29,8 @@ import pandas as pd
 
 from crmscore.config import ProjectConfig, SourceConfig
 from crmscore.data.contracts import ColumnSpec, TableContract
-from crmscore.data.loader import (CANONICAL_TABLES, CanonicalTables, Issue, TableReport, _problem, load_tables,
-                                  map_source_columns, require_columns, too_many_bad_rows)
+from crmscore.data.loader import (CANONICAL_TABLES, CanonicalTables, Issue, TableReport, _problem, chosen_attributes,
+                                  load_tables, map_source_columns, require_columns, too_many_bad_rows)
 from crmscore.errors import ConfigError, DataContractError
 
 if TYPE_CHECKING:
@@ -118,6 +119,16 @@ def _literal(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+# the characters DuckDB's TRIM strips (Unicode's space separators, category Zs: ' ', U+00A0, U+2000-U+200A,
+# U+3000, ...); Spark's TRIM strips only the ASCII space, so an id padded with U+00A0 would be another customer here
+_SPACES = "".join(ch for ch in map(chr, range(0x3001)) if unicodedata.category(ch) == "Zs")
+
+
+def _trimmed(text: str) -> str:
+    """Spark SQL: the text value without leading and trailing spaces of every kind DuckDB's TRIM strips."""
+    return f"TRIM(BOTH {_literal(_SPACES)} FROM {text})"
+
+
 def java_datetime_pattern(strptime_format: str) -> str:
     """A strptime format ('%d/%m/%Y %H:%M') as Spark's datetime pattern ('dd/MM/yyyy HH:mm')."""
     out, i = [], 0
@@ -147,11 +158,11 @@ def _typed_expr(spec: ColumnSpec, raw: str, source_type: str, tz: str, fmt: str 
         if st.startswith(("double", "float", "decimal", "real")):
             raw = (f"CASE WHEN {raw} = floor({raw}) THEN CAST(CAST({raw} AS BIGINT) AS STRING) "
                    f"ELSE CAST({raw} AS STRING) END")
-        return f"NULLIF(TRIM(CAST({raw} AS STRING)), '')"
+        return f"NULLIF({_trimmed(f'CAST({raw} AS STRING)')}, '')"
     if spec.kind == "number":
         if numeric:
             return f"CAST({raw} AS DOUBLE)"
-        return f"try_cast(regexp_replace(TRIM(CAST({raw} AS STRING)), ',', '') AS DOUBLE)"
+        return f"try_cast(regexp_replace({_trimmed(f'CAST({raw} AS STRING)')}, ',', '') AS DOUBLE)"
     zone = _literal(tz)
 
     def local(instant: str) -> str:  # an instant (TIMESTAMP, session UTC) as the zone's wall time
@@ -163,7 +174,7 @@ def _typed_expr(spec: ColumnSpec, raw: str, source_type: str, tz: str, fmt: str 
         return f"CAST({raw} AS TIMESTAMP_NTZ)"
     if numeric:
         return local(f"timestamp_micros(CAST(CAST({raw} AS DOUBLE) * 1000000 AS BIGINT))")
-    text = f"TRIM(CAST({raw} AS STRING))"
+    text = _trimmed(f"CAST({raw} AS STRING)")
     if fmt:
         parsed = f"try_to_timestamp({text}, {_literal(java_datetime_pattern(fmt))})"
         return local(parsed) if ("%z" in fmt or "%Z" in fmt) else f"CAST({parsed} AS TIMESTAMP_NTZ)"
@@ -230,17 +241,7 @@ class _SparkTableLoader:
         used = {m.strip("`") for m in mapping.values()}
         extra = [col for col, typ in source_types.items()
                  if not (col in used and col not in mapping) and self.contract.column(col) is None]
-        listed = getattr(self.source, "attributes", [])
-        if listed == "all":
-            excluded = set(getattr(self.source, "exclude_attributes", []))
-            chosen = [c for c in extra if c not in excluded]
-        else:
-            unknown = [c for c in listed if c not in extra]
-            if unknown:
-                raise DataContractError(
-                    f"{self.name}.{unknown[0]}: listed under data.{self.name}.attributes but not an attribute column "
-                    f"of {self.path} (attribute columns: {', '.join(extra) or 'none'}); fix the name or remove it")
-            chosen = list(listed)
+        chosen = chosen_attributes(self.name, self.source, self.path, extra)
         attrs: dict[str, str] = {}
         for col in chosen:
             mapping.setdefault(col, _quote(col))
@@ -255,10 +256,10 @@ class _SparkTableLoader:
             return True
         if typ != "string":
             return False
-        c = _quote(col)
+        c = _trimmed(_quote(col))
         bad, filled = self.spark.sql(
-            f"SELECT count_if(try_cast(TRIM({c}) AS DOUBLE) IS NULL AND NULLIF(TRIM({c}), '') IS NOT NULL), "
-            f"count(NULLIF(TRIM({c}), '')) FROM src_{self.name}").collect()[0]
+            f"SELECT count_if(try_cast({c} AS DOUBLE) IS NULL AND NULLIF({c}, '') IS NOT NULL), "
+            f"count(NULLIF({c}, '')) FROM src_{self.name}").collect()[0]
         return filled > 0 and bad == 0
 
     def _build(self, src: DataFrame, mapping: dict[str, str], attrs: dict[str, str]) -> None:
