@@ -64,6 +64,13 @@ def spark_features_and_scale(data: SparkCustomerData, as_of: AsOf, fs: FeatureSe
         cols = RFMScorer(data.config.segments.rfm_window_days).columns.values()
         needed += [c for c in cols if c not in needed]
     if needed:
+        from pyspark import StorageLevel
+
+        # the SQL runs once: the driver's columns and the table returned both read this copy (without it the collect
+        # ran the SQL and the returned table ran it again: Spark prunes only the events from the collect's plan, so
+        # every receipt line was aggregated twice). It stays cached, spilling to disk, until the session ends or
+        # Spark evicts it (least recently used first) for memory
+        sdf = sdf.persist(StorageLevel.MEMORY_AND_DISK)
         small = sdf.select("customer_id", *needed).toPandas()
         if btyd:
             horizons = tuple(int(f.sql.split("(")[1].rstrip(")")) for f in fs.features
