@@ -8,9 +8,10 @@ each, the frame is written by crmscore.files.write_table_parquet and by pandas' 
 (`frame.to_parquet(index=False)`, the reference whose read-back the project's writer must equal). Printed for
 each: wall and CPU seconds (min and median), the file's size, the time pandas takes to read it back (the best
 of three), and whether it reads back equal to the frame pandas' writer gives. The load average is printed:
-other work on the machine inflates wall times, so judge by CPU seconds as well.
+other work on the machine inflates wall times, so judge by CPU seconds as well. The last line gives the ratio of
+the best times, the project's writer against pandas' (measured in the same run).
 
-Goal (issue 15): write_table_parquet at most 0.6 s wall. Exit status 0 when it is met, 1 otherwise.
+No timing goal: exit status 1 when the project's file does not read back equal to pandas', 0 otherwise.
 """
 
 from __future__ import annotations
@@ -22,9 +23,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-GOAL_WALL_SECONDS = 0.6
-
 
 def _timed(fn) -> tuple[float, float]:
     wall, cpu = time.perf_counter(), time.process_time()
@@ -56,19 +54,22 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"{len(frame):,} rows x {frame.shape[1]} columns from {args.features}; {args.repeat} writes each")
     reference = pd.read_parquet(out / "pandas.parquet")
+    ok = True
     for name, runs in times.items():
         path = out / f"{name.split()[0]}.parquet"
         walls, cpus = [w for w, _ in runs], [c for _, c in runs]
         read_wall, read_cpu = min(_timed(lambda: pd.read_parquet(path)) for _ in range(3))
         same = pd.read_parquet(path).equals(reference) if name != "pandas to_parquet" else True
+        ok = ok and same
         print(f"  {name:<22} wall min {min(walls):.2f} s, median {statistics.median(walls):.2f} s; "
               f"CPU min {min(cpus):.2f} s, median {statistics.median(cpus):.2f} s; "
               f"{path.stat().st_size / 1e6:.1f} MB; read back in {read_wall:.2f} s ({read_cpu:.2f} CPU s)"
               + ("" if same else "; READS BACK DIFFERENT"))
     print(f"load average (1/5/15 min): {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
-    best = min(w for w, _ in times["write_table_parquet"])
-    ok = best <= GOAL_WALL_SECONDS
-    print(f"goal: {'PASS' if ok else 'FAIL'}  write_table_parquet <= {GOAL_WALL_SECONDS} s wall: {best:.2f} s")
+    ours, theirs = times["write_table_parquet"], times["pandas to_parquet"]
+    wall = min(w for w, _ in ours) / min(w for w, _ in theirs)
+    cpu = min(c for _, c in ours) / min(c for _, c in theirs)
+    print(f"write_table_parquet / pandas to_parquet, best of each: {wall:.2f}x wall, {cpu:.2f}x CPU")
     if args.out is None:
         for p in out.glob("*.parquet"):
             p.unlink()

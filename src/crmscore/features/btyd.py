@@ -37,9 +37,10 @@ FIT_SAMPLE = 50_000  # buyers the four (and three) parameters are fitted on when
 
 def _buyer_inputs(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The BG/NBD inputs of the customers with an order, from the point-in-time features: their row positions in
-    `frame`, their orders (frequency_total), then x (repeat orders), t_x and T (weeks). Column by column from numpy, in place where it reads the same: selecting the buyers' rows of the frame
-    copied four columns through pandas' indexing, each label was looked up again to find its position, and every
-    fresh million-row array costs page faults as well as its arithmetic."""
+    `frame`, their orders (frequency_total), then x (repeat orders), t_x and T (weeks). Column by column from
+    numpy, in place where it reads the same: selecting the buyers' rows of the frame copied four columns through
+    pandas' indexing, each label was looked up again to find its position, and every fresh million-row array
+    costs page faults as well as its arithmetic."""
     first_all = frame["first_purchase_days"].to_numpy(float)
     orders_all = frame["frequency_total"].to_numpy(float)
     at = np.flatnonzero(~np.isnan(first_all) & (orders_all > 0))
